@@ -1,0 +1,242 @@
+"""Command line: argparse -> typed specs -> one call -> exit code.
+
+Exit codes: 0 ok, 1 a gate rule failed, 2 bad input or configuration (one line on stderr).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+from typing import NoReturn
+
+from harness.errors import ConfigError, HarnessError
+
+EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:  # one line, exit 2, no usage dump
+        self.exit(EXIT_USAGE, f"error: {self.prog}: {message} (see {self.prog} --help)\n")
+
+
+def _pair(value: str) -> tuple[str, str]:
+    name, sep, path = value.partition("=")
+    if not sep or not name or not path:
+        raise argparse.ArgumentTypeError(f"expected TASK=PATH, got '{value}'")
+    return name, path
+
+
+def _positive(value: str) -> int:
+    try:
+        n = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got '{value}'") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got '{value}'")
+    return n
+
+
+def _batch(value: str) -> int | None:
+    return None if value == "auto" else _positive(value)
+
+
+def _task_list(values: list[str]) -> tuple[str, ...]:
+    names = [n.strip() for v in values for n in v.split(",") if n.strip()]
+    return tuple(dict.fromkeys(names))
+
+
+def _add_common_model(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--base", required=True, help="hub id or local folder of a causal LM")
+    p.add_argument("--adapter", action="append", default=[],
+                   help="PEFT adapter folder (repeatable: base loaded once, each in turn)")
+    p.add_argument("--include-base", action="store_true",
+                   help="with --adapter: also evaluate the base alone")
+    q = p.add_mutually_exclusive_group()
+    q.add_argument("--load-in-4bit", action="store_true",
+                   help="NF4 with double quantization, bf16 compute (bitsandbytes)")
+    q.add_argument("--load-in-8bit", action="store_true", help="LLM.int8 (bitsandbytes, CUDA)")
+    p.add_argument("--dtype", choices=["auto", "float32", "bfloat16", "float16"],
+                   default="auto", help="weights dtype (auto: bf16 on CUDA, fp32 on CPU)")
+    p.add_argument("--device", help="cpu, cuda, cuda:1 … (default: cuda when available)")
+    p.add_argument("--revision", help="hub revision of the base")
+    p.add_argument("--trust-remote-code", action="store_true",
+                   help="allow the model repo's own Python code (off by default)")
+    p.add_argument("--max-length", type=_positive,
+                   help="context length (default: the model config's)")
+
+
+def _add_eval(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--tasks", nargs="+", required=True, help="task names, comma-separated")
+    p.add_argument("--data", type=_pair, action="append", default=[],
+                   metavar="TASK=PATH", help="local .jsonl/.json/.parquet/.csv for a task")
+    p.add_argument("--limit", type=_positive, help="the first N rows of each task")
+    p.add_argument("--batch-size", type=_batch, default=None,
+                   help="rows per batch, or auto (a token budget; default)")
+    p.add_argument("--max-new-tokens", type=_positive,
+                   help="override every generation task's max_new_tokens")
+
+
+def _add_metric_opts(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--bertscore-model", default="roberta-large",
+                   help="hub id or local folder (default roberta-large)")
+    p.add_argument("--bertscore-layers", type=_positive, default=None,
+                   help="layer to use (default 17 for roberta-large, else required)")
+    p.add_argument("--bootstrap", type=_positive, default=1000, help="bootstrap resamples")
+    p.add_argument("--seed", type=int, default=0, help="seed for bootstrap and sampling")
+    p.add_argument("--tasks-dir", type=Path, action="append", default=[],
+                   help="folder of your own task YAMLs (repeatable)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="harness", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    t = sub.add_parser("tasks", help="list tasks, or `tasks show NAME`")
+    t.add_argument("action", nargs="?", choices=["list", "show"], default="list")
+    t.add_argument("name", nargs="?")
+    t.add_argument("--tasks-dir", type=Path, action="append", default=[])
+
+    r = sub.add_parser("run", help="evaluate a base model and/or adapters on tasks")
+    _add_common_model(r)
+    _add_eval(r)
+    _add_metric_opts(r)
+    r.add_argument("--out", type=Path, required=True, help="report folder")
+
+    s = sub.add_parser("score", help="score predictions made elsewhere")
+    s.add_argument("--task", required=True)
+    s.add_argument("--predictions", type=Path, required=True,
+                   help="jsonl: prediction + reference, or prediction + id of a task row")
+    s.add_argument("--data", type=_pair, action="append", default=[], metavar="TASK=PATH")
+    s.add_argument("--limit", type=_positive)
+    s.add_argument("--out", type=Path, required=True)
+    _add_metric_opts(s)
+
+    d = sub.add_parser("demo", help="offline end-to-end demo on a tiny model it builds")
+    d.add_argument("--out", type=Path, default=Path("reports/demo"))
+    return parser
+
+
+def _bert_spec(args: argparse.Namespace):  # -> BertScoreSpec
+    from harness.specs import BertScoreSpec
+
+    layers = args.bertscore_layers
+    if layers is None:
+        if args.bertscore_model != "roberta-large":
+            raise ConfigError(f"--bertscore-model {args.bertscore_model}: give its layer with "
+                              f"--bertscore-layers N")
+        layers = 17
+    return BertScoreSpec(model=args.bertscore_model, num_layers=layers)
+
+
+def cmd_tasks(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    from harness.registry import discover_tasks, pick
+
+    registry = discover_tasks(args.tasks_dir)
+    console = Console()
+    if args.action == "show":
+        if not args.name:
+            raise ConfigError("harness tasks show NAME: give a task name")
+        import yaml
+
+        from harness.runner import task_config
+
+        spec = pick(registry, args.name, "task")
+        console.print(f"[bold]{spec.name}[/bold]  ({spec.source})")
+        console.print(yaml.safe_dump(task_config(spec, None), sort_keys=False,
+                                     allow_unicode=True), markup=False)
+        return EXIT_OK
+    table = Table(title="tasks")
+    for col in ("name", "kind", "dataset", "metrics", "description"):
+        table.add_column(col)
+    for spec in registry.values():
+        ds = spec.dataset
+        table.add_row(spec.name, spec.kind,
+                      f"{ds.hub}" + (f" ({ds.config})" if ds.config else "") + f" [{ds.split}]",
+                      ", ".join(spec.metrics), spec.description, )
+    console.print(table)
+    return EXIT_OK
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from harness.registry import discover_tasks
+    from harness.report.markdown import render_run
+    from harness.report.write import check_out_dir, write_report
+    from harness.runner import evaluate
+    from harness.specs import ModelSpec, RunSpec
+
+    check_out_dir(args.out)
+    if args.include_base and not args.adapter:
+        raise ConfigError("--include-base needs at least one --adapter")
+    quant = "4bit" if args.load_in_4bit else "8bit" if args.load_in_8bit else "none"
+    model = ModelSpec(base=args.base, adapters=tuple(args.adapter),
+                      include_base=args.include_base, quantization=quant, dtype=args.dtype,
+                      device=args.device, revision=args.revision,
+                      trust_remote_code=args.trust_remote_code, max_length=args.max_length)
+    spec = RunSpec(model=model, tasks=_task_list(args.tasks), data=tuple(args.data),
+                   limit=args.limit, batch_size=args.batch_size,
+                   max_new_tokens=args.max_new_tokens, bertscore=_bert_spec(args),
+                   bootstrap=args.bootstrap, seed=args.seed)
+    report, samples = evaluate(spec, discover_tasks(args.tasks_dir))
+    write_report(args.out, report, render_run(report), samples)
+    print(f"wrote {args.out}/report.md and report.json", file=sys.stderr)
+    return EXIT_OK
+
+
+def cmd_score(args: argparse.Namespace) -> int:
+    from harness.registry import discover_tasks, pick
+    from harness.report.markdown import render_run
+    from harness.report.write import check_out_dir, write_report
+    from harness.score import score_predictions
+
+    check_out_dir(args.out)
+    task = pick(discover_tasks(args.tasks_dir), args.task, "task")
+    data = dict(args.data)
+    unknown = set(data) - {task.name}
+    if unknown:
+        raise ConfigError(f"--data names {', '.join(sorted(unknown))}, not --task {task.name}")
+    report, records = score_predictions(task, args.predictions, data.get(task.name), args.limit,
+                                        _bert_spec(args), args.bootstrap, args.seed)
+    write_report(args.out, report, render_run(report), {"predictions": {task.name: records}})
+    print(f"wrote {args.out}/report.md and report.json", file=sys.stderr)
+    return EXIT_OK
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from harness.demo import run_demo
+
+    run_demo(args.out)
+    return EXIT_OK
+
+
+def _quiet_libraries() -> None:
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    import logging
+    import warnings
+
+    warnings.filterwarnings("ignore")
+    for name in ("transformers", "peft", "bitsandbytes", "lm_eval", "datasets", "absl"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+
+
+COMMANDS = {"tasks": cmd_tasks, "run": cmd_run, "score": cmd_score, "demo": cmd_demo}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    _quiet_libraries()
+    try:
+        return COMMANDS[args.command](args)
+    except HarnessError as err:
+        message = " ".join(str(err).split())
+        print(f"error: {message}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("interrupted: nothing was written to the report folder", file=sys.stderr)
+        return 130

@@ -1,0 +1,235 @@
+"""Rows for a task: a hub dataset by default, or a local jsonl/json/parquet/csv file."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from harness.errors import ConfigError, DataError, NotFoundError
+from harness.specs import TaskSpec
+
+SUFFIXES = (".jsonl", ".json", ".parquet", ".csv")
+
+
+@dataclass(frozen=True)
+class Example:
+    """One row after transform and field mapping: task field -> value."""
+
+    id: str
+    fields: dict[str, Any]
+    hash: str  # sha256 of the canonical JSON of `fields`
+
+
+@dataclass(frozen=True)
+class TaskData:
+    """The examples a task runs on, with where they came from."""
+
+    source: str
+    sha256: str  # over the example hashes, in order
+    examples: tuple[Example, ...]
+
+
+def canonical_json(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, ensure_ascii=False, separators=(",", ":"),
+                      default=str)
+
+
+def _read_jsonl(path: Path) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = []
+    with path.open("rb") as fh:
+        for lineno, raw in enumerate(fh, 1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError:
+                raise DataError(f"{path}: line {lineno} is not valid UTF-8; "
+                                "re-encode the file as UTF-8") from None
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as err:
+                raise DataError(f"{path}: line {lineno} is not valid JSON ({err.msg})") from None
+            if not isinstance(row, dict):
+                raise DataError(f"{path}: line {lineno} must be a JSON object, "
+                                f"got {type(row).__name__}")
+            rows.append(row)
+    return rows
+
+
+def _read_json(path: Path) -> list[dict[str, Any]]:
+    try:
+        data = json.loads(path.read_bytes().decode("utf-8"))
+    except UnicodeDecodeError:
+        raise DataError(f"{path}: not valid UTF-8; re-encode the file as UTF-8") from None
+    except json.JSONDecodeError as err:
+        raise DataError(f"{path}: not valid JSON (line {err.lineno}: {err.msg})") from None
+    if isinstance(data, dict) and isinstance(data.get("data"), list):
+        data = data["data"]
+    if not isinstance(data, list) or not all(isinstance(r, dict) for r in data):
+        raise DataError(f"{path}: expected a list of objects (or {{\"data\": [...]}})")
+    return data
+
+
+def _read_table(path: Path) -> list[dict[str, Any]]:
+    import pandas as pd
+
+    try:
+        if path.suffix == ".parquet":
+            frame = pd.read_parquet(path)
+        else:
+            frame = pd.read_csv(path, encoding="utf-8", keep_default_na=False)
+    except UnicodeDecodeError:
+        raise DataError(f"{path}: not valid UTF-8; re-encode the file as UTF-8") from None
+    except Exception as err:  # pandas/pyarrow raise many types for unreadable files
+        raise DataError(f"{path}: cannot read as {path.suffix[1:]} "
+                        f"({str(err).splitlines()[0]})") from None
+    rows = frame.to_dict(orient="records")
+    # numpy arrays (parquet list columns) -> lists, so rows hash and serialise alike.
+    return [{k: (v.tolist() if hasattr(v, "tolist") else v) for k, v in r.items()} for r in rows]
+
+
+def read_file(path: Path) -> list[dict[str, Any]]:
+    """Raw rows of a local data file."""
+    if not path.exists():
+        raise NotFoundError(f"data file {path} does not exist")
+    if path.is_dir():
+        raise DataError(f"{path} is a folder; give a data file ({', '.join(SUFFIXES)})")
+    if path.suffix not in SUFFIXES:
+        raise DataError(f"{path}: unsupported file type '{path.suffix}' "
+                        f"(use one of {', '.join(SUFFIXES)})")
+    if path.suffix == ".jsonl":
+        return _read_jsonl(path)
+    if path.suffix == ".json":
+        return _read_json(path)
+    return _read_table(path)
+
+
+def read_hub(task: TaskSpec, limit: int | None) -> list[dict[str, Any]]:
+    """Raw rows from the hub through `datasets` (needs the hub or a warm cache)."""
+    ds = task.dataset
+    split = ds.split if limit is None else f"{ds.split}[:{limit}]"
+    try:
+        import datasets
+
+        data = datasets.load_dataset(ds.hub, ds.config, split=split, revision=ds.revision)
+    except Exception as err:
+        first = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise DataError(f"task '{task.name}': cannot load hub dataset {ds.hub} ({first}); "
+                        f"without the hub, point it at a local file: "
+                        f"--data {task.name}=PATH.jsonl") from None
+    return [dict(r) for r in data]
+
+
+def load_transform(spec: str) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    module, _, name = spec.partition(":")
+    try:
+        fn = getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError) as err:
+        raise ConfigError(f"transform '{spec}' cannot be imported ({err})") from None
+    if not callable(fn):
+        raise ConfigError(f"transform '{spec}' is not a function")
+    return fn  # type: ignore[no-any-return]
+
+
+def _resolve_columns(task: TaskSpec, columns: list[str], source: str) -> dict[str, str]:
+    """Task field -> actual column: exact name first, else the one column equal ignoring case."""
+    resolved: dict[str, str] = {}
+    missing: list[str] = []
+    lowered: dict[str, list[str]] = {}
+    for c in columns:
+        lowered.setdefault(c.lower(), []).append(c)
+    for task_field, column in task.fields:
+        if column in columns:
+            resolved[task_field] = column
+        elif len(lowered.get(column.lower(), [])) == 1:
+            resolved[task_field] = lowered[column.lower()][0]
+        else:
+            missing.append(column)
+    if missing:
+        raise DataError(f"task '{task.name}': {source} has no column "
+                        f"{', '.join(repr(m) for m in missing)} (columns: {', '.join(columns)}); "
+                        f"rename the column or map it in the task's 'fields'")
+    return resolved
+
+
+def _check_values(task: TaskSpec, examples: list[Example], source: str) -> None:
+    text_fields = {n for n in (task.target, task.truncate) if n} if task.kind != \
+        "multiple_choice" else set()
+    from harness.registry import placeholders
+
+    text_fields |= set(placeholders(task.prompt))
+    problems: list[str] = []
+    for name in sorted(text_fields):
+        bad = [e.id for e in examples if not isinstance(e.fields.get(name), str)]
+        if bad:
+            problems.append(f"field '{name}' is not text in {len(bad)} rows "
+                            f"(first: {', '.join(bad[:3])})")
+            continue
+        empty = [e.id for e in examples if not e.fields[name].strip()]
+        if empty and name == task.target:
+            problems.append(f"{len(empty)} rows have an empty reference '{name}' "
+                            f"(first: {', '.join(empty[:3])}); drop them from the data")
+    if task.kind == "multiple_choice":
+        for e in examples:
+            choices, label = e.fields.get(task.choices or ""), e.fields.get(task.target)
+            if not isinstance(choices, list) or len(choices) < 2 \
+                    or not all(isinstance(c, str) for c in choices):
+                problems.append(f"row {e.id}: '{task.choices}' must be a list of 2+ strings")
+                break
+            if isinstance(label, str) and label.strip().lstrip("-").isdigit():
+                label = int(label)
+            if not isinstance(label, int) or isinstance(label, bool) \
+                    or not 0 <= label < len(choices):
+                problems.append(f"row {e.id}: '{task.target}' must be a choice index "
+                                f"0..{len(choices) - 1}, got {label!r}")
+                break
+    if problems:
+        raise DataError(f"task '{task.name}' ({source}): " + "; ".join(problems))
+
+
+def build_examples(task: TaskSpec, rows: list[dict[str, Any]], source: str,
+                   limit: int | None) -> TaskData:
+    """Transform, map fields, check values, hash: raw rows -> TaskData."""
+    if limit is not None:
+        rows = rows[:limit]
+    if not rows:
+        raise DataError(f"task '{task.name}': {source} has no rows")
+    transform = load_transform(task.transform) if task.transform else None
+    if transform is not None:
+        rows = [transform(r) for r in rows]
+    columns = list(dict.fromkeys(c for r in rows[:50] for c in r))
+    resolved = _resolve_columns(task, columns, source)
+    examples: list[Example] = []
+    seen: set[str] = set()
+    for i, row in enumerate(rows):
+        values = {f: row.get(col) for f, col in resolved.items()}
+        if task.kind == "multiple_choice" and isinstance(values.get(task.target), str) \
+                and values[task.target].strip().isdigit():
+            values[task.target] = int(values[task.target])
+        ex_id = str(values[task.id_field]) if task.id_field else str(i)
+        if ex_id in seen:
+            raise DataError(f"task '{task.name}': id '{ex_id}' occurs twice in {source}; "
+                            f"ids in '{task.id_field}' must be unique")
+        seen.add(ex_id)
+        digest = hashlib.sha256(canonical_json(values).encode()).hexdigest()
+        examples.append(Example(id=ex_id, fields=values, hash=digest))
+    _check_values(task, examples, source)
+    whole = hashlib.sha256("".join(e.hash for e in examples).encode()).hexdigest()
+    return TaskData(source=source, sha256=whole, examples=tuple(examples))
+
+
+def load_task_data(task: TaskSpec, path: str | None, limit: int | None) -> TaskData:
+    """Rows for a task from `path` if given, else from its hub dataset."""
+    if limit is not None and limit < 1:
+        raise ConfigError(f"--limit must be a positive integer, got {limit}")
+    if path is not None:
+        p = Path(path).expanduser()
+        return build_examples(task, read_file(p), f"file:{p}", limit)
+    ds = task.dataset
+    source = f"hub:{ds.hub}" + (f"/{ds.config}" if ds.config else "") + f":{ds.split}"
+    return build_examples(task, read_hub(task, limit), source, limit)

@@ -1,0 +1,21 @@
+"""Errors a user can fix. Caught only in cli.py, printed as one line, exit code 2."""
+
+
+class HarnessError(Exception):
+    """Base of every error that means: the input or configuration is wrong."""
+
+
+class ConfigError(HarnessError):
+    """A task YAML, recipe or command-line value is wrong."""
+
+
+class NotFoundError(HarnessError):
+    """A named thing (task, metric, file) does not exist."""
+
+
+class DataError(HarnessError):
+    """A data file or its rows are unusable."""
+
+
+class ModelError(HarnessError):
+    """A model, tokenizer or adapter cannot be loaded or does not fit."""

@@ -1,0 +1,1 @@
+"""Task kinds: TaskSpec + examples -> per-example records (model work) -> Scores (metrics)."""

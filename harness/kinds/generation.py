@@ -1,0 +1,44 @@
+"""Generation tasks: prompt -> generated text, scored against the reference text."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import replace
+from typing import Any
+
+from harness.data import Example
+from harness.engine import Engine
+from harness.errors import ConfigError
+from harness.metrics import Scores
+from harness.metrics.text import score_text
+from harness.progress import Progress
+from harness.prompts import PromptBuilder, prompt_hash
+from harness.specs import BertScoreSpec, GenerationSpec, TaskSpec
+
+
+def generation_settings(task: TaskSpec, max_new_tokens: int | None) -> GenerationSpec:
+    gen = task.generation
+    return replace(gen, max_new_tokens=max_new_tokens) if max_new_tokens else gen
+
+
+def run(task: TaskSpec, examples: Sequence[Example], engine: Engine, progress: Progress,
+        max_new_tokens: int | None, label: str) -> list[dict[str, Any]]:
+    gen = generation_settings(task, max_new_tokens)
+    budget = engine.max_length - gen.max_new_tokens
+    if budget < 1:
+        raise ConfigError(f"task '{task.name}': max_new_tokens {gen.max_new_tokens} leaves no "
+                          f"room for the prompt in the model's {engine.max_length} tokens")
+    builder = PromptBuilder(task, engine.tokenizer)
+    prompts = [builder.build(ex.fields, budget, ex.id) for ex in examples]
+    predictions = engine.generate([p.ids for p in prompts], gen, progress, label)
+    return [
+        {"id": ex.id, "example_hash": ex.hash, "prompt_hash": prompt_hash(p.text),
+         "prompt_tokens": len(p.ids), "truncated": p.truncated, "prediction": pred,
+         "reference": ex.fields[task.target]}
+        for ex, p, pred in zip(examples, prompts, predictions, strict=True)
+    ]
+
+
+def score(task: TaskSpec, records: Sequence[dict[str, Any]], bert: BertScoreSpec) -> Scores:
+    return score_text(task.metrics, [r["prediction"] for r in records],
+                      [r["reference"] for r in records], bert)

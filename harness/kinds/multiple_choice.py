@@ -1,0 +1,59 @@
+"""Multiple choice by log-likelihood ranking, as lm-eval's `output_type: multiple_choice`.
+
+Each choice is scored as the continuation `target_delimiter + choice` of the rendered prompt;
+acc takes the argmax of the log-likelihoods, acc_norm the argmax of log-likelihood divided
+by the choice's length in characters (np.argmax: the first of equal values wins).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from harness.data import Example
+from harness.engine import Engine, LoglikelihoodRequest, encode_pair
+from harness.metrics import Scores
+from harness.progress import Progress
+from harness.prompts import prompt_hash, render
+from harness.specs import TaskSpec
+
+
+def run(task: TaskSpec, examples: Sequence[Example], engine: Engine, progress: Progress,
+        label: str) -> list[dict[str, Any]]:
+    requests: list[LoglikelihoodRequest] = []
+    spans: list[tuple[int, int]] = []
+    contexts: list[str] = []
+    for ex in examples:
+        context = render(task.prompt, ex.fields)
+        contexts.append(context)
+        start = len(requests)
+        for choice in ex.fields[task.choices or ""]:
+            ctx, cont = encode_pair(engine.tokenizer, context, task.target_delimiter + choice)
+            requests.append(LoglikelihoodRequest(tuple(ctx), tuple(cont)))
+        spans.append((start, len(requests)))
+    results = engine.loglikelihood(requests, progress, f"{label} (choices)")
+    records = []
+    for ex, context, (a, b) in zip(examples, contexts, spans, strict=True):
+        choices = ex.fields[task.choices or ""]
+        lls = np.array([results[i].logprob for i in range(a, b)])
+        lengths = np.array([float(len(c)) for c in choices])
+        pred, pred_norm = int(np.argmax(lls)), int(np.argmax(lls / lengths))
+        gold = int(ex.fields[task.target])
+        records.append({
+            "id": ex.id, "example_hash": ex.hash, "prompt_hash": prompt_hash(context),
+            "truncated": False,
+            "prediction": {"choice": pred, "choice_norm": pred_norm,
+                           "loglikelihoods": [float(x) for x in lls],
+                           "is_greedy": [results[i].is_greedy for i in range(a, b)]},
+            "reference": gold,
+        })
+    return records
+
+
+def score(records: Sequence[dict[str, Any]]) -> Scores:
+    return Scores(per_example={
+        "acc": [float(r["prediction"]["choice"] == r["reference"]) for r in records],
+        "acc_norm": [float(r["prediction"]["choice_norm"] == r["reference"]) for r in records],
+    })

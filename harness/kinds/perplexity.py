@@ -1,0 +1,46 @@
+"""Perplexity of the target given the prompt: exp(total NLL / total target tokens)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from harness.data import Example
+from harness.engine import Engine, LoglikelihoodRequest, encode_pair
+from harness.metrics import CorpusMetric, Scores
+from harness.progress import Progress
+from harness.prompts import PromptBuilder, prompt_hash
+from harness.specs import TaskSpec
+
+
+def run(task: TaskSpec, examples: Sequence[Example], engine: Engine, progress: Progress,
+        label: str) -> list[dict[str, Any]]:
+    builder = PromptBuilder(task, engine.tokenizer)
+    requests, prompts = [], []
+    for ex in examples:
+        continuation = task.target_delimiter + ex.fields[task.target]
+        n_target = len(engine.tokenizer.encode(continuation, add_special_tokens=False))
+        prompt = builder.build(ex.fields, max(engine.max_length + 1 - n_target, 1), ex.id)
+        ctx, cont = encode_pair(engine.tokenizer, prompt.text, continuation)
+        requests.append(LoglikelihoodRequest(tuple(ctx), tuple(cont)))
+        prompts.append(prompt)
+    results = engine.loglikelihood(requests, progress, label)
+    return [
+        {"id": ex.id, "example_hash": ex.hash, "prompt_hash": prompt_hash(p.text),
+         "truncated": p.truncated, "prediction": {"nll": -r.logprob, "n_tokens": r.n_tokens},
+         "reference": ex.fields[task.target]}
+        for ex, p, r in zip(examples, prompts, results, strict=True)
+    ]
+
+
+def _perplexity(summed: np.ndarray) -> float:
+    return math.exp(summed[0] / summed[1]) if summed[1] else float("nan")
+
+
+def score(records: Sequence[dict[str, Any]]) -> Scores:
+    stats = np.array([[r["prediction"]["nll"], r["prediction"]["n_tokens"]] for r in records],
+                     dtype=np.float64)
+    return Scores(corpus={"perplexity": CorpusMetric(stats, _perplexity)})

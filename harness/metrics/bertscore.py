@@ -1,0 +1,37 @@
+"""BERTScore F1 through bert-score, the scoring model loaded once per process and spec."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from harness.errors import ModelError
+from harness.metrics import Scores
+from harness.specs import BertScoreSpec
+
+_SCORERS: dict[BertScoreSpec, Any] = {}
+
+
+def get_scorer(spec: BertScoreSpec) -> Any:
+    if spec not in _SCORERS:
+        import torch
+        from bert_score import BERTScorer
+
+        try:
+            _SCORERS[spec] = BERTScorer(
+                model_type=spec.model, num_layers=spec.num_layers, batch_size=spec.batch_size,
+                idf=False, device="cuda" if torch.cuda.is_available() else "cpu")
+        except Exception as err:
+            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise ModelError(f"cannot load BERTScore model '{spec.model}' ({first}); offline, "
+                             f"give a local folder with --bertscore-model PATH and its layer "
+                             f"with --bertscore-layers N") from None
+    return _SCORERS[spec]
+
+
+def bertscore(predictions: Sequence[str], references: Sequence[str],
+              spec: BertScoreSpec) -> Scores:
+    """Per-example BERTScore F1 (no idf, no baseline rescaling), as bert_score.score gives."""
+    scorer = get_scorer(spec)
+    _, _, f1 = scorer.score(list(predictions), list(references), batch_size=spec.batch_size)
+    return Scores(per_example={"bertscore_f1": [float(x) for x in f1.tolist()]})

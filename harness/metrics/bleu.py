@@ -1,0 +1,36 @@
+"""Corpus BLEU through sacrebleu, with per-example sufficient statistics for resampling."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from harness.metrics import CorpusMetric, Scores
+
+
+def _scorer():  # -> sacrebleu.metrics.BLEU
+    from sacrebleu.metrics import BLEU
+
+    return BLEU()
+
+
+def bleu(predictions: Sequence[str], references: Sequence[str]) -> Scores:
+    """sacreBLEU's corpus score, n-gram precisions, brevity penalty and length ratio, as
+    fractions (sacrebleu's score and precisions / 100). Each example keeps its statistics
+    [hyp_len, ref_len, correct_1..4, total_1..4], so a bootstrap recomputes the corpus value."""
+    scorer = _scorer()
+    stats = np.asarray(scorer._extract_corpus_statistics(list(predictions), [list(references)]),
+                       dtype=np.float64)
+
+    def pick(fn):  # noqa: ANN001, ANN202 - small closure factory
+        return lambda summed: float(fn(scorer._compute_score_from_stats(summed.tolist())))
+
+    corpus = {
+        "bleu": pick(lambda s: s.score / 100.0),
+        "bleu_brevity_penalty": pick(lambda s: s.bp),
+        "bleu_length_ratio": pick(lambda s: s.sys_len / s.ref_len if s.ref_len else 0.0),
+    }
+    for n in range(1, 5):
+        corpus[f"bleu_precision_{n}"] = pick(lambda s, n=n: s.precisions[n - 1] / 100.0)
+    return Scores(corpus={name: CorpusMetric(stats, fn) for name, fn in corpus.items()})

@@ -1,0 +1,240 @@
+"""Load a base model (hub id or folder; optionally 4/8-bit) with PEFT adapters, switchable.
+
+The base is loaded once; each adapter is attached un-merged under its own name and evaluated
+in turn, the base alone through `disable_adapter()` — the quantized base the adapter was
+trained on, not a second copy.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from harness.errors import ModelError, NotFoundError
+from harness.specs import ModelSpec
+
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".gguf")
+
+
+def hash_files(folder: Path, names: list[str] | None = None) -> str:
+    """sha256 over the weight files of a folder (names and contents, sorted by name)."""
+    files = sorted(p for p in folder.iterdir()
+                   if p.is_file() and (p.name in names if names else p.suffix in WEIGHT_SUFFIXES))
+    digest = hashlib.sha256()
+    for p in files:
+        digest.update(p.name.encode() + b"\0")
+        with p.open("rb") as fh:
+            for chunk in iter(lambda fh=fh: fh.read(1 << 22), b""):
+                digest.update(chunk)
+    return digest.hexdigest()
+
+
+def fingerprint_id(fp: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(fp, sort_keys=True).encode()).hexdigest()[:16]
+
+
+@dataclass
+class Variant:
+    """One thing to evaluate: the base alone or base + one adapter."""
+
+    label: str
+    adapter_name: str | None
+    fingerprint: dict[str, Any]
+
+
+@dataclass
+class LoadedModel:
+    model: Any
+    tokenizer: Any
+    device: str
+    dtype: str
+    max_length: int
+    variants: list[Variant] = field(default_factory=list)
+
+    @contextlib.contextmanager
+    def use(self, variant: Variant) -> Iterator[None]:
+        """Make `variant` the active model for the duration of the block."""
+        if variant.adapter_name is None:
+            if hasattr(self.model, "disable_adapter"):
+                with self.model.disable_adapter():
+                    yield
+            else:
+                yield
+        else:
+            self.model.set_adapter(variant.adapter_name)
+            yield
+
+
+def _resolve_base(base: str) -> tuple[bool, Path | None]:
+    p = Path(base).expanduser()
+    if p.exists():
+        if not (p / "config.json").exists():
+            raise ModelError(f"--base {base}: folder has no config.json; give a folder saved "
+                             f"with save_pretrained or a hub id")
+        return True, p
+    if base.startswith((".", "/", "~")) or os.sep + os.sep in base or base.count("/") > 1:
+        raise NotFoundError(f"--base {base}: no such model folder")
+    return False, None
+
+
+def _device_and_dtype(spec: ModelSpec) -> tuple[str, Any, str]:
+    import torch
+
+    device = spec.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ModelError(f"--device {device}: no CUDA device is available here; use --device cpu")
+    name = spec.dtype
+    if name == "auto":
+        name = "bfloat16" if device.startswith("cuda") and torch.cuda.is_bf16_supported() \
+            else "float32"
+    return device, getattr(torch, name), name
+
+
+def _quantization_config(spec: ModelSpec, device: str) -> Any:
+    if spec.quantization == "none":
+        return None
+    flag = "--load-in-4bit" if spec.quantization == "4bit" else "--load-in-8bit"
+    try:
+        import bitsandbytes  # noqa: F401
+        from transformers import BitsAndBytesConfig
+    except Exception as err:
+        raise ModelError(f"{flag} needs bitsandbytes, which cannot be imported here "
+                         f"({type(err).__name__}: {err}); pip install bitsandbytes, "
+                         f"or drop {flag}") from None
+    import torch
+
+    if spec.quantization == "4bit":
+        # As in QLoRA training (seed 000/003/004): NF4, double quantization, bf16 compute.
+        return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4",
+                                  bnb_4bit_use_double_quant=True,
+                                  bnb_4bit_compute_dtype=torch.bfloat16)
+    if not device.startswith("cuda"):
+        raise ModelError("--load-in-8bit needs a CUDA device with bitsandbytes; "
+                         "use --load-in-4bit on CPU, or no quantization")
+    return BitsAndBytesConfig(load_in_8bit=True)
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    for line in text.splitlines():
+        if line.strip():
+            return line.strip()[:300]
+    return type(err).__name__
+
+
+def load_tokenizer(base: str, revision: str | None = None, trust_remote_code: bool = False) -> Any:
+    from transformers import AutoTokenizer
+
+    try:
+        tok = AutoTokenizer.from_pretrained(base, revision=revision,
+                                            trust_remote_code=trust_remote_code)
+    except Exception as err:
+        raise ModelError(f"cannot load the tokenizer of {base}: {_first_line(err)}") from None
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    return tok
+
+
+def _max_length(model: Any, tokenizer: Any, override: int | None) -> int:
+    if override is not None:
+        return override
+    cfg = model.config
+    for attr in ("max_position_embeddings", "n_positions", "max_seq_len", "seq_length"):
+        value = getattr(cfg, attr, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    tml = getattr(tokenizer, "model_max_length", None)
+    return tml if isinstance(tml, int) and 0 < tml < 10**7 else 2048
+
+
+def _attach_adapters(model: Any, spec: ModelSpec) -> tuple[Any, list[tuple[str, str, Path]]]:
+    from peft import PeftModel
+
+    attached: list[tuple[str, str, Path]] = []
+    labels: set[str] = set()
+    for i, raw in enumerate(spec.adapters):
+        path = Path(raw).expanduser()
+        if not path.is_dir():
+            raise NotFoundError(f"--adapter {raw}: no such folder")
+        if not (path / "adapter_config.json").exists():
+            raise ModelError(f"--adapter {raw}: no adapter_config.json in the folder; "
+                             f"give a PEFT adapter saved with save_pretrained")
+        name = f"adapter_{i}"
+        label = path.name
+        while label in labels or label == "base":
+            label = f"{label}_{i}"
+        labels.add(label)
+        try:
+            if i == 0:
+                model = PeftModel.from_pretrained(model, str(path), adapter_name=name,
+                                                  is_trainable=False)
+            else:
+                model.load_adapter(str(path), adapter_name=name, is_trainable=False)
+        except Exception as err:
+            msg = _first_line(err)
+            if "size mismatch" in str(err) or "shape" in str(err).lower():
+                raise ModelError(f"--adapter {raw} does not fit base {spec.base} (weight shapes "
+                                 f"differ: was it trained on another base model?)") from None
+            raise ModelError(f"--adapter {raw} cannot be attached to {spec.base}: {msg}") \
+                from None
+        attached.append((name, label, path))
+    return model, attached
+
+
+def load_model(spec: ModelSpec) -> LoadedModel:
+    """Load base (+ quantization) (+ adapters) and describe each variant to evaluate."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    is_local, folder = _resolve_base(spec.base)
+    device, dtype, dtype_name = _device_and_dtype(spec)
+    quant = _quantization_config(spec, device)
+    tokenizer = load_tokenizer(spec.base, spec.revision, spec.trust_remote_code)
+    kwargs: dict[str, Any] = {"revision": spec.revision,
+                              "trust_remote_code": spec.trust_remote_code}
+    if quant is not None:
+        kwargs.update(quantization_config=quant, device_map={"": device})
+    else:
+        kwargs["dtype"] = dtype
+    try:
+        model = AutoModelForCausalLM.from_pretrained(spec.base, **kwargs)
+    except Exception as err:
+        hint = " (offline? give a local folder)" if not is_local else ""
+        raise ModelError(f"cannot load model {spec.base}{hint}: {_first_line(err)}") from None
+    if quant is None:
+        model.to(device)
+    model.eval()
+    model, attached = _attach_adapters(model, spec)
+    model.eval()
+    torch.set_grad_enabled(False)
+
+    if is_local and folder is not None:
+        base_fp = {"id": str(spec.base), "weights_sha256": hash_files(folder)}
+    else:
+        commit = getattr(model.config, "_commit_hash", None) if not attached else \
+            getattr(model.get_base_model().config, "_commit_hash", None)
+        base_fp = {"id": spec.base, "revision": spec.revision or commit}
+    common = {"base": base_fp, "quantization": spec.quantization,
+              "dtype": dtype_name if quant is None else "bfloat16-compute"}
+    variants: list[Variant] = []
+    if spec.include_base or not attached:
+        variants.append(Variant("base", None, {**common, "adapter": None}))
+    for name, label, path in attached:
+        with open(path / "adapter_config.json", encoding="utf-8") as fh:
+            cfg = json.load(fh)
+        names = [p.name for p in path.iterdir() if p.suffix in WEIGHT_SUFFIXES]
+        adapter_fp = {"path": str(path),
+                      "weights_sha256": hash_files(path, names + ["adapter_config.json"]),
+                      "peft_type": cfg.get("peft_type"), "r": cfg.get("r")}
+        variants.append(Variant(label, name, {**common, "adapter": adapter_fp}))
+    for v in variants:
+        v.fingerprint["id"] = fingerprint_id(v.fingerprint)
+    return LoadedModel(model=model, tokenizer=tokenizer, device=device, dtype=dtype_name,
+                       max_length=_max_length(model, tokenizer, spec.max_length),
+                       variants=variants)

@@ -1,0 +1,113 @@
+"""Prompt building shared by evaluation and training: template, chat template, truncation.
+
+A prompt longer than its token budget keeps the template whole and cuts only the field the
+task marks as truncatable (seed 002, section 5.2.2: cutting the template itself — "[INST]",
+"Summary: [/INST]" — corrupted the inputs and destabilised training).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from harness.errors import DataError
+from harness.specs import TaskSpec
+
+_TOKEN = re.compile(r"\{\{|\}\}|\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def render(template: str, values: Mapping[str, Any]) -> str:
+    """Fill {field} placeholders; {{ and }} are literal braces. No attribute access, no code."""
+
+    def sub(m: re.Match[str]) -> str:
+        if m.group(0) == "{{":
+            return "{"
+        if m.group(0) == "}}":
+            return "}"
+        return str(values[m.group(1)])
+
+    return _TOKEN.sub(sub, template)
+
+
+def encode(tokenizer: Any, text: str, add_special_tokens: bool | None = None) -> list[int]:
+    """Token ids as lm-eval's HFLM.tok_encode makes them: the tokenizer's own special-token
+    default, except that a text already starting with BOS gets no second one."""
+    if add_special_tokens is None:
+        bos = tokenizer.bos_token
+        add_special_tokens = not (bos and text.startswith(bos))
+    return list(tokenizer.encode(text, add_special_tokens=add_special_tokens))
+
+
+def prompt_hash(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class Prompt:
+    text: str
+    ids: tuple[int, ...]
+    truncated: bool
+
+
+class PromptBuilder:
+    """Renders a task's prompt for one tokenizer within a token budget."""
+
+    def __init__(self, task: TaskSpec, tokenizer: Any, use_chat: bool | None = None):
+        self.task = task
+        self.tokenizer = tokenizer
+        has_chat = bool(getattr(tokenizer, "chat_template", None))
+        if use_chat is None:
+            use_chat = task.chat_template == "always" or (task.chat_template == "auto"
+                                                         and has_chat)
+        if use_chat and not has_chat:
+            raise DataError(f"task '{task.name}' needs a chat template "
+                            f"(chat_template: always) but the tokenizer has none")
+        self.use_chat = use_chat
+
+    def text(self, values: Mapping[str, Any]) -> str:
+        if not self.use_chat:
+            return render(self.task.prompt, values)
+        user = render(self.task.chat_prompt or self.task.prompt, values)
+        return str(self.tokenizer.apply_chat_template(
+            [{"role": "user", "content": user}], tokenize=False, add_generation_prompt=True))
+
+    def _ids(self, text: str) -> list[int]:
+        # A chat template writes its own special tokens.
+        return encode(self.tokenizer, text, add_special_tokens=False if self.use_chat else None)
+
+    def build(self, values: Mapping[str, Any], budget: int | None, example_id: str) -> Prompt:
+        """The prompt for one example, cut to at most `budget` tokens (None: no limit)."""
+        text = self.text(values)
+        ids = self._ids(text)
+        if budget is None or len(ids) <= budget:
+            return Prompt(text, tuple(ids), False)
+        field = self.task.truncate
+        if field is None:
+            raise DataError(
+                f"task '{self.task.name}', example {example_id}: the prompt has {len(ids)} "
+                f"tokens but only {budget} fit; mark a field as 'truncate' in the task or "
+                f"raise --max-length")
+        piece = self.tokenizer.encode(str(values[field]), add_special_tokens=False)
+        current = dict(values)
+        # Decoding and re-encoding can shift token boundaries by a few, so repeat until it fits.
+        for _ in range(16):
+            excess = len(ids) - budget
+            keep = min(len(piece) - excess, len(piece) - 1)
+            if keep <= 0:
+                current[field] = ""
+            else:
+                piece = piece[:keep]
+                current[field] = self.tokenizer.decode(piece, skip_special_tokens=True)
+            text = self.text(current)
+            ids = self._ids(text)
+            if len(ids) <= budget:
+                return Prompt(text, tuple(ids), True)
+            if keep <= 0:
+                break
+        raise DataError(
+            f"task '{self.task.name}', example {example_id}: even with '{field}' cut away the "
+            f"prompt has {len(ids)} tokens, more than the {budget} available; shorten the "
+            f"template, lower max_new_tokens or raise --max-length")

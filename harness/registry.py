@@ -1,0 +1,196 @@
+"""Task registry: YAML files checked once and turned into frozen TaskSpecs."""
+
+from __future__ import annotations
+
+import difflib
+import importlib.resources
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import fields as dc_fields
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+
+from harness.errors import ConfigError, NotFoundError
+from harness.specs import DatasetSpec, GenerationSpec, TaskSpec
+
+T = TypeVar("T")
+
+_KINDS = ("generation", "multiple_choice", "perplexity")
+_CHAT = ("never", "auto", "always")
+_TASK_KEYS = {f.name for f in dc_fields(TaskSpec)} - {"source"}
+_REQUIRED = {"name", "kind", "dataset", "fields", "prompt", "target"}
+_DATASET_KEYS = {f.name for f in dc_fields(DatasetSpec)}
+_GEN_KEYS = {f.name for f in dc_fields(GenerationSpec)}
+_PLACEHOLDER = re.compile(r"(?<!\{)\{([A-Za-z_][A-Za-z0-9_]*)\}(?!\})")
+# Which metric families make sense for which kind of task.
+_KIND_METRICS = {
+    "generation": {"rouge", "bleu", "bertscore", "words", "exact_match"},
+    "multiple_choice": {"acc"},
+    "perplexity": {"perplexity"},
+}
+
+
+def placeholders(template: str) -> list[str]:
+    """The {field} names a template uses ({{ and }} are literal braces)."""
+    return _PLACEHOLDER.findall(template)
+
+
+def _unknown(keys: Iterable[str], allowed: set[str], where: str) -> list[str]:
+    return [
+        f"unknown key '{where}{k}' (allowed: {', '.join(sorted(allowed))})"
+        for k in sorted(set(keys) - allowed)
+    ]
+
+
+def _check_type(raw: Mapping[str, Any], key: str, kind: type | tuple[type, ...], what: str,
+                problems: list[str], where: str = "") -> None:
+    if key in raw and raw[key] is not None and not isinstance(raw[key], kind):
+        problems.append(f"'{where}{key}' must be {what}, got {type(raw[key]).__name__}")
+
+
+def parse_task(raw: Any, source: str) -> TaskSpec:
+    """Validate one task mapping; raise ConfigError listing every problem with the file name."""
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{source}: a task file must hold a mapping of keys, "
+                          f"got {type(raw).__name__}")
+    problems = _unknown(raw.keys(), _TASK_KEYS, "")
+    problems += [f"missing required key '{k}'" for k in sorted(_REQUIRED - raw.keys())]
+    for key in ("name", "prompt", "target", "description", "chat_prompt", "truncate", "choices",
+                "target_delimiter", "transform", "id_field"):
+        _check_type(raw, key, str, "a string", problems)
+    _check_type(raw, "version", int, "an integer", problems)
+    if raw.get("kind") is not None and raw.get("kind") not in _KINDS:
+        problems.append(f"'kind' must be one of {', '.join(_KINDS)}, got {raw.get('kind')!r}")
+    if raw.get("chat_template", "never") not in _CHAT:
+        problems.append(f"'chat_template' must be one of {', '.join(_CHAT)}, "
+                        f"got {raw.get('chat_template')!r}")
+
+    dataset = raw.get("dataset")
+    if "dataset" in raw:
+        if not isinstance(dataset, dict):
+            problems.append("'dataset' must be a mapping with 'hub' and 'split'")
+        else:
+            problems += _unknown(dataset.keys(), _DATASET_KEYS, "dataset.")
+            problems += [f"missing required key 'dataset.{k}'" for k in ("hub", "split")
+                         if k not in dataset]
+    fmap = raw.get("fields")
+    if "fields" in raw and (not isinstance(fmap, dict) or not fmap
+                            or not all(isinstance(k, str) and isinstance(v, str)
+                                       for k, v in fmap.items())):
+        problems.append("'fields' must be a non-empty mapping of task field -> column name")
+        fmap = None
+    gen = raw.get("generation") or {}
+    if not isinstance(gen, dict):
+        problems.append("'generation' must be a mapping")
+        gen = {}
+    problems += _unknown(gen.keys(), _GEN_KEYS, "generation.")
+    if "max_new_tokens" in gen and (not isinstance(gen["max_new_tokens"], int)
+                                    or gen["max_new_tokens"] < 1):
+        problems.append("'generation.max_new_tokens' must be a positive integer")
+    metrics = raw.get("metrics", [])
+    if not isinstance(metrics, list) or not all(isinstance(m, str) for m in metrics):
+        problems.append("'metrics' must be a list of metric names")
+        metrics = []
+
+    kind = raw.get("kind")
+    if isinstance(fmap, dict) and kind in _KINDS:
+        known = set(fmap)
+        for key in ("prompt", "chat_prompt"):
+            if isinstance(raw.get(key), str):
+                problems += [f"'{key}' uses {{{p}}}, which is not in 'fields' "
+                             f"(fields: {', '.join(sorted(known))})"
+                             for p in placeholders(raw[key]) if p not in known]
+        for key in ("target", "truncate", "choices", "id_field"):
+            if isinstance(raw.get(key), str) and raw[key] not in known:
+                problems.append(f"'{key}' names field '{raw[key]}', which is not in 'fields' "
+                                f"(fields: {', '.join(sorted(known))})")
+        if isinstance(raw.get("truncate"), str) and isinstance(raw.get("prompt"), str) \
+                and raw["truncate"] not in placeholders(raw["prompt"]):
+            problems.append(f"'truncate' names '{raw['truncate']}', which the prompt does not use")
+        if kind == "multiple_choice" and not raw.get("choices"):
+            problems.append("a multiple_choice task needs 'choices' (the field with the list)")
+        if kind != "multiple_choice" and raw.get("choices"):
+            problems.append(f"'choices' is only for multiple_choice tasks, not {kind}")
+        allowed = _KIND_METRICS[kind]
+        for m in metrics:
+            if m not in allowed:
+                close = difflib.get_close_matches(m, sorted(allowed), n=2)
+                hint = f" Did you mean: {', '.join(close)}?" if close else ""
+                problems.append(f"metric '{m}' is not available for {kind} tasks.{hint} "
+                                f"Known: {', '.join(sorted(allowed))}")
+        if not metrics:
+            problems.append(f"'metrics' is empty (known for {kind}: {', '.join(sorted(allowed))})")
+    transform = raw.get("transform")
+    if isinstance(transform, str) and not re.fullmatch(r"[\w.]+:\w+", transform):
+        problems.append(f"'transform' must look like 'module.path:function', got {transform!r}")
+    if problems:
+        raise ConfigError(f"{source}: " + "; ".join(problems))
+
+    gen_spec = GenerationSpec(**{**gen, "stop": tuple(gen.get("stop", ()))})
+    return TaskSpec(
+        name=raw["name"], kind=kind, dataset=DatasetSpec(**dataset),
+        fields=tuple(fmap.items()), prompt=raw["prompt"], target=raw["target"],
+        version=raw.get("version", 1), description=raw.get("description", ""),
+        chat_template=raw.get("chat_template", "never"), chat_prompt=raw.get("chat_prompt"),
+        truncate=raw.get("truncate"), choices=raw.get("choices"),
+        target_delimiter=raw.get("target_delimiter", " "), transform=transform,
+        id_field=raw.get("id_field"), generation=gen_spec, metrics=tuple(metrics),
+        source=source,
+    )
+
+
+def load_task(path: Path) -> TaskSpec:
+    """Read and validate one task YAML (safe_load only)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as err:
+        raise ConfigError(f"{path}: cannot read task file ({err})") from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark is not None else ""
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        raise ConfigError(f"{path}:{where}: malformed YAML: {problem}") from None
+    return parse_task(raw, str(path))
+
+
+def _builtin_files() -> list[Path]:
+    root = importlib.resources.files("harness.tasks")
+    return sorted(Path(str(p)) for p in root.iterdir() if str(p).endswith(".yaml"))
+
+
+def discover_tasks(extra_dirs: Iterable[Path] = ()) -> dict[str, TaskSpec]:
+    """Built-in tasks plus every *.yaml under each --tasks-dir; a name defined twice is an error."""
+    files = _builtin_files()
+    for d in extra_dirs:
+        if not d.is_dir():
+            raise NotFoundError(f"--tasks-dir {d} is not a folder")
+        files += sorted(d.rglob("*.yaml")) + sorted(d.rglob("*.yml"))
+    found: dict[str, TaskSpec] = {}
+    errors: list[str] = []
+    for path in files:
+        try:
+            spec = load_task(path)
+        except ConfigError as err:
+            errors.append(str(err))
+            continue
+        if spec.name in found:
+            errors.append(f"task '{spec.name}' is defined twice: {found[spec.name].source} "
+                          f"and {path}")
+            continue
+        found[spec.name] = spec
+    if errors:
+        raise ConfigError(" | ".join(errors))
+    return found
+
+
+def pick(registry: Mapping[str, T], name: str, what: str) -> T:
+    """Look a name up, or fail with the closest known names."""
+    if name in registry:
+        return registry[name]
+    close = difflib.get_close_matches(name, list(registry), n=3)
+    hint = f" Did you mean: {', '.join(close)}?" if close else ""
+    raise NotFoundError(f"unknown {what} '{name}'.{hint} Known: {', '.join(sorted(registry))}")

@@ -1,0 +1,94 @@
+"""Render report.md from report.json alone (the Markdown adds no facts of its own)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from harness.metrics import INFO
+from harness.report.build import iter_runs
+
+
+def fmt_value(name: str, value: float | None) -> str:
+    if value is None:
+        return "–"
+    info = INFO.get(name)
+    if info is not None and info.scale == "fraction":
+        return f"{100 * value:.2f}"
+    return f"{value:.4g}" if abs(value) < 1e4 else f"{value:,.0f}"
+
+
+def metric_label(name: str) -> str:
+    info = INFO.get(name)
+    if info is None:
+        return name
+    return f"{info.label} (%)" if info.scale == "fraction" else info.label
+
+
+def _model_lines(model: dict[str, Any]) -> list[str]:
+    if "predictions" in model:
+        return [f"| Predictions | `{model['predictions']}` (scored with `harness score`) |"]
+    base = model.get("base", {})
+    ident = base.get("revision") or (base.get("weights_sha256") or "")[:12]
+    rows = [f"| Base | `{base.get('id')}` ({ident or 'revision unknown'}) |"]
+    adapter = model.get("adapter")
+    if adapter:
+        rows.append(f"| Adapter | `{adapter['path']}` ({adapter.get('peft_type')}, r="
+                    f"{adapter.get('r')}, weights {adapter['weights_sha256'][:12]}) |")
+    else:
+        rows.append("| Adapter | none (base model) |")
+    rows.append(f"| Quantization | {model.get('quantization')} |")
+    rows.append(f"| Model fingerprint | `{model.get('id')}` |")
+    return rows
+
+
+def _task_section(name: str, task: dict[str, Any]) -> list[str]:
+    ds = task["dataset"]
+    out = [f"### {name}", "",
+           f"Data: `{ds['source']}` — n = {ds['n']}, sha256 `{ds['sha256'][:12]}`; "
+           f"{task['truncated']} of {task['n']} prompts truncated (only the "
+           f"`{task['config'].get('truncate')}` field is cut)." if task['config'].get('truncate')
+           else f"Data: `{ds['source']}` — n = {ds['n']}, sha256 `{ds['sha256'][:12]}`.",
+           "", "| Metric | Value | 95% CI | ± SE | n |", "|---|---:|---:|---:|---:|"]
+    for metric, m in task["metrics"].items():
+        lo, hi = m["ci95"]
+        out.append(f"| {metric_label(metric)} | {fmt_value(metric, m['value'])} | "
+                   f"[{fmt_value(metric, lo)}, {fmt_value(metric, hi)}] | "
+                   f"{fmt_value(metric, m['stderr'])} | {m['n']} |")
+    bert = task.get("metric_config", {}).get("bertscore")
+    if bert:
+        out += ["", f"BERTScore: `{bert['model']}`, layer {bert['num_layers']}, "
+                    f"{bert['library']}."]
+    return out + [""]
+
+
+def render_run(report: dict[str, Any]) -> str:
+    runs = list(iter_runs(report))
+    dev = report["device"]
+    lines = ["# harness run report", "",
+             f"harness {report['harness_version']} · {dev['type']} ({dev.get('name')}) · "
+             f"{dev['dtype']} · created {report['created_at']}", "",
+             "Scores marked (%) are shown ×100; report.json holds them as fractions in [0, 1]. "
+             "95% CIs are percentile bootstrap over examples "
+             f"({report['settings']['bootstrap_resamples']} resamples).", ""]
+    if len(runs) > 1:
+        names = list(runs[0]["tasks"])
+        heads = [(t, next(iter(runs[0]["tasks"][t]["metrics"]))) for t in names]
+        lines += ["## Summary", "",
+                  "| Model | " + " | ".join(f"{t} {metric_label(m)}" for t, m in heads) + " |",
+                  "|---|" + "---:|" * len(heads)]
+        for r in runs:
+            cells = []
+            for t, m in heads:
+                v = r["tasks"][t]["metrics"][m]
+                cells.append(f"{fmt_value(m, v['value'])} [{fmt_value(m, v['ci95'][0])}, "
+                             f"{fmt_value(m, v['ci95'][1])}]")
+            lines.append(f"| {r['label']} | " + " | ".join(cells) + " |")
+        lines.append("")
+    for r in runs:
+        lines += [f"## {r['label']}", "", "| | |", "|---|---|", *_model_lines(r["model"]), ""]
+        for name, task in r["tasks"].items():
+            lines += _task_section(name, task)
+    v = report["versions"]
+    lines += ["## Set-up", "", "| Library | Version |", "|---|---|"]
+    lines += [f"| {k} | {val} |" for k, val in v.items() if val]
+    return "\n".join(lines) + "\n"

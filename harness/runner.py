@@ -1,0 +1,160 @@
+"""evaluate(RunSpec) -> report dict + samples: load data, load model once, run every variant."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from harness.data import TaskData, load_task_data
+from harness.engine import Engine
+from harness.errors import ConfigError
+from harness.kinds import generation, multiple_choice, perplexity
+from harness.metrics import Scores
+from harness.metrics.text import metric_config
+from harness.models import LoadedModel, Variant, load_model
+from harness.progress import Progress
+from harness.registry import pick
+from harness.specs import BertScoreSpec, RunSpec, TaskSpec
+from harness.stats import summarize, summarize_corpus
+
+
+def task_config(task: TaskSpec, max_new_tokens: int | None) -> dict[str, Any]:
+    """The task as it ran (YAML content, overrides applied; no file path)."""
+    cfg = asdict(task)
+    cfg.pop("source")
+    cfg["fields"] = dict(task.fields)
+    if task.kind == "generation":
+        cfg["generation"] = asdict(generation.generation_settings(task, max_new_tokens))
+    else:
+        cfg.pop("generation")
+    return cfg
+
+
+def task_fingerprint(config: Mapping[str, Any]) -> str:
+    """Everything that changes a task's outputs (not its metrics): the store key's task part."""
+    relevant = {k: v for k, v in config.items() if k not in ("metrics", "description")}
+    return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def score_records(task: TaskSpec, records: Sequence[dict[str, Any]],
+                  bert: BertScoreSpec) -> Scores:
+    if task.kind == "generation":
+        return generation.score(task, records, bert)
+    if task.kind == "multiple_choice":
+        return multiple_choice.score(records)
+    return perplexity.score(records)
+
+
+def summarize_task(task: TaskSpec, data_source: str, data_sha: str,
+                   records: list[dict[str, Any]], bert: BertScoreSpec, resamples: int,
+                   seed: int, max_new_tokens: int | None) -> dict[str, Any]:
+    """Metrics (value, CI, stderr, n) for one task; per-example values go into the records."""
+    scores = score_records(task, records, bert)
+    metrics: dict[str, Any] = {}
+    for name, values in scores.per_example.items():
+        metrics[name] = summarize(values, resamples, seed).to_json()
+        for rec, v in zip(records, values, strict=True):
+            rec.setdefault("metrics", {})[name] = v
+    stats_seen: set[int] = set()
+    for name, cm in scores.corpus.items():
+        metrics[name] = summarize_corpus(cm.stats, cm.compute, resamples, seed).to_json()
+        if id(cm.stats) not in stats_seen:
+            stats_seen.add(id(cm.stats))
+            key = "bleu_stats" if name.startswith("bleu") else f"{name}_stats"
+            for rec, row in zip(records, cm.stats.tolist(), strict=True):
+                rec.setdefault("metrics", {})[key] = row
+    config = task_config(task, max_new_tokens)
+    return {
+        "kind": task.kind,
+        "dataset": {"source": data_source, "sha256": data_sha, "n": len(records)},
+        "n": len(records),
+        "truncated": sum(1 for r in records if r.get("truncated")),
+        "config": config,
+        "task_fingerprint": task_fingerprint(config),
+        "metrics": metrics,
+        "metric_config": metric_config(task.metrics, bert) if task.kind == "generation" else {},
+    }
+
+
+def resolve_tasks(names: Sequence[str], registry: Mapping[str, TaskSpec],
+                  data: Mapping[str, str]) -> list[TaskSpec]:
+    if not names:
+        raise ConfigError("--tasks is empty; name at least one task (see `harness tasks`)")
+    tasks = [pick(registry, n, "task") for n in names]
+    for name in data:
+        if name not in names:
+            raise ConfigError(f"--data names task '{name}', which is not in --tasks "
+                              f"({', '.join(names)})")
+    return tasks
+
+
+def load_all_data(tasks: Sequence[TaskSpec], data: Mapping[str, str],
+                  limit: int | None) -> dict[str, TaskData]:
+    return {t.name: load_task_data(t, data.get(t.name), limit) for t in tasks}
+
+
+def run_variant(loaded: LoadedModel, variant: Variant, tasks: Sequence[TaskSpec],
+                datasets: Mapping[str, TaskData], spec: RunSpec,
+                progress: Progress) -> tuple[dict[str, Any], dict[str, list[dict[str, Any]]]]:
+    """Evaluate one variant (base or base + adapter) on every task."""
+    engine = Engine(loaded.model, loaded.tokenizer, loaded.device, loaded.max_length,
+                    batch_size=spec.batch_size)
+    results: dict[str, Any] = {}
+    samples: dict[str, list[dict[str, Any]]] = {}
+    with loaded.use(variant):
+        for task in tasks:
+            data = datasets[task.name]
+            label = f"{variant.label}/{task.name}"
+            start = time.perf_counter()
+            if task.kind == "generation":
+                records = generation.run(task, data.examples, engine, progress,
+                                         spec.max_new_tokens, label)
+            elif task.kind == "multiple_choice":
+                records = multiple_choice.run(task, data.examples, engine, progress, label)
+            else:
+                records = perplexity.run(task, data.examples, engine, progress, label)
+            model_seconds = time.perf_counter() - start
+            result = summarize_task(task, data.source, data.sha256, records, spec.bertscore,
+                                    spec.bootstrap, spec.seed, spec.max_new_tokens)
+            total = time.perf_counter() - start
+            result["timings"] = {"model_seconds": round(model_seconds, 3),
+                                 "total_seconds": round(total, 3),
+                                 "examples_per_second": round(len(records) / model_seconds, 3)
+                                 if model_seconds > 0 else None}
+            results[task.name] = result
+            samples[task.name] = records
+    return results, samples
+
+
+def evaluate(spec: RunSpec, registry: Mapping[str, TaskSpec],
+             progress: Progress | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Run every variant on every task. Returns (report, samples by variant label)."""
+    from harness.report.build import run_report
+
+    data = dict(spec.data)
+    tasks = resolve_tasks(spec.tasks, registry, data)
+    datasets = load_all_data(tasks, data, spec.limit)
+    if any("bertscore" in t.metrics for t in tasks):
+        from harness.metrics.bertscore import get_scorer
+
+        get_scorer(spec.bertscore)  # fail before hours of generation, not after
+    started = time.time()
+    loaded = load_model(spec.model)
+    runs, samples = [], {}
+    with progress or Progress() as bar:
+        for variant in loaded.variants:
+            results, variant_samples = run_variant(loaded, variant, tasks, datasets, spec, bar)
+            runs.append({"label": variant.label, "model": variant.fingerprint,
+                         "tasks": results})
+            samples[variant.label] = variant_samples
+    report = run_report(runs, loaded, spec, started)
+    return report, samples
+
+
+def default_out(base: str) -> Path:
+    return Path("reports") / Path(base).name

@@ -1,0 +1,1 @@
+"""Built-in task definitions (YAML), shipped inside the package as harness.tasks."""

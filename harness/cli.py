@@ -182,7 +182,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                    max_new_tokens=args.max_new_tokens, bertscore=_bert_spec(args),
                    bootstrap=args.bootstrap, seed=args.seed)
     report, samples = evaluate(spec, discover_tasks(args.tasks_dir))
-    write_report(args.out, report, render_run(report), samples)
+    write_report(args.out, report, render_run, samples)
     print(f"wrote {args.out}/report.md and report.json", file=sys.stderr)
     return EXIT_OK
 
@@ -201,7 +201,7 @@ def cmd_score(args: argparse.Namespace) -> int:
         raise ConfigError(f"--data names {', '.join(sorted(unknown))}, not --task {task.name}")
     report, records = score_predictions(task, args.predictions, data.get(task.name), args.limit,
                                         _bert_spec(args), args.bootstrap, args.seed)
-    write_report(args.out, report, render_run(report), {"predictions": {task.name: records}})
+    write_report(args.out, report, render_run, {"predictions": {task.name: records}})
     print(f"wrote {args.out}/report.md and report.json", file=sys.stderr)
     return EXIT_OK
 
@@ -229,7 +229,10 @@ COMMANDS = {"tasks": cmd_tasks, "run": cmd_run, "score": cmd_score, "demo": cmd_
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exit_:  # argparse: --help (0) or a bad argument (2, one line)
+        return int(exit_.code or 0)
     _quiet_libraries()
     try:
         return COMMANDS[args.command](args)

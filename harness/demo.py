@@ -45,7 +45,6 @@ def run_demo(out: Path, n: int = 24) -> None:
         max_new_tokens=32, bertscore=BertScoreSpec(model=str(minilm), num_layers=6),
     )
     report, samples = evaluate(spec, discover_tasks())
-    markdown = render_run(report)
-    write_report(out, report, markdown, samples)
+    markdown = write_report(out, report, render_run, samples)
     print(markdown)
     print(f"wrote {out}/report.md, {out}/report.json and {out}/samples/", file=sys.stderr)

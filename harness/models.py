@@ -191,7 +191,9 @@ def load_model(spec: ModelSpec) -> LoadedModel:
     """Load base (+ quantization) (+ adapters) and describe each variant to evaluate."""
     import torch
     from transformers import AutoModelForCausalLM
+    from transformers.utils import logging as hf_logging
 
+    hf_logging.disable_progress_bar()  # our own progress bars only; stderr stays readable
     is_local, folder = _resolve_base(spec.base)
     device, dtype, dtype_name = _device_and_dtype(spec)
     quant = _quantization_config(spec, device)

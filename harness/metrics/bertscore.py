@@ -31,7 +31,19 @@ def get_scorer(spec: BertScoreSpec) -> Any:
 
 def bertscore(predictions: Sequence[str], references: Sequence[str],
               spec: BertScoreSpec) -> Scores:
-    """Per-example BERTScore F1 (no idf, no baseline rescaling), as bert_score.score gives."""
+    """Per-example BERTScore F1 (no idf, no baseline rescaling), as bert_score.score gives.
+
+    An empty (or blank) prediction scores 0, which is what bert-score itself sets ("Empty
+    candidate sentence detected; setting raw BERTscores to 0"); it is not sent to bert-score,
+    whose empty-string path calls a tokenizer method transformers 5 removed. Pairs are scored
+    independently, so leaving them out changes no other value.
+    """
     scorer = get_scorer(spec)
-    _, _, f1 = scorer.score(list(predictions), list(references), batch_size=spec.batch_size)
-    return Scores(per_example={"bertscore_f1": [float(x) for x in f1.tolist()]})
+    keep = [i for i, p in enumerate(predictions) if p.strip()]
+    values = [0.0] * len(predictions)
+    if keep:
+        _, _, f1 = scorer.score([predictions[i] for i in keep], [references[i] for i in keep],
+                                batch_size=spec.batch_size)
+        for i, v in zip(keep, f1.tolist(), strict=True):
+            values[i] = float(v)
+    return Scores(per_example={"bertscore_f1": values})

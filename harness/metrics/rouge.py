@@ -10,7 +10,7 @@ from harness.metrics import Scores
 ROUGE_TYPES = ("rouge1", "rouge2", "rougeL", "rougeLsum")
 # A sentence ends at . ! or ? (optionally followed by closing quotes or brackets) before
 # whitespace. nltk's punkt data is often absent offline, so the harness splits by itself.
-_SENTENCE_END = re.compile(r"(?<=[.!?])[\"'”’)\]]*\s+")
+_SENTENCE_END = re.compile(r"(?:(?<=[.!?])|(?<=[.!?][\"'”’)\]]))\s+")
 
 
 def split_sentences(text: str) -> list[str]:

@@ -17,6 +17,12 @@ def fmt_value(name: str, value: float | None) -> str:
     return f"{value:.4g}" if abs(value) < 1e4 else f"{value:,.0f}"
 
 
+def metric_order(name: str) -> tuple[int, str]:
+    """Display order: as listed in harness.metrics.INFO, unknown names last."""
+    order = list(INFO)
+    return (order.index(name) if name in order else len(order), name)
+
+
 def metric_label(name: str) -> str:
     info = INFO.get(name)
     if info is None:
@@ -49,7 +55,7 @@ def _task_section(name: str, task: dict[str, Any]) -> list[str]:
            f"`{task['config'].get('truncate')}` field is cut)." if task['config'].get('truncate')
            else f"Data: `{ds['source']}` — n = {ds['n']}, sha256 `{ds['sha256'][:12]}`.",
            "", "| Metric | Value | 95% CI | ± SE | n |", "|---|---:|---:|---:|---:|"]
-    for metric, m in task["metrics"].items():
+    for metric, m in sorted(task["metrics"].items(), key=lambda kv: metric_order(kv[0])):
         lo, hi = m["ci95"]
         out.append(f"| {metric_label(metric)} | {fmt_value(metric, m['value'])} | "
                    f"[{fmt_value(metric, lo)}, {fmt_value(metric, hi)}] | "
@@ -72,7 +78,7 @@ def render_run(report: dict[str, Any]) -> str:
              f"({report['settings']['bootstrap_resamples']} resamples).", ""]
     if len(runs) > 1:
         names = list(runs[0]["tasks"])
-        heads = [(t, next(iter(runs[0]["tasks"][t]["metrics"]))) for t in names]
+        heads = [(t, min(runs[0]["tasks"][t]["metrics"], key=metric_order)) for t in names]
         lines += ["## Summary", "",
                   "| Model | " + " | ".join(f"{t} {metric_label(m)}" for t, m in heads) + " |",
                   "|---|" + "---:|" * len(heads)]

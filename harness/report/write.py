@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -45,11 +45,17 @@ def samples_lines(records: list[dict[str, Any]]) -> str:
     return "".join(json.dumps(r, sort_keys=True, ensure_ascii=False) + "\n" for r in records)
 
 
-def write_report(out: Path, report: Mapping[str, Any], markdown: str,
+def write_report(out: Path, report: Mapping[str, Any],
+                 render: Callable[[dict[str, Any]], str],
                  samples: Mapping[str, Mapping[str, list[dict[str, Any]]]],
-                 extra: Mapping[str, bytes] | None = None) -> None:
-    """samples: variant label -> task -> records. One variant: samples/TASK.jsonl;
-    several: samples/LABEL/TASK.jsonl."""
+                 extra: Mapping[str, bytes] | None = None) -> str:
+    """Write samples, extras, report.md (rendered from the JSON as written) and report.json.
+
+    samples: variant label -> task -> records. One variant: samples/TASK.jsonl; several:
+    samples/LABEL/TASK.jsonl. Returns the Markdown.
+    """
+    text = dumps(report)
+    markdown = render(json.loads(text))
     out.mkdir(parents=True, exist_ok=True)
     nested = len(samples) > 1
     for label, tasks in samples.items():
@@ -62,7 +68,8 @@ def write_report(out: Path, report: Mapping[str, Any], markdown: str,
             fh.write(data)
         os.replace(tmp, out / name)
     atomic_write(out / "report.md", markdown)
-    atomic_write(out / "report.json", dumps(report))
+    atomic_write(out / "report.json", text)
+    return markdown
 
 
 def load_report(path: Path) -> dict[str, Any]:

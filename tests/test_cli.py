@@ -1,0 +1,173 @@
+"""The CLI end to end on tiny models: run (base, adapters, 4-bit), score, tasks, demo."""
+
+import json
+
+import pytest
+
+from harness.cli import main
+
+
+def _run(capsys, *argv):
+    code = main(list(argv))
+    return code, capsys.readouterr()
+
+
+def _read(out):
+    return json.loads((out / "report.json").read_text())
+
+
+def test_tasks_list_and_show(capsys):
+    code, cap = _run(capsys, "tasks")
+    assert code == 0
+    for name in ("pubmed", "cnn_dailymail", "medquad", "hellaswag"):
+        assert name in cap.out
+    code, cap = _run(capsys, "tasks", "show", "cnn_dailymail")
+    assert code == 0 and "[INST] Summarize the following news article" in cap.out
+
+
+def test_run_base_writes_report_samples_and_markdown(tiny_lm, example_data, minilm, tmp_path,
+                                                      capsys):
+    out = tmp_path / "run"
+    code, cap = _run(capsys, "run", "--base", str(tiny_lm), "--tasks", "cnn_dailymail,hellaswag",
+                     "--data", f"cnn_dailymail={example_data['cnn_dailymail']}",
+                     "--data", f"hellaswag={example_data['hellaswag']}", "--limit", "6",
+                     "--max-new-tokens", "8", "--bertscore-model", str(minilm),
+                     "--bertscore-layers", "6", "--out", str(out))
+    assert code == 0, cap.err
+    report = _read(out)
+    assert report["schema_version"] == 1 and report["kind"] == "run"
+    assert report["model"]["adapter"] is None
+    assert len(report["model"]["base"]["weights_sha256"]) == 64
+    cnn = report["tasks"]["cnn_dailymail"]
+    assert cnn["n"] == 6 and cnn["dataset"]["n"] == 6
+    assert cnn["config"]["generation"]["max_new_tokens"] == 8
+    for metric in ("rouge1", "rouge2", "rougeL", "rougeLsum", "bertscore_f1", "gen_words",
+                   "ref_words"):
+        m = cnn["metrics"][metric]
+        assert set(m) == {"value", "ci95", "stderr", "n"} and m["n"] == 6
+        assert m["ci95"][0] <= m["value"] <= m["ci95"][1]
+    assert set(report["tasks"]["hellaswag"]["metrics"]) == {"acc", "acc_norm"}
+    lines = (out / "samples" / "cnn_dailymail.jsonl").read_text().splitlines()
+    first = json.loads(lines[0])
+    assert {"id", "prompt_hash", "prediction", "reference", "metrics"} <= set(first)
+    assert first["id"] == "news-0000"
+    mc = json.loads((out / "samples" / "hellaswag.jsonl").read_text().splitlines()[0])
+    assert len(mc["prediction"]["loglikelihoods"]) == 4
+    md = (out / "report.md").read_text()
+    assert "### cnn_dailymail" in md and "ROUGE-Lsum (%)" in md and "95% CI" in md
+    # report.md is made from report.json alone.
+    from harness.report.markdown import render_run
+
+    assert md == render_run(report)
+
+
+def test_adapters_are_evaluated_in_turn_on_one_base(tiny_lm, adapter, adapter_b, example_data,
+                                                    tmp_path, capsys):
+    out = tmp_path / "multi"
+    code, cap = _run(capsys, "run", "--base", str(tiny_lm), "--adapter", str(adapter),
+                     "--adapter", str(adapter_b), "--include-base", "--tasks", "hellaswag",
+                     "--data", f"hellaswag={example_data['hellaswag']}", "--limit", "12",
+                     "--out", str(out))
+    assert code == 0, cap.err
+    report = _read(out)
+    labels = [r["label"] for r in report["runs"]]
+    assert labels == ["base", "lora-a", "lora-b"]
+    ids = {r["model"]["id"] for r in report["runs"]}
+    assert len(ids) == 3
+    lls = []
+    for label in labels:
+        rec = json.loads((out / "samples" / label / "hellaswag.jsonl").read_text().split("\n")[0])
+        lls.append(rec["prediction"]["loglikelihoods"])
+    assert lls[0] != lls[1] != lls[2]
+    # The base alone (adapter switched off) equals a run of the bare base.
+    code, _ = _run(capsys, "run", "--base", str(tiny_lm), "--tasks", "hellaswag", "--data",
+                   f"hellaswag={example_data['hellaswag']}", "--limit", "12", "--out",
+                   str(tmp_path / "bare"))
+    bare = json.loads((tmp_path / "bare" / "samples" / "hellaswag.jsonl").read_text()
+                      .split("\n")[0])
+    assert bare["prediction"]["loglikelihoods"] == pytest.approx(lls[0], abs=1e-4)
+    assert "## Summary" in (out / "report.md").read_text()
+
+
+def test_adapter_matches_plain_peft(tiny_lm, adapter, example_data, tmp_path, capsys):
+    """Un-merged adapter scores equal plain peft's forward on the same input."""
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    out = tmp_path / "one"
+    code, _ = _run(capsys, "run", "--base", str(tiny_lm), "--adapter", str(adapter), "--tasks",
+                   "hellaswag", "--data", f"hellaswag={example_data['hellaswag']}", "--limit",
+                   "2", "--out", str(out))
+    assert code == 0
+    rec = json.loads((out / "samples" / "hellaswag.jsonl").read_text().split("\n")[0])
+    tok = AutoTokenizer.from_pretrained(tiny_lm)
+    model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny_lm), adapter)
+    from harness.data import load_task_data
+    from harness.engine import encode_pair
+    from harness.registry import discover_tasks
+
+    task = discover_tasks()["hellaswag"]
+    ex = load_task_data(task, str(example_data["hellaswag"]), 1).examples[0]
+    ctx, cont = encode_pair(tok, ex.fields["query"], " " + ex.fields["choices"][0])
+    with torch.no_grad():
+        logits = model(torch.tensor([ctx + cont])).logits[0]
+    logprobs = torch.log_softmax(logits[len(ctx) - 1: -1].float(), -1)
+    expected = float(logprobs.gather(1, torch.tensor(cont)[:, None]).sum())
+    assert rec["prediction"]["loglikelihoods"][0] == pytest.approx(expected, abs=1e-4)
+
+
+def test_4bit_on_cpu(tiny_lm, adapter, example_data, minilm, tmp_path, capsys):
+    pytest.importorskip("bitsandbytes")
+    out = tmp_path / "q4"
+    code, cap = _run(capsys, "run", "--base", str(tiny_lm), "--adapter", str(adapter),
+                     "--include-base", "--load-in-4bit", "--tasks", "hellaswag,medquad",
+                     "--data", f"hellaswag={example_data['hellaswag']}", "--data",
+                     f"medquad={example_data['medquad']}", "--limit", "4",
+                     "--max-new-tokens", "6", "--bertscore-model", str(minilm),
+                     "--bertscore-layers", "6", "--out", str(out))
+    assert code == 0, cap.err
+    report = _read(out)
+    assert all(r["model"]["quantization"] == "4bit" for r in report["runs"])
+    assert report["runs"][0]["model"]["id"] != report["runs"][1]["model"]["id"]
+
+
+def test_score_predictions_by_reference_and_by_id(example_data, tmp_path, capsys):
+    preds = tmp_path / "preds.jsonl"
+    rows = [json.loads(x) for x in example_data["medquad"].read_text().splitlines()[:5]]
+    with preds.open("w") as fh:
+        for i, r in enumerate(rows):
+            line = {"prediction": r["answer"] if i % 2 else "I do not know."}
+            line.update({"reference": r["answer"]} if i < 3 else {"id": str(i)})
+            fh.write(json.dumps(line) + "\n")
+    med = tmp_path / "medquad.yaml"
+    # A user task: medquad's prompt, scored with ROUGE + BLEU only (no BERTScore model needed).
+    from harness.registry import discover_tasks
+
+    spec = discover_tasks()["medquad"]
+    med.write_text(json.dumps({
+        "name": "med_lite", "kind": "generation",
+        "dataset": {"hub": spec.dataset.hub, "split": spec.dataset.split},
+        "fields": dict(spec.fields), "prompt": spec.prompt, "target": "answer",
+        "metrics": ["rouge", "bleu"]}))
+    out = tmp_path / "scored"
+    code, cap = _run(capsys, "score", "--task", "med_lite", "--tasks-dir", str(tmp_path),
+                     "--predictions", str(preds), "--data",
+                     f"med_lite={example_data['medquad']}", "--out", str(out))
+    assert code == 0, cap.err
+    report = _read(out)
+    rouge_l = report["tasks"]["med_lite"]["metrics"]["rougeL"]
+    from harness.metrics.rouge import rouge
+
+    expected = rouge([("I do not know." if i % 2 == 0 else r["answer"]) for i, r in
+                      enumerate(rows)], [r["answer"] for r in rows]).per_example["rougeL"]
+    assert rouge_l["value"] == pytest.approx(sum(expected) / 5)
+    assert "bleu" in report["tasks"]["med_lite"]["metrics"]
+
+
+def test_demo_runs_offline(tmp_path, capsys, minilm):
+    code, cap = _run(capsys, "demo", "--out", str(tmp_path / "demo"))
+    assert code == 0, cap.err
+    report = _read(tmp_path / "demo")
+    assert set(report["tasks"]) == {"cnn_dailymail", "pubmed", "medquad", "hellaswag"}
+    assert (tmp_path / "demo" / "report.md").exists()

@@ -1,0 +1,99 @@
+"""Our metric values equal calling rouge-score, sacrebleu and bert-score directly."""
+
+import numpy as np
+import pytest
+
+from harness.metrics.bleu import bleu
+from harness.metrics.rouge import for_rougelsum, rouge, split_sentences
+from harness.metrics.simple import exact_match, words
+from harness.stats import summarize_corpus
+
+PREDS = [
+    "The cat sat on the mat. It was happy!",
+    "Shoplifting was the top crime in Singapore. Cases rose by 4.2 per cent.",
+    "patients received the drug for twelve weeks .\nscores fell .",
+    "",
+    "A completely unrelated sentence about running dogs",
+]
+REFS = [
+    "A cat was sitting on the mat. The cat seemed happy.",
+    "Shoplifting was once again the top physical crime in Singapore. It rose 4.2 per cent.",
+    "in a trial of patients , the drug lowered scores .\nit was well tolerated .",
+    "Something the model failed to say.",
+    "Dogs ran in the park. They were running fast.",
+]
+
+
+def test_sentence_split():
+    assert split_sentences("One. Two! Three? four") == ["One.", "Two!", "Three?", "four"]
+    assert split_sentences('He said "hi." Then left.\nNew line') == ['He said "hi."', "Then left.",
+                                                                    "New line"]
+    assert for_rougelsum("a. b.") == "a.\nb."
+
+
+def test_rouge_equals_rouge_score():
+    from rouge_score import rouge_scorer
+
+    ours = rouge(PREDS, REFS).per_example
+    scorer = rouge_scorer.RougeScorer(["rouge1", "rouge2", "rougeL", "rougeLsum"],
+                                      use_stemmer=True)
+    for i, (p, r) in enumerate(zip(PREDS, REFS)):
+        # rouge1/2/L on the raw texts; rougeLsum on newline-separated sentences, as it requires.
+        raw = scorer.score(r, p)
+        lsum = scorer.score("\n".join(split_sentences(r)), "\n".join(split_sentences(p)))
+        assert ours["rouge1"][i] == raw["rouge1"].fmeasure
+        assert ours["rouge2"][i] == raw["rouge2"].fmeasure
+        assert ours["rougeL"][i] == raw["rougeL"].fmeasure
+        assert ours["rougeLsum"][i] == lsum["rougeLsum"].fmeasure
+    # Sentence splitting matters for Lsum: it differs from L on multi-sentence texts.
+    assert ours["rougeLsum"][0] != ours["rougeL"][0]
+
+
+def test_bleu_equals_sacrebleu():
+    import sacrebleu
+
+    scores = bleu(PREDS, REFS)
+    ref = sacrebleu.corpus_bleu(PREDS, [REFS])
+    values = {name: cm.compute(cm.stats.sum(axis=0)) for name, cm in scores.corpus.items()}
+    assert values["bleu"] == pytest.approx(ref.score / 100, abs=1e-12)
+    for n in range(4):
+        assert values[f"bleu_precision_{n + 1}"] == pytest.approx(ref.precisions[n] / 100,
+                                                                  abs=1e-12)
+    assert values["bleu_brevity_penalty"] == pytest.approx(ref.bp, abs=1e-12)
+    assert values["bleu_length_ratio"] == pytest.approx(ref.sys_len / ref.ref_len, abs=1e-12)
+
+
+def test_bleu_bootstrap_recomputes_from_documents():
+    """A resample of documents gives the BLEU sacrebleu computes on those documents."""
+    import sacrebleu
+
+    scores = bleu(PREDS, REFS)
+    cm = scores.corpus["bleu"]
+    idx = [1, 1, 2, 0, 4]
+    expected = sacrebleu.corpus_bleu([PREDS[i] for i in idx], [[REFS[i] for i in idx]]).score
+    assert cm.compute(cm.stats[idx].sum(axis=0)) == pytest.approx(expected / 100, abs=1e-12)
+    value = summarize_corpus(cm.stats, cm.compute, resamples=200, seed=0)
+    assert value.ci95[0] <= value.value <= value.ci95[1]
+
+
+def test_bertscore_equals_bert_score(minilm):
+    import bert_score
+
+    from harness.metrics.bertscore import bertscore
+    from harness.specs import BertScoreSpec
+
+    ours = bertscore(PREDS, REFS, BertScoreSpec(model=str(minilm), num_layers=6))
+    keep = [i for i, p in enumerate(PREDS) if p]
+    _, _, f1 = bert_score.score([PREDS[i] for i in keep], [REFS[i] for i in keep],
+                                model_type=str(minilm), num_layers=6)
+    got = ours.per_example["bertscore_f1"]
+    assert np.allclose([got[i] for i in keep], f1.tolist(), atol=1e-6)
+    # The empty prediction (index 3) gets bert-score's own value for empty candidates: 0.
+    assert got[3] == 0.0
+
+
+def test_words_and_exact_match():
+    assert words(["a b c", ""], ["x y", "z"]).per_example == {"gen_words": [3.0, 0.0],
+                                                            "ref_words": [2.0, 1.0]}
+    assert exact_match(["The Cat!", "dog"], ["cat", "cat"]).per_example["exact_match"] == [1.0,
+                                                                                           0.0]

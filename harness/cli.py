@@ -47,8 +47,8 @@ def _task_list(values: list[str]) -> tuple[str, ...]:
     return tuple(dict.fromkeys(names))
 
 
-def _add_common_model(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--base", required=True, help="hub id or local folder of a causal LM")
+def _add_common_model(p: argparse.ArgumentParser, base_required: bool = True) -> None:
+    p.add_argument("--base", required=base_required, help="hub id or local folder of a causal LM")
     p.add_argument("--adapter", action="append", default=[],
                    help="PEFT adapter folder (repeatable: base loaded once, each in turn)")
     p.add_argument("--include-base", action="store_true",
@@ -67,8 +67,9 @@ def _add_common_model(p: argparse.ArgumentParser) -> None:
                    help="context length (default: the model config's)")
 
 
-def _add_eval(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--tasks", nargs="+", required=True, help="task names, comma-separated")
+def _add_eval(p: argparse.ArgumentParser, tasks_required: bool = True) -> None:
+    p.add_argument("--tasks", nargs="+", required=tasks_required,
+                   help="task names, comma-separated")
     p.add_argument("--data", type=_pair, action="append", default=[],
                    metavar="TASK=PATH", help="local .jsonl/.json/.parquet/.csv for a task")
     p.add_argument("--limit", type=_positive, help="the first N rows of each task")
@@ -112,6 +113,31 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--limit", type=_positive)
     s.add_argument("--out", type=Path, required=True)
     _add_metric_opts(s)
+
+    c = sub.add_parser("compare", help="before/after: base vs base+adapter, paired CIs")
+    c.add_argument("runs", nargs="*", type=Path, metavar="RUN_DIR",
+                   help="BEFORE_DIR AFTER_DIR: compare two finished one-model runs")
+    _add_common_model(c, base_required=False)
+    _add_eval(c, tasks_required=False)
+    _add_metric_opts(c)
+    c.add_argument("--general", nargs="+", default=[],
+                   help="general tasks that form the forgetting set (comma-separated)")
+    c.add_argument("--resamples", type=_positive, default=10_000,
+                   help="paired bootstrap resamples for the deltas")
+    c.add_argument("--out", type=Path, required=True)
+
+    g = sub.add_parser("gate", help="check rules on a report: exit 0 pass, 1 fail, 2 bad input")
+    g.add_argument("report", type=Path, help="report.json or its folder")
+    g.add_argument("--rule", action="append", default=[],
+                   help="TASK.METRIC[.delta|.before|.after|.value] OP NUMBER (repeatable)")
+    g.add_argument("--rules", type=Path, action="append", default=[],
+                   help="YAML file with `rules: [..]`")
+    g.add_argument("--strict", action="store_true", help="the rule must hold over the whole CI")
+
+    lb = sub.add_parser("leaderboard", help="one ranked table over many reports")
+    lb.add_argument("reports", nargs="+", type=Path, help="report.json files or folders")
+    lb.add_argument("--sort", help="TASK.METRIC to rank by (default: the first column)")
+    lb.add_argument("--out", type=Path, required=True)
 
     d = sub.add_parser("demo", help="offline end-to-end demo on a tiny model it builds")
     d.add_argument("--out", type=Path, default=Path("reports/demo"))
@@ -206,6 +232,89 @@ def cmd_score(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_compare(args: argparse.Namespace) -> int:
+    from harness.compare import compare_runs, load_run_dir
+    from harness.report.comparison_md import render_comparison
+    from harness.report.plots import render_deltas_png
+    from harness.report.write import check_out_dir, write_report
+
+    check_out_dir(args.out)
+    general = _task_list(args.general) if args.general else ()
+    if args.runs:
+        if len(args.runs) != 2:
+            raise ConfigError("compare takes two run folders: BEFORE_DIR AFTER_DIR")
+        if args.base or args.adapter:
+            raise ConfigError("give either two run folders or --base/--adapter, not both")
+        before, after = load_run_dir(args.runs[0]), load_run_dir(args.runs[1])
+        samples = {"before": before.samples, "after": after.samples}
+        run_report = None
+    else:
+        before, after, run_report, samples = _evaluate_before_after(args, general)
+    report = compare_runs(before, after, general, args.resamples, args.seed)
+    extra = {"deltas.png": render_deltas_png(report)}
+    if run_report is not None:
+        from harness.report.write import dumps
+
+        extra["runs.json"] = dumps(run_report).encode()
+    markdown = write_report(args.out, report, render_comparison, samples, extra)
+    print(markdown)
+    print(f"wrote {args.out}/report.md, report.json and deltas.png", file=sys.stderr)
+    return EXIT_OK
+
+
+def _evaluate_before_after(args: argparse.Namespace, general: tuple[str, ...]):  # noqa: ANN202
+    from harness.compare import views_from_run
+    from harness.registry import discover_tasks
+    from harness.runner import evaluate
+    from harness.specs import ModelSpec, RunSpec
+
+    if not args.base or len(args.adapter) != 1 or not args.tasks:
+        raise ConfigError("compare needs --base, exactly one --adapter and --tasks "
+                          "(or two run folders)")
+    quant = "4bit" if args.load_in_4bit else "8bit" if args.load_in_8bit else "none"
+    model = ModelSpec(base=args.base, adapters=tuple(args.adapter), include_base=True,
+                      quantization=quant, dtype=args.dtype, device=args.device,
+                      revision=args.revision, trust_remote_code=args.trust_remote_code,
+                      max_length=args.max_length)
+    tasks = _task_list(args.tasks) + tuple(g for g in general if g not in args.tasks)
+    spec = RunSpec(model=model, tasks=tuple(dict.fromkeys(tasks)), data=tuple(args.data),
+                   limit=args.limit, batch_size=args.batch_size,
+                   max_new_tokens=args.max_new_tokens, bertscore=_bert_spec(args),
+                   bootstrap=args.bootstrap, seed=args.seed)
+    run_report, samples = evaluate(spec, discover_tasks(args.tasks_dir))
+    before, after = views_from_run(run_report, samples)
+    return before, after, run_report, {"before": before.samples, "after": after.samples}
+
+
+def cmd_gate(args: argparse.Namespace) -> int:
+    from harness.gate import evaluate_rules, load_rules, render_verdicts
+    from harness.report.write import load_report
+
+    report = load_report(args.report)
+    rules = load_rules(args.rule, args.rules)
+    verdicts = evaluate_rules(report, rules, args.strict)
+    print(render_verdicts(verdicts, args.strict))
+    return EXIT_OK if all(v.passed for v in verdicts) else EXIT_FAIL
+
+
+def cmd_leaderboard(args: argparse.Namespace) -> int:
+    import json
+
+    from harness.leaderboard import (build_leaderboard, render_leaderboard_csv,
+                                     render_leaderboard_md)
+    from harness.report.write import atomic_write, check_out_dir
+
+    check_out_dir(args.out)
+    board = build_leaderboard(args.reports, args.sort)
+    markdown = render_leaderboard_md(board)
+    atomic_write(args.out / "leaderboard.csv", render_leaderboard_csv(board))
+    atomic_write(args.out / "leaderboard.md", markdown)
+    atomic_write(args.out / "leaderboard.json",
+                 json.dumps(board, sort_keys=True, indent=2, ensure_ascii=False) + "\n")
+    print(markdown)
+    return EXIT_OK
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from harness.demo import run_demo
 
@@ -225,7 +334,8 @@ def _quiet_libraries() -> None:
         logging.getLogger(name).setLevel(logging.ERROR)
 
 
-COMMANDS = {"tasks": cmd_tasks, "run": cmd_run, "score": cmd_score, "demo": cmd_demo}
+COMMANDS = {"tasks": cmd_tasks, "run": cmd_run, "score": cmd_score, "compare": cmd_compare,
+            "gate": cmd_gate, "leaderboard": cmd_leaderboard, "demo": cmd_demo}
 
 
 def main(argv: list[str] | None = None) -> int:

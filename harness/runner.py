@@ -158,3 +158,23 @@ def evaluate(spec: RunSpec, registry: Mapping[str, TaskSpec],
 
 def default_out(base: str) -> Path:
     return Path("reports") / Path(base).name
+
+
+def scores_from_records(kind: str, records: Sequence[dict[str, Any]]) -> Scores:
+    """Rebuild a task's Scores from stored sample records, without re-running any metric
+    library: per-example values as stored, corpus metrics from their stored statistics."""
+    import numpy as np
+
+    if kind == "multiple_choice":
+        return multiple_choice.score(records)
+    if kind == "perplexity":
+        return perplexity.score(records)
+    from harness.metrics.bleu import bleu_from_stats
+
+    names = [k for k in records[0].get("metrics", {}) if not k.endswith("_stats")]
+    per_example = {k: [float(r["metrics"][k]) for r in records] for k in names}
+    corpus = {}
+    if "bleu_stats" in records[0].get("metrics", {}):
+        corpus = bleu_from_stats(np.array([r["metrics"]["bleu_stats"] for r in records],
+                                          dtype=np.float64)).corpus
+    return Scores(per_example=per_example, corpus=corpus)

@@ -67,3 +67,69 @@ def summarize_corpus(stats: np.ndarray, compute: Callable[[np.ndarray], float],
     arr = np.asarray(draws)
     lo, hi = np.percentile(arr, [2.5, 97.5])
     return MetricValue(_clean(value), (_clean(lo), _clean(hi)), _clean(arr.std(ddof=1)), n)
+
+
+@dataclass(frozen=True)
+class PairedDelta:
+    before: float
+    after: float
+    delta: float
+    ci95: tuple[float, float]
+    p_value: float | None
+
+    @property
+    def significant(self) -> bool:
+        """The 95% CI of the difference excludes 0."""
+        return self.ci95[0] > 0 or self.ci95[1] < 0
+
+
+def paired_delta(before: Sequence[float], after: Sequence[float], resamples: int = 10_000,
+                 seed: int = 0) -> PairedDelta:
+    """Δ = mean(after) − mean(before) with a paired percentile-bootstrap CI: the same
+    resampled examples for both models, i.e. a bootstrap of the per-example differences."""
+    b = np.asarray(before, dtype=np.float64)
+    a = np.asarray(after, dtype=np.float64)
+    if b.shape != a.shape:
+        raise ValueError("paired values need the same examples")
+    diff = a - b
+    n = diff.size
+    delta = float(diff.mean())
+    if n < 2:
+        return PairedDelta(_clean(b.mean()), _clean(a.mean()), _clean(delta),
+                           (_clean(delta), _clean(delta)), None)
+    means = np.concatenate([diff[idx].mean(axis=1)
+                            for idx in _resample_indices(n, resamples, seed)])
+    lo, hi = np.percentile(means, [2.5, 97.5])
+    return PairedDelta(_clean(b.mean()), _clean(a.mean()), _clean(delta), (_clean(lo), _clean(hi)),
+                       None)
+
+
+def paired_delta_corpus(before: np.ndarray, after: np.ndarray,
+                        compute: Callable[[np.ndarray], float], resamples: int = 10_000,
+                        seed: int = 0) -> PairedDelta:
+    """Δ of a corpus metric (BLEU, perplexity): resample documents, recompute both models'
+    values from the same documents' statistics, take the difference."""
+    if before.shape[0] != after.shape[0]:
+        raise ValueError("paired statistics need the same examples")
+    vb, va = compute(before.sum(axis=0)), compute(after.sum(axis=0))
+    n = before.shape[0]
+    if n < 2:
+        return PairedDelta(_clean(vb), _clean(va), _clean(va - vb),
+                           (_clean(va - vb), _clean(va - vb)), None)
+    draws = []
+    for idx in _resample_indices(n, resamples, seed):
+        sb, sa = before[idx].sum(axis=1), after[idx].sum(axis=1)
+        draws += [compute(x) - compute(y) for x, y in zip(sa, sb, strict=True)]
+    lo, hi = np.percentile(np.asarray(draws), [2.5, 97.5])
+    return PairedDelta(_clean(vb), _clean(va), _clean(va - vb), (_clean(lo), _clean(hi)), None)
+
+
+def mcnemar_exact(before_correct: Sequence[float], after_correct: Sequence[float]) -> float:
+    """Exact (binomial) two-sided McNemar p-value over the discordant pairs."""
+    from scipy.stats import binom
+
+    b = int(sum(1 for x, y in zip(before_correct, after_correct, strict=True) if x and not y))
+    c = int(sum(1 for x, y in zip(before_correct, after_correct, strict=True) if y and not x))
+    if b + c == 0:
+        return 1.0
+    return _clean(min(1.0, 2.0 * binom.cdf(min(b, c), b + c, 0.5)))

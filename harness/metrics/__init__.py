@@ -33,7 +33,7 @@ class Scores:
 @dataclass(frozen=True)
 class MetricInfo:
     scale: Scale  # fraction: a rate or score in [0, 1] (Markdown shows x100)
-    higher_is_better: bool
+    higher_is_better: bool | None  # None: no better direction (lengths, ratios)
     label: str
 
 
@@ -48,10 +48,10 @@ INFO: dict[str, MetricInfo] = {
     "bleu_precision_3": MetricInfo("fraction", True, "BLEU 3-gram precision"),
     "bleu_precision_4": MetricInfo("fraction", True, "BLEU 4-gram precision"),
     "bleu_brevity_penalty": MetricInfo("fraction", True, "BLEU brevity penalty"),
-    "bleu_length_ratio": MetricInfo("raw", True, "BLEU length ratio"),
+    "bleu_length_ratio": MetricInfo("raw", None, "BLEU length ratio"),
     "bertscore_f1": MetricInfo("fraction", True, "BERTScore F1"),
-    "gen_words": MetricInfo("raw", True, "Avg generated words"),
-    "ref_words": MetricInfo("raw", True, "Avg reference words"),
+    "gen_words": MetricInfo("raw", None, "Avg generated words"),
+    "ref_words": MetricInfo("raw", None, "Avg reference words"),
     "exact_match": MetricInfo("fraction", True, "Exact match"),
     "acc": MetricInfo("fraction", True, "Accuracy"),
     "acc_norm": MetricInfo("fraction", True, "Accuracy (length-normalised)"),

@@ -19,9 +19,13 @@ def bleu(predictions: Sequence[str], references: Sequence[str]) -> Scores:
     """sacreBLEU's corpus score, n-gram precisions, brevity penalty and length ratio, as
     fractions (sacrebleu's score and precisions / 100). Each example keeps its statistics
     [hyp_len, ref_len, correct_1..4, total_1..4], so a bootstrap recomputes the corpus value."""
+    stats = _scorer()._extract_corpus_statistics(list(predictions), [list(references)])
+    return bleu_from_stats(np.asarray(stats, dtype=np.float64))
+
+
+def bleu_from_stats(stats: np.ndarray) -> Scores:
+    """The BLEU metrics from per-example statistics (as stored in samples)."""
     scorer = _scorer()
-    stats = np.asarray(scorer._extract_corpus_statistics(list(predictions), [list(references)]),
-                       dtype=np.float64)
 
     def pick(fn):  # noqa: ANN001, ANN202 - small closure factory
         return lambda summed: float(fn(scorer._compute_score_from_stats(summed.tolist())))

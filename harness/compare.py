@@ -1,0 +1,159 @@
+"""Before/after comparison: paired deltas with bootstrap CIs, McNemar for accuracies, and the
+forgetting set (general tasks). Works from per-example sample records, so it runs on two
+finished run folders as well as on a fresh in-process evaluation."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from harness import __version__
+from harness.errors import ConfigError, DataError
+from harness.metrics import INFO
+from harness.report import SCHEMA_VERSION
+from harness.report.build import iter_runs, versions
+from harness.report.write import load_report
+from harness.runner import scores_from_records
+from harness.stats import PairedDelta, mcnemar_exact, paired_delta, paired_delta_corpus
+
+ACCURACY_METRICS = ("acc", "acc_norm", "exact_match")
+N_EXAMPLES = 3
+
+
+@dataclass
+class RunView:
+    """One evaluated model: its report entry and its per-example records."""
+
+    label: str
+    model: dict[str, Any]
+    tasks: dict[str, Any]
+    samples: dict[str, list[dict[str, Any]]]
+    versions: dict[str, Any]
+    device: dict[str, Any]
+
+
+def load_run_dir(folder: Path) -> RunView:
+    """A single-model run folder (report.json + samples/TASK.jsonl)."""
+    report = load_report(folder)
+    runs = list(iter_runs(report))
+    if len(runs) != 1:
+        raise ConfigError(f"{folder}: the report holds {len(runs)} models "
+                          f"({', '.join(r['label'] for r in runs)}); compare takes one-model runs")
+    run = runs[0]
+    samples = {}
+    for task in run["tasks"]:
+        path = (folder if folder.is_dir() else folder.parent) / "samples" / f"{task}.jsonl"
+        if not path.exists():
+            raise DataError(f"{path} is missing: compare needs the run's per-example samples")
+        samples[task] = [json.loads(line) for line in path.read_text(encoding="utf-8")
+                         .splitlines() if line.strip()]
+    return RunView(run["label"], run["model"], run["tasks"], samples, report["versions"],
+                   report["device"])
+
+
+def _check_same_examples(before: RunView, after: RunView) -> None:
+    b_tasks, a_tasks = set(before.tasks), set(after.tasks)
+    if b_tasks != a_tasks:
+        parts = []
+        if b_tasks - a_tasks:
+            parts.append(f"only before: {', '.join(sorted(b_tasks - a_tasks))}")
+        if a_tasks - b_tasks:
+            parts.append(f"only after: {', '.join(sorted(a_tasks - b_tasks))}")
+        raise DataError(f"the runs evaluated different tasks ({'; '.join(parts)}); "
+                        f"run both on the same --tasks")
+    for task in sorted(b_tasks):
+        b_ids = [r["id"] for r in before.samples[task]]
+        a_ids = [r["id"] for r in after.samples[task]]
+        b_hash = [r.get("example_hash") for r in before.samples[task]]
+        a_hash = [r.get("example_hash") for r in after.samples[task]]
+        if b_ids != a_ids or b_hash != a_hash:
+            only_b = len(set(b_ids) - set(a_ids))
+            only_a = len(set(a_ids) - set(b_ids))
+            changed = sum(1 for i, h in zip(b_ids, b_hash, strict=False)
+                          if i in set(a_ids) and h not in set(a_hash))
+            raise DataError(
+                f"task '{task}': the runs used different example sets (before n={len(b_ids)}, "
+                f"after n={len(a_ids)}; {only_b} ids only before, {only_a} only after, "
+                f"{changed} with other content); run both on the same --data and --limit")
+
+
+def _delta(kind: str, metric: str, before_scores: Any, after_scores: Any, resamples: int,
+           seed: int) -> PairedDelta:
+    if metric in before_scores.per_example:
+        b, a = before_scores.per_example[metric], after_scores.per_example[metric]
+        d = paired_delta(b, a, resamples, seed)
+        if metric in ACCURACY_METRICS:
+            return PairedDelta(d.before, d.after, d.delta, d.ci95, mcnemar_exact(b, a))
+        return d
+    cb, ca = before_scores.corpus[metric], after_scores.corpus[metric]
+    return paired_delta_corpus(cb.stats, ca.stats, cb.compute, resamples, seed)
+
+
+def _examples(before: list[dict[str, Any]], after: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    def clip(text: str, n: int = 400) -> str:
+        return text if len(text) <= n else text[: n - 1] + "…"
+
+    return [{"id": b["id"], "reference": clip(b["reference"]), "before": clip(b["prediction"]),
+             "after": clip(a["prediction"])} for b, a in zip(before[:N_EXAMPLES],
+                                                             after[:N_EXAMPLES], strict=True)]
+
+
+def compare_runs(before: RunView, after: RunView, general: Sequence[str], resamples: int = 10_000,
+                 seed: int = 0) -> dict[str, Any]:
+    """The comparison report (kind: comparison)."""
+    _check_same_examples(before, after)
+    unknown = [g for g in general if g not in before.tasks]
+    if unknown:
+        raise ConfigError(f"--general names {', '.join(unknown)}, not among the compared tasks "
+                          f"({', '.join(sorted(before.tasks))})")
+    tasks: dict[str, Any] = {}
+    forgetting: list[dict[str, Any]] = []
+    for name in sorted(before.tasks):
+        kind = before.tasks[name]["kind"]
+        sb = scores_from_records(kind, before.samples[name])
+        sa = scores_from_records(kind, after.samples[name])
+        names_b = set(sb.per_example) | set(sb.corpus)
+        names_a = set(sa.per_example) | set(sa.corpus)
+        metrics: dict[str, Any] = {}
+        for metric in sorted(names_b & names_a):
+            d = _delta(kind, metric, sb, sa, resamples, seed)
+            info = INFO.get(metric)
+            metrics[metric] = {"before": d.before, "after": d.after, "delta": d.delta,
+                               "ci95": list(d.ci95), "p_value": d.p_value,
+                               "significant": d.significant,
+                               "higher_is_better": info.higher_is_better if info else None}
+        role = "general" if name in general else "target"
+        entry: dict[str, Any] = {
+            "role": role, "kind": kind, "n": len(before.samples[name]),
+            "dataset": before.tasks[name]["dataset"], "metrics": metrics,
+            "metrics_not_compared": sorted(names_b ^ names_a),
+            "config": before.tasks[name]["config"],
+        }
+        if kind == "generation":
+            entry["examples"] = _examples(before.samples[name], after.samples[name])
+        tasks[name] = entry
+        if role == "general":
+            forgetting += [{"task": name, "metric": m, **v} for m, v in metrics.items()]
+    return {
+        "schema_version": SCHEMA_VERSION, "kind": "comparison", "harness_version": __version__,
+        "versions": after.versions or versions(), "device": after.device,
+        "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "settings": {"bootstrap_resamples": resamples, "seed": seed,
+                     "ci": "paired percentile bootstrap over examples",
+                     "significant": "the 95% CI of the delta excludes 0",
+                     "p_value": "exact McNemar test (accuracy metrics only)"},
+        "before": {"label": before.label, "model": before.model},
+        "after": {"label": after.label, "model": after.model},
+        "general": sorted(general), "targets": sorted(set(tasks) - set(general)),
+        "forgetting": forgetting, "tasks": tasks,
+    }
+
+
+def views_from_run(report: Mapping[str, Any], samples: Mapping[str, Any]) -> list[RunView]:
+    """RunViews of an in-process multi-model run (base first, then adapters)."""
+    return [RunView(r["label"], r["model"], r["tasks"], samples[r["label"]], report["versions"],
+                    report["device"]) for r in iter_runs(dict(report))]

@@ -1,0 +1,137 @@
+"""`harness gate`: rules over a report -> exit 0 (all hold), 1 (one fails), 2 (bad rule/file).
+
+A rule is `TASK.METRIC[.FIELD] OP NUMBER`. FIELD is `delta` (default on comparisons), `before`
+or `after` on comparisons, `value` (default) on run reports. With a CI (deltas, run values),
+a rule fails by default only when the whole CI lies on the wrong side (the violation is
+significant); with --strict it must hold over the whole CI. Values without a CI (before,
+after) are compared as they are.
+"""
+
+from __future__ import annotations
+
+import difflib
+import operator
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from harness.errors import ConfigError
+from harness.report.build import iter_runs
+
+OPS: dict[str, Callable[[float, float], bool]] = {
+    ">": operator.gt, ">=": operator.ge, "<": operator.lt, "<=": operator.le,
+}
+_RULE = re.compile(r"^\s*([\w\-]+)\.([\w\-]+)(?:\.(delta|before|after|value))?\s*"
+                   r"(>=|<=|>|<)\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*$")
+
+
+@dataclass(frozen=True)
+class Rule:
+    text: str
+    task: str
+    metric: str
+    field: str | None
+    op: str
+    threshold: float
+
+
+@dataclass(frozen=True)
+class Verdict:
+    rule: Rule
+    value: float
+    ci95: tuple[float, float] | None
+    passed: bool
+
+
+def parse_rule(text: str) -> Rule:
+    m = _RULE.match(text)
+    if not m:
+        raise ConfigError(f"rule '{text}' is not of the form TASK.METRIC[.delta|.before|.after|"
+                          f".value] OP NUMBER with OP one of > >= < <= "
+                          f"(e.g. 'hellaswag.acc.delta >= -0.01')")
+    task, metric, field, op, number = m.groups()
+    return Rule(text.strip(), task, metric, field, op, float(number))
+
+
+def load_rules(rules: Sequence[str], files: Sequence[Path]) -> list[Rule]:
+    texts = list(rules)
+    for f in files:
+        if not f.exists():
+            raise ConfigError(f"--rules {f}: no such file")
+        try:
+            data = yaml.safe_load(f.read_text(encoding="utf-8"))
+        except yaml.YAMLError as err:
+            raise ConfigError(f"--rules {f}: malformed YAML ({str(err).splitlines()[0]})") \
+                from None
+        items = data.get("rules") if isinstance(data, dict) else data
+        if not isinstance(items, list) or not all(isinstance(r, str) for r in items):
+            raise ConfigError(f"--rules {f}: expected a list of rule strings under 'rules:'")
+        texts += items
+    if not texts:
+        raise ConfigError("no rules given: add --rule 'TASK.METRIC OP NUMBER' or --rules FILE")
+    return [parse_rule(t) for t in texts]
+
+
+def _pick(names: Sequence[str], name: str, what: str, where: str = "") -> None:
+    if name not in names:
+        close = difflib.get_close_matches(name, list(names), n=3)
+        hint = f" Did you mean: {', '.join(close)}?" if close else ""
+        raise ConfigError(f"unknown {what} '{name}'{where} in rule.{hint} Known: "
+                          f"{', '.join(sorted(names))}")
+
+
+def _lookup(report: dict[str, Any], rule: Rule) -> tuple[float, tuple[float, float] | None]:
+    if report.get("kind") == "comparison":
+        tasks = report["tasks"]
+        _pick(list(tasks), rule.task, "task")
+        _pick(list(tasks[rule.task]["metrics"]), rule.metric, "metric", f" of task '{rule.task}'")
+        m = tasks[rule.task]["metrics"][rule.metric]
+        field = rule.field or "delta"
+        if field == "value":
+            raise ConfigError(f"rule '{rule.text}': a comparison has .delta, .before and .after")
+        if field == "delta":
+            return m["delta"], (m["ci95"][0], m["ci95"][1])
+        return m[field], None
+    runs = list(iter_runs(report))
+    if len(runs) != 1:
+        raise ConfigError(f"the report holds {len(runs)} models; gate a comparison or a "
+                          f"one-model run")
+    tasks = runs[0]["tasks"]
+    if rule.field not in (None, "value"):
+        raise ConfigError(f"rule '{rule.text}': .{rule.field} needs a comparison report; "
+                          f"a run report has .value")
+    _pick(list(tasks), rule.task, "task")
+    _pick(list(tasks[rule.task]["metrics"]), rule.metric, "metric", f" of task '{rule.task}'")
+    m = tasks[rule.task]["metrics"][rule.metric]
+    return m["value"], (m["ci95"][0], m["ci95"][1])
+
+
+def evaluate_rules(report: dict[str, Any], rules: Sequence[Rule], strict: bool) -> list[Verdict]:
+    verdicts = []
+    for rule in rules:
+        value, ci = _lookup(report, rule)
+        holds = OPS[rule.op]
+        if ci is None:
+            passed = holds(value, rule.threshold)
+        elif strict:
+            passed = holds(ci[0], rule.threshold) and holds(ci[1], rule.threshold)
+        else:  # fails only when the whole CI violates the rule
+            passed = holds(ci[0], rule.threshold) or holds(ci[1], rule.threshold)
+        verdicts.append(Verdict(rule, value, ci, passed))
+    return verdicts
+
+
+def render_verdicts(verdicts: Sequence[Verdict], strict: bool) -> str:
+    lines = []
+    for v in verdicts:
+        ci = f" [95% CI {v.ci95[0]:+.4g}, {v.ci95[1]:+.4g}]" if v.ci95 else ""
+        status = "PASS" if v.passed else "FAIL"
+        lines.append(f"{status}  {v.rule.text}: value {v.value:+.4g}{ci}")
+    failed = sum(1 for v in verdicts if not v.passed)
+    mode = "strict: whole CI must hold" if strict else "fails only on significant violations"
+    lines.append(f"{len(verdicts) - failed} passed, {failed} failed ({mode})")
+    return "\n".join(lines)

@@ -139,6 +139,15 @@ def build_parser() -> argparse.ArgumentParser:
     lb.add_argument("--sort", help="TASK.METRIC to rank by (default: the first column)")
     lb.add_argument("--out", type=Path, required=True)
 
+    tr = sub.add_parser("train", help="train a LoRA/QLoRA adapter from a recipe YAML")
+    tr.add_argument("recipe", type=Path, help="recipe YAML (see adapters/)")
+    tr.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="override a recipe field, e.g. training.max_steps=50 (repeatable)")
+    tr.add_argument("--data", action="append", default=[], type=_pair, metavar="TASK[:eval]=PATH",
+                    help="local training file for the task (TASK:eval=PATH for the eval rows)")
+    tr.add_argument("--out", type=Path, help="output folder (default adapters/<recipe name>)")
+    tr.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
+
     d = sub.add_parser("demo", help="offline end-to-end demo on a tiny model it builds")
     d.add_argument("--out", type=Path, default=Path("reports/demo"))
     return parser
@@ -181,8 +190,9 @@ def cmd_tasks(args: argparse.Namespace) -> int:
         table.add_column(col)
     for spec in registry.values():
         ds = spec.dataset
+        where = ds.hub or (f"file {Path(ds.file).name}" if ds.file else "--data PATH")
         table.add_row(spec.name, spec.kind,
-                      f"{ds.hub}" + (f" ({ds.config})" if ds.config else "") + f" [{ds.split}]",
+                      where + (f" ({ds.config})" if ds.config else "") + f" [{ds.split}]",
                       ", ".join(spec.metrics), spec.description, )
     console.print(table)
     return EXIT_OK
@@ -315,6 +325,23 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_train(args: argparse.Namespace) -> int:
+    from harness.train.recipe import load_recipe
+    from harness.train.trainer import train
+
+    overrides = list(args.set) + ([f"out={args.out}"] if args.out else [])
+    spec = load_recipe(args.recipe, overrides)
+    data = dict(args.data)
+    for key in data:
+        if key.split(":")[0] != spec.task or key.split(":")[1:] not in ([], ["eval"]):
+            raise ConfigError(f"--data {key}=…: the recipe trains task '{spec.task}'; use "
+                              f"--data {spec.task}=TRAIN_FILE and --data {spec.task}:eval=FILE")
+    out = train(spec, data, resume=args.resume)
+    print(f"wrote adapter to {out} (train_summary.json, train_log.jsonl, loss.png)",
+          file=sys.stderr)
+    return EXIT_OK
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from harness.demo import run_demo
 
@@ -335,7 +362,8 @@ def _quiet_libraries() -> None:
 
 
 COMMANDS = {"tasks": cmd_tasks, "run": cmd_run, "score": cmd_score, "compare": cmd_compare,
-            "gate": cmd_gate, "leaderboard": cmd_leaderboard, "demo": cmd_demo}
+            "gate": cmd_gate, "leaderboard": cmd_leaderboard, "train": cmd_train,
+            "demo": cmd_demo}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -112,7 +112,8 @@ def read_file(path: Path) -> list[dict[str, Any]]:
 def read_hub(task: TaskSpec, limit: int | None) -> list[dict[str, Any]]:
     """Raw rows from the hub through `datasets` (needs the hub or a warm cache)."""
     ds = task.dataset
-    split = ds.split if limit is None else f"{ds.split}[:{limit}]"
+    # A split that is already a slice ("train[90%:]") is cut after loading.
+    split = ds.split if limit is None or "[" in ds.split else f"{ds.split}[:{limit}]"
     try:
         import datasets
 
@@ -157,7 +158,8 @@ def _resolve_columns(task: TaskSpec, columns: list[str], source: str) -> dict[st
     return resolved
 
 
-def _check_values(task: TaskSpec, examples: list[Example], source: str) -> None:
+def _check_values(task: TaskSpec, examples: list[Example], source: str,
+                  allow_empty_target: bool = False) -> None:
     text_fields = {n for n in (task.target, task.truncate) if n} if task.kind != \
         "multiple_choice" else set()
     from harness.registry import placeholders
@@ -171,7 +173,7 @@ def _check_values(task: TaskSpec, examples: list[Example], source: str) -> None:
                             f"(first: {', '.join(bad[:3])})")
             continue
         empty = [e.id for e in examples if not e.fields[name].strip()]
-        if empty and name == task.target:
+        if empty and name == task.target and not allow_empty_target:
             problems.append(f"{len(empty)} rows have an empty reference '{name}' "
                             f"(first: {', '.join(empty[:3])}); drop them from the data")
     if task.kind == "multiple_choice":
@@ -193,7 +195,7 @@ def _check_values(task: TaskSpec, examples: list[Example], source: str) -> None:
 
 
 def build_examples(task: TaskSpec, rows: list[dict[str, Any]], source: str,
-                   limit: int | None) -> TaskData:
+                   limit: int | None, allow_empty_target: bool = False) -> TaskData:
     """Transform, map fields, check values, hash: raw rows -> TaskData."""
     if limit is not None:
         rows = rows[:limit]
@@ -218,18 +220,26 @@ def build_examples(task: TaskSpec, rows: list[dict[str, Any]], source: str,
         seen.add(ex_id)
         digest = hashlib.sha256(canonical_json(values).encode()).hexdigest()
         examples.append(Example(id=ex_id, fields=values, hash=digest))
-    _check_values(task, examples, source)
+    _check_values(task, examples, source, allow_empty_target)
     whole = hashlib.sha256("".join(e.hash for e in examples).encode()).hexdigest()
     return TaskData(source=source, sha256=whole, examples=tuple(examples))
 
 
-def load_task_data(task: TaskSpec, path: str | None, limit: int | None) -> TaskData:
-    """Rows for a task from `path` if given, else from its hub dataset."""
+def load_task_data(task: TaskSpec, path: str | None, limit: int | None,
+                   allow_empty_target: bool = False) -> TaskData:
+    """Rows for a task from `path` if given, else from its hub dataset. Empty references are
+    an error unless allow_empty_target (the trainer drops and counts them)."""
     if limit is not None and limit < 1:
         raise ConfigError(f"--limit must be a positive integer, got {limit}")
     if path is not None:
         p = Path(path).expanduser()
-        return build_examples(task, read_file(p), f"file:{p}", limit)
+        return build_examples(task, read_file(p), f"file:{p}", limit, allow_empty_target)
     ds = task.dataset
+    if ds.file:
+        p = Path(ds.file)
+        return build_examples(task, read_file(p), f"file:{p}", limit, allow_empty_target)
+    if not ds.hub:
+        raise ConfigError(f"task '{task.name}' has no default data; give it a file: "
+                          f"--data {task.name}=PATH.jsonl")
     source = f"hub:{ds.hub}" + (f"/{ds.config}" if ds.config else "") + f":{ds.split}"
-    return build_examples(task, read_hub(task, limit), source, limit)
+    return build_examples(task, read_hub(task, limit), source, limit, allow_empty_target)

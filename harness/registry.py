@@ -26,7 +26,7 @@ _GEN_KEYS = {f.name for f in dc_fields(GenerationSpec)}
 _PLACEHOLDER = re.compile(r"(?<!\{)\{([A-Za-z_][A-Za-z0-9_]*)\}(?!\})")
 # Which metric families make sense for which kind of task.
 _KIND_METRICS = {
-    "generation": {"rouge", "bleu", "bertscore", "words", "exact_match"},
+    "generation": {"rouge", "bleu", "bertscore", "words", "exact_match", "perplexity"},
     "multiple_choice": {"acc"},
     "perplexity": {"perplexity"},
 }
@@ -73,8 +73,10 @@ def parse_task(raw: Any, source: str) -> TaskSpec:
             problems.append("'dataset' must be a mapping with 'hub' and 'split'")
         else:
             problems += _unknown(dataset.keys(), _DATASET_KEYS, "dataset.")
-            problems += [f"missing required key 'dataset.{k}'" for k in ("hub", "split")
-                         if k not in dataset]
+            problems += [f"missing required key 'dataset.split'"] if "split" not in dataset \
+                else []
+            if dataset.get("hub") and dataset.get("file"):
+                problems.append("'dataset' takes 'hub' or 'file', not both")
     fmap = raw.get("fields")
     if "fields" in raw and (not isinstance(fmap, dict) or not fmap
                             or not all(isinstance(k, str) and isinstance(v, str)
@@ -129,6 +131,8 @@ def parse_task(raw: Any, source: str) -> TaskSpec:
         raise ConfigError(f"{source}: " + "; ".join(problems))
 
     gen_spec = GenerationSpec(**{**gen, "stop": tuple(gen.get("stop", ()))})
+    if dataset.get("file"):  # relative to the YAML file
+        dataset = {**dataset, "file": str(Path(source).parent / dataset["file"])}
     return TaskSpec(
         name=raw["name"], kind=kind, dataset=DatasetSpec(**dataset),
         fields=tuple(fmap.items()), prompt=raw["prompt"], target=raw["target"],

@@ -65,9 +65,9 @@ def summarize_task(task: TaskSpec, data_source: str, data_sha: str,
         metrics[name] = summarize_corpus(cm.stats, cm.compute, resamples, seed).to_json()
         if id(cm.stats) not in stats_seen:
             stats_seen.add(id(cm.stats))
-            key = "bleu_stats" if name.startswith("bleu") else f"{name}_stats"
-            for rec, row in zip(records, cm.stats.tolist(), strict=True):
-                rec.setdefault("metrics", {})[key] = row
+            if name.startswith("bleu"):  # perplexity's statistics are in the records already
+                for rec, row in zip(records, cm.stats.tolist(), strict=True):
+                    rec.setdefault("metrics", {})["bleu_stats"] = row
     config = task_config(task, max_new_tokens)
     return {
         "kind": task.kind,
@@ -177,4 +177,6 @@ def scores_from_records(kind: str, records: Sequence[dict[str, Any]]) -> Scores:
     if "bleu_stats" in records[0].get("metrics", {}):
         corpus = bleu_from_stats(np.array([r["metrics"]["bleu_stats"] for r in records],
                                           dtype=np.float64)).corpus
+    if "target_nll" in records[0]:
+        corpus["perplexity"] = perplexity.perplexity_metric([r["target_nll"] for r in records])
     return Scores(per_example=per_example, corpus=corpus)

@@ -13,12 +13,14 @@ DType = Literal["auto", "float32", "bfloat16", "float16"]
 
 @dataclass(frozen=True)
 class DatasetSpec:
-    """Where a task's rows come from by default (a hub dataset); `--data` replaces it by a file."""
+    """Where a task's rows come from by default: a hub dataset, or a file relative to the task
+    YAML, or nothing (then `--data` is required). `--data` always wins."""
 
-    hub: str
-    split: str
+    split: str = "test"
+    hub: str | None = None
     config: str | None = None
     revision: str | None = None
+    file: str | None = None
 
 
 @dataclass(frozen=True)

@@ -31,14 +31,28 @@ def run(task: TaskSpec, examples: Sequence[Example], engine: Engine, progress: P
     builder = PromptBuilder(task, engine.tokenizer)
     prompts = [builder.build(ex.fields, budget, ex.id) for ex in examples]
     predictions = engine.generate([p.ids for p in prompts], gen, progress, label)
-    return [
+    records = [
         {"id": ex.id, "example_hash": ex.hash, "prompt_hash": prompt_hash(p.text),
          "prompt_tokens": len(p.ids), "truncated": p.truncated, "prediction": pred,
          "reference": ex.fields[task.target]}
         for ex, p, pred in zip(examples, prompts, predictions, strict=True)
     ]
+    if "perplexity" in task.metrics:
+        # Perplexity of the reference given the same prompt (seed 003 reports it with BLEU/ROUGE).
+        from harness.kinds.perplexity import target_nll
+
+        for rec, nll in zip(records, target_nll(task, examples, engine, progress, label),
+                            strict=True):
+            rec["target_nll"] = nll
+    return records
 
 
 def score(task: TaskSpec, records: Sequence[dict[str, Any]], bert: BertScoreSpec) -> Scores:
-    return score_text(task.metrics, [r["prediction"] for r in records],
-                      [r["reference"] for r in records], bert)
+    text = [m for m in task.metrics if m != "perplexity"]
+    scores = score_text(text, [r["prediction"] for r in records],
+                        [r["reference"] for r in records], bert)
+    if "perplexity" in task.metrics:
+        from harness.kinds.perplexity import perplexity_metric
+
+        scores.corpus["perplexity"] = perplexity_metric([r["target_nll"] for r in records])
+    return scores

@@ -16,6 +16,13 @@ from harness.prompts import PromptBuilder, prompt_hash
 from harness.specs import TaskSpec
 
 
+def target_nll(task: TaskSpec, examples: Sequence[Example], engine: Engine,
+               progress: Progress, label: str) -> list[dict[str, float]]:
+    """Negative log-likelihood and token count of each reference given its prompt."""
+    return [rec["prediction"] for rec in run(task, examples, engine, progress,
+                                             f"{label} (perplexity)")]
+
+
 def run(task: TaskSpec, examples: Sequence[Example], engine: Engine, progress: Progress,
         label: str) -> list[dict[str, Any]]:
     builder = PromptBuilder(task, engine.tokenizer)
@@ -40,7 +47,10 @@ def _perplexity(summed: np.ndarray) -> float:
     return math.exp(summed[0] / summed[1]) if summed[1] else float("nan")
 
 
+def perplexity_metric(nlls: Sequence[dict[str, float]]) -> CorpusMetric:
+    stats = np.array([[x["nll"], x["n_tokens"]] for x in nlls], dtype=np.float64)
+    return CorpusMetric(stats, _perplexity)
+
+
 def score(records: Sequence[dict[str, Any]]) -> Scores:
-    stats = np.array([[r["prediction"]["nll"], r["prediction"]["n_tokens"]] for r in records],
-                     dtype=np.float64)
-    return Scores(corpus={"perplexity": CorpusMetric(stats, _perplexity)})
+    return Scores(corpus={"perplexity": perplexity_metric([r["prediction"] for r in records])})

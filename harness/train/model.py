@@ -1,0 +1,117 @@
+"""Model side of training: load (4-bit/8-bit/full), attach LoRA, loss on target positions."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from harness.errors import ConfigError, ModelError
+from harness.train.recipe import TrainSpec
+
+# Models whose output head is not a plain linear layer on the last hidden state.
+_NON_PLAIN_HEAD = ("final_logit_softcapping", "logit_scale", "logits_scaling")
+
+
+def linear_layer_names(model: Any) -> list[str]:
+    """Short names of the model's linear layers (what LoRA target_modules can name)."""
+    import torch
+
+    names = set()
+    for full, module in model.named_modules():
+        if isinstance(module, torch.nn.Linear) or type(module).__name__ in (
+                "Linear4bit", "Linear8bitLt"):
+            names.add(full.rsplit(".", 1)[-1])
+    return sorted(names)
+
+
+def disable_avx512bf16_repack(model: Any) -> None:
+    """bitsandbytes on CPUs with AVX512-BF16 repacks 4-bit weights on an eval-mode forward,
+    after which training gets no gradient through them; keep the trainable layout."""
+    for module in model.modules():
+        if type(module).__name__ == "Linear4bit" and hasattr(module,
+                                                             "support_avx512bf16_for_cpu"):
+            module.support_avx512bf16_for_cpu = False
+
+
+def load_for_training(spec: TrainSpec, device: str) -> Any:
+    import torch
+    from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
+    from transformers import AutoModelForCausalLM, BitsAndBytesConfig
+
+    t = spec.training
+    kwargs: dict[str, Any] = {"trust_remote_code": spec.trust_remote_code}
+    if spec.quantization != "none":
+        try:
+            import bitsandbytes  # noqa: F401
+        except Exception as err:
+            raise ModelError(f"quantization: {spec.quantization} needs bitsandbytes ({err}); "
+                             f"pip install bitsandbytes or --set quantization=none") from None
+        if spec.quantization == "nf4":
+            kwargs["quantization_config"] = BitsAndBytesConfig(
+                load_in_4bit=True, bnb_4bit_quant_type="nf4",
+                bnb_4bit_use_double_quant=spec.double_quant,
+                bnb_4bit_compute_dtype=getattr(torch, spec.compute_dtype))
+        else:
+            kwargs["quantization_config"] = BitsAndBytesConfig(load_in_8bit=True)
+        kwargs["device_map"] = {"": device}
+    else:
+        # Frozen base in the mixed-precision dtype on GPU; fp32 on CPU (autocast does the rest).
+        kwargs["dtype"] = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(
+            t.precision, torch.float32) if device.startswith("cuda") else torch.float32
+    try:
+        model = AutoModelForCausalLM.from_pretrained(spec.base, **kwargs)
+    except Exception as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ModelError(f"cannot load base {spec.base}: {first}") from None
+    if spec.quantization == "none":
+        model.to(device)
+    else:
+        disable_avx512bf16_repack(model)
+        model = prepare_model_for_kbit_training(
+            model, use_gradient_checkpointing=t.gradient_checkpointing,
+            gradient_checkpointing_kwargs={"use_reentrant": False})
+    available = linear_layer_names(model)
+    missing = [m for m in spec.lora.target_modules if m not in available]
+    if missing:
+        raise ConfigError(f"lora.target_modules {', '.join(missing)} not in the model; its "
+                          f"linear layers are: {', '.join(available)}")
+    if t.gradient_checkpointing and spec.quantization == "none":
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        model.enable_input_require_grads()
+    config = LoraConfig(r=spec.lora.r, lora_alpha=spec.lora.alpha,
+                        lora_dropout=spec.lora.dropout,
+                        target_modules=list(spec.lora.target_modules), bias=spec.lora.bias,
+                        task_type="CAUSAL_LM")
+    return get_peft_model(model, config)
+
+
+class TargetLoss(torch.nn.Module):
+    """Summed cross-entropy over target tokens, computing the LM head only where labels are
+    set (the prompt is most of a summarization row), in float32. Falls back to full logits for
+    heads that are not a plain linear layer. An nn.Module, so `accelerate` can wrap it in DDP
+    and the forward goes through the wrapper."""
+
+    def __init__(self, peft_model: Any):
+        super().__init__()
+        self.peft_model = peft_model
+        inner = peft_model.get_base_model()
+        cfg = inner.config
+        self.fast = (hasattr(inner, "model") and hasattr(inner, "lm_head")
+                     and not any(getattr(cfg, a, None) for a in _NON_PLAIN_HEAD))
+
+    def forward(self, input_ids: Any, attention_mask: Any, labels: Any) -> tuple[Any, Any]:
+        import torch.nn.functional as F
+
+        shifted = labels[:, 1:]
+        mask = shifted != -100
+        inner = self.peft_model.get_base_model()
+        if self.fast:
+            hidden = inner.model(input_ids=input_ids,
+                                 attention_mask=attention_mask).last_hidden_state
+            logits = inner.lm_head(hidden[:, :-1][mask])
+        else:
+            logits = self.peft_model(input_ids=input_ids,
+                                     attention_mask=attention_mask).logits[:, :-1][mask]
+        loss = F.cross_entropy(logits.float(), shifted[mask], reduction="sum")
+        return loss, mask.sum()

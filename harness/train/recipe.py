@@ -1,0 +1,211 @@
+"""Training recipes: YAML validated into a frozen TrainSpec, with `--set key.sub=value`."""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from harness.errors import ConfigError
+
+Optimizer = Literal["adamw_torch", "adamw_8bit", "paged_adamw_8bit", "paged_adamw_32bit", "sgd"]
+Schedule = Literal["cosine", "linear", "constant"]
+Precision = Literal["bf16", "fp16", "fp32"]
+
+
+@dataclass(frozen=True)
+class SplitSpec:
+    """Rows for one side of training: a hub split of the task's dataset, or a local file."""
+
+    split: str
+    limit: int | None = None
+    file: str | None = None
+
+
+@dataclass(frozen=True)
+class LoraSpec:
+    r: int = 8
+    alpha: int = 16
+    dropout: float = 0.05
+    target_modules: tuple[str, ...] = ("q_proj", "v_proj")
+    bias: Literal["none", "all", "lora_only"] = "none"
+
+
+@dataclass(frozen=True)
+class TrainingSpec:
+    """Optimisation settings. epochs unless max_steps; a step is one optimizer update."""
+
+    epochs: float = 1.0
+    max_steps: int | None = None
+    micro_batch_size: int = 1
+    gradient_accumulation: int = 1
+    learning_rate: float = 2e-4
+    schedule: Schedule = "cosine"
+    warmup_steps: int = 0
+    warmup_ratio: float | None = None
+    weight_decay: float = 0.0
+    adam_beta1: float = 0.9
+    adam_beta2: float = 0.999
+    max_grad_norm: float = 1.0
+    optimizer: Optimizer = "adamw_torch"
+    precision: Precision = "bf16"
+    gradient_checkpointing: bool = False
+    max_length: int = 2048
+    eval_every: int = 200
+    eval_batch_size: int = 4
+    early_stopping_patience: int | None = None
+    early_stopping_min_delta: float = 0.0
+    save_every: int = 200
+    log_every: int = 10
+    seed: int = 42
+
+
+@dataclass(frozen=True)
+class TrainSpec:
+    """A whole recipe. Fields:
+
+    name: output folder name under adapters/ (and the recipe's identity).
+    base: hub id or local folder of the base model.
+    task: registry task whose prompt, target and truncation the trainer uses.
+    train / eval: where the rows come from (hub split + limit, or a local file).
+    quantization: nf4 (4-bit NF4) | int8 | none; compute_dtype and double_quant for nf4.
+    lora: adapter settings; training: optimisation settings.
+    out: where to write (default adapters/<name>).
+    """
+
+    name: str
+    base: str
+    task: str
+    train: SplitSpec
+    eval: SplitSpec
+    quantization: Literal["nf4", "int8", "none"] = "nf4"
+    compute_dtype: Literal["bfloat16", "float16", "float32"] = "bfloat16"
+    double_quant: bool = True
+    trust_remote_code: bool = False
+    lora: LoraSpec = field(default_factory=LoraSpec)
+    training: TrainingSpec = field(default_factory=TrainingSpec)
+    out: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["lora"]["target_modules"] = list(self.lora.target_modules)
+        return data
+
+
+_SECTIONS = {"train": SplitSpec, "eval": SplitSpec, "lora": LoraSpec, "training": TrainingSpec}
+_LITERALS = {
+    ("", "quantization"): ("nf4", "int8", "none"),
+    ("", "compute_dtype"): ("bfloat16", "float16", "float32"),
+    ("lora", "bias"): ("none", "all", "lora_only"),
+    ("training", "optimizer"): ("adamw_torch", "adamw_8bit", "paged_adamw_8bit",
+                                "paged_adamw_32bit", "sgd"),
+    ("training", "schedule"): ("cosine", "linear", "constant"),
+    ("training", "precision"): ("bf16", "fp16", "fp32"),
+}
+
+
+def _parse_scalar(text: str) -> Any:
+    return yaml.safe_load(text) if text.strip() else ""
+
+
+def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """`key.sub=value` (value parsed as YAML: numbers, booleans, lists) into the raw mapping."""
+    data = copy.deepcopy(raw)
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--set {item}: expected KEY=VALUE, e.g. training.max_steps=50")
+        node = data
+        parts = key.split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"--set {item}: '{part}' is not a section")
+        node[parts[-1]] = _parse_scalar(value)
+    return data
+
+
+def _check_types(section: str, cls: type, values: dict[str, Any], problems: list[str]) -> None:
+    prefix = f"{section}." if section else ""
+    for f in fields(cls):
+        if f.name not in values or values[f.name] is None:
+            continue
+        v = values[f.name]
+        kind = str(f.type)
+        allowed = _LITERALS.get((section, f.name))
+        if allowed is not None:
+            if v not in allowed:
+                problems.append(f"'{prefix}{f.name}' must be one of {', '.join(allowed)}, got {v!r}")
+        elif kind.startswith("int") and (not isinstance(v, int) or isinstance(v, bool)):
+            problems.append(f"'{prefix}{f.name}' must be an integer, got {v!r}")
+        elif kind.startswith("float") and (not isinstance(v, (int, float)) or isinstance(v, bool)):
+            problems.append(f"'{prefix}{f.name}' must be a number, got {v!r}")
+        elif kind == "bool" and not isinstance(v, bool):
+            problems.append(f"'{prefix}{f.name}' must be true or false, got {v!r}")
+        elif kind.startswith("str") and not isinstance(v, str):
+            problems.append(f"'{prefix}{f.name}' must be a string, got {v!r}")
+
+
+def parse_recipe(raw: Any, source: str) -> TrainSpec:
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{source}: a recipe must be a mapping of keys")
+    top = {f.name for f in fields(TrainSpec)}
+    problems = [f"unknown key '{k}' (allowed: {', '.join(sorted(top))})"
+                for k in sorted(set(raw) - top)]
+    problems += [f"missing required key '{k}'" for k in ("name", "base", "task", "train", "eval")
+                 if k not in raw]
+    _check_types("", TrainSpec, raw, problems)
+    built: dict[str, Any] = {}
+    for section, cls in _SECTIONS.items():
+        values = raw.get(section, {}) or {}
+        if not isinstance(values, dict):
+            problems.append(f"'{section}' must be a mapping")
+            continue
+        allowed = {f.name for f in fields(cls)}
+        problems += [f"unknown key '{section}.{k}' (allowed: {', '.join(sorted(allowed))})"
+                     for k in sorted(set(values) - allowed)]
+        _check_types(section, cls, values, problems)
+        if cls is SplitSpec and "split" not in values and section in raw:
+            problems.append(f"missing required key '{section}.split'")
+        built[section] = {k: v for k, v in values.items() if k in allowed}
+    t = built.get("training", {})
+    if isinstance(t.get("learning_rate"), (int, float)) and t["learning_rate"] <= 0:
+        problems.append(f"'training.learning_rate' must be > 0, got {t['learning_rate']}")
+    for key in ("micro_batch_size", "gradient_accumulation", "max_length", "eval_every",
+                "save_every", "max_steps", "eval_batch_size", "log_every"):
+        if isinstance(t.get(key), int) and t[key] < 1:
+            problems.append(f"'training.{key}' must be >= 1, got {t[key]}")
+    lora = built.get("lora", {})
+    if isinstance(lora.get("r"), int) and lora["r"] < 1:
+        problems.append(f"'lora.r' must be >= 1, got {lora['r']}")
+    if "target_modules" in lora and (not isinstance(lora["target_modules"], list) or not all(
+            isinstance(m, str) for m in lora["target_modules"]) or not lora["target_modules"]):
+        problems.append("'lora.target_modules' must be a non-empty list of module names")
+    if problems:
+        raise ConfigError(f"{source}: " + "; ".join(problems))
+    if "target_modules" in lora:
+        lora["target_modules"] = tuple(lora["target_modules"])
+    return TrainSpec(
+        name=raw["name"], base=raw["base"], task=raw["task"],
+        train=SplitSpec(**built["train"]), eval=SplitSpec(**built["eval"]),
+        quantization=raw.get("quantization", "nf4"),
+        compute_dtype=raw.get("compute_dtype", "bfloat16"),
+        double_quant=raw.get("double_quant", True),
+        trust_remote_code=raw.get("trust_remote_code", False),
+        lora=LoraSpec(**lora), training=TrainingSpec(**t), out=raw.get("out"))
+
+
+def load_recipe(path: Path, overrides: list[str]) -> TrainSpec:
+    if not path.exists():
+        raise ConfigError(f"recipe {path} does not exist")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark is not None else ""
+        raise ConfigError(f"{path}:{where}: malformed YAML: "
+                          f"{getattr(err, 'problem', None) or err}") from None
+    return parse_recipe(apply_overrides(raw or {}, overrides), str(path))

@@ -243,10 +243,8 @@ def cmd_score(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from harness.compare import compare_runs, load_run_dir
-    from harness.report.comparison_md import render_comparison
-    from harness.report.plots import render_deltas_png
-    from harness.report.write import check_out_dir, write_report
+    from harness.compare import compare_models, compare_runs, load_run_dir, write_comparison
+    from harness.report.write import check_out_dir
 
     check_out_dir(args.out)
     general = _task_list(args.general) if args.general else ()
@@ -256,44 +254,30 @@ def cmd_compare(args: argparse.Namespace) -> int:
         if args.base or args.adapter:
             raise ConfigError("give either two run folders or --base/--adapter, not both")
         before, after = load_run_dir(args.runs[0]), load_run_dir(args.runs[1])
-        samples = {"before": before.samples, "after": after.samples}
-        run_report = None
+        report = compare_runs(before, after, general, args.resamples, args.seed)
+        markdown = write_comparison(args.out, report, before, after, None)
     else:
-        before, after, run_report, samples = _evaluate_before_after(args, general)
-    report = compare_runs(before, after, general, args.resamples, args.seed)
-    extra = {"deltas.png": render_deltas_png(report)}
-    if run_report is not None:
-        from harness.report.write import dumps
+        from harness.registry import discover_tasks
+        from harness.specs import ModelSpec, RunSpec
 
-        extra["runs.json"] = dumps(run_report).encode()
-    markdown = write_report(args.out, report, render_comparison, samples, extra)
+        if not args.base or len(args.adapter) != 1 or not args.tasks:
+            raise ConfigError("compare needs --base, exactly one --adapter and --tasks "
+                              "(or two run folders)")
+        quant = "4bit" if args.load_in_4bit else "8bit" if args.load_in_8bit else "none"
+        model = ModelSpec(base=args.base, adapters=tuple(args.adapter), include_base=True,
+                          quantization=quant, dtype=args.dtype, device=args.device,
+                          revision=args.revision, trust_remote_code=args.trust_remote_code,
+                          max_length=args.max_length)
+        tasks = _task_list(args.tasks) + general
+        spec = RunSpec(model=model, tasks=tuple(dict.fromkeys(tasks)), data=tuple(args.data),
+                       limit=args.limit, batch_size=args.batch_size,
+                       max_new_tokens=args.max_new_tokens, bertscore=_bert_spec(args),
+                       bootstrap=args.bootstrap, seed=args.seed)
+        markdown = compare_models(spec, discover_tasks(args.tasks_dir), general, args.resamples,
+                                  args.out)
     print(markdown)
     print(f"wrote {args.out}/report.md, report.json and deltas.png", file=sys.stderr)
     return EXIT_OK
-
-
-def _evaluate_before_after(args: argparse.Namespace, general: tuple[str, ...]):  # noqa: ANN202
-    from harness.compare import views_from_run
-    from harness.registry import discover_tasks
-    from harness.runner import evaluate
-    from harness.specs import ModelSpec, RunSpec
-
-    if not args.base or len(args.adapter) != 1 or not args.tasks:
-        raise ConfigError("compare needs --base, exactly one --adapter and --tasks "
-                          "(or two run folders)")
-    quant = "4bit" if args.load_in_4bit else "8bit" if args.load_in_8bit else "none"
-    model = ModelSpec(base=args.base, adapters=tuple(args.adapter), include_base=True,
-                      quantization=quant, dtype=args.dtype, device=args.device,
-                      revision=args.revision, trust_remote_code=args.trust_remote_code,
-                      max_length=args.max_length)
-    tasks = _task_list(args.tasks) + tuple(g for g in general if g not in args.tasks)
-    spec = RunSpec(model=model, tasks=tuple(dict.fromkeys(tasks)), data=tuple(args.data),
-                   limit=args.limit, batch_size=args.batch_size,
-                   max_new_tokens=args.max_new_tokens, bertscore=_bert_spec(args),
-                   bootstrap=args.bootstrap, seed=args.seed)
-    run_report, samples = evaluate(spec, discover_tasks(args.tasks_dir))
-    before, after = views_from_run(run_report, samples)
-    return before, after, run_report, {"before": before.samples, "after": after.samples}
 
 
 def cmd_gate(args: argparse.Namespace) -> int:
@@ -310,8 +294,7 @@ def cmd_gate(args: argparse.Namespace) -> int:
 def cmd_leaderboard(args: argparse.Namespace) -> int:
     import json
 
-    from harness.leaderboard import (build_leaderboard, render_leaderboard_csv,
-                                     render_leaderboard_md)
+    from harness.leaderboard import build_leaderboard, render_leaderboard_csv, render_leaderboard_md
     from harness.report.write import atomic_write, check_out_dir
 
     check_out_dir(args.out)

@@ -157,3 +157,29 @@ def views_from_run(report: Mapping[str, Any], samples: Mapping[str, Any]) -> lis
     """RunViews of an in-process multi-model run (base first, then adapters)."""
     return [RunView(r["label"], r["model"], r["tasks"], samples[r["label"]], report["versions"],
                     report["device"]) for r in iter_runs(dict(report))]
+
+
+def write_comparison(out: Path, report: dict[str, Any], before: RunView, after: RunView,
+                     run_report: Mapping[str, Any] | None) -> str:
+    """report.json, report.md, deltas.png, both runs' samples (and the run report if fresh)."""
+    from harness.report.comparison_md import render_comparison
+    from harness.report.plots import render_deltas_png
+    from harness.report.write import dumps, write_report
+
+    extra = {"deltas.png": render_deltas_png(report)}
+    if run_report is not None:
+        extra["runs.json"] = dumps(run_report).encode()
+    return write_report(out, report, render_comparison,
+                        {"before": before.samples, "after": after.samples}, extra)
+
+
+def compare_models(spec: Any, registry: Mapping[str, Any], general: Sequence[str],
+                   resamples: int, out: Path) -> str:
+    """Load the base once, evaluate it with the adapter off ("before") and on ("after") on
+    every task, compare, write. `spec` is a RunSpec with one adapter and include_base."""
+    from harness.runner import evaluate
+
+    run_report, samples = evaluate(spec, registry)
+    before, after = views_from_run(run_report, samples)
+    report = compare_runs(before, after, general, resamples, spec.seed)
+    return write_comparison(out, report, before, after, run_report)

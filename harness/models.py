@@ -189,7 +189,6 @@ def _attach_adapters(model: Any, spec: ModelSpec) -> tuple[Any, list[tuple[str, 
 
 def load_model(spec: ModelSpec) -> LoadedModel:
     """Load base (+ quantization) (+ adapters) and describe each variant to evaluate."""
-    import torch
     from transformers import AutoModelForCausalLM
     from transformers.utils import logging as hf_logging
 
@@ -214,7 +213,6 @@ def load_model(spec: ModelSpec) -> LoadedModel:
     model.eval()
     model, attached = _attach_adapters(model, spec)
     model.eval()
-    torch.set_grad_enabled(False)
 
     if is_local and folder is not None:
         base_fp = {"id": str(spec.base), "weights_sha256": hash_files(folder)}

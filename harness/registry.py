@@ -73,7 +73,7 @@ def parse_task(raw: Any, source: str) -> TaskSpec:
             problems.append("'dataset' must be a mapping with 'hub' and 'split'")
         else:
             problems += _unknown(dataset.keys(), _DATASET_KEYS, "dataset.")
-            problems += [f"missing required key 'dataset.split'"] if "split" not in dataset \
+            problems += ["missing required key 'dataset.split'"] if "split" not in dataset \
                 else []
             if dataset.get("hub") and dataset.get("file"):
                 problems.append("'dataset' takes 'hub' or 'file', not both")

@@ -165,9 +165,15 @@ def test_score_predictions_by_reference_and_by_id(example_data, tmp_path, capsys
     assert "bleu" in report["tasks"]["med_lite"]["metrics"]
 
 
-def test_demo_runs_offline(tmp_path, capsys, minilm):
+def test_demo_trains_and_compares_offline(tmp_path, capsys, minilm):
     code, cap = _run(capsys, "demo", "--out", str(tmp_path / "demo"))
     assert code == 0, cap.err
-    report = _read(tmp_path / "demo")
-    assert set(report["tasks"]) == {"cnn_dailymail", "pubmed", "medquad", "hellaswag"}
-    assert (tmp_path / "demo" / "report.md").exists()
+    demo = tmp_path / "demo"
+    report = _read(demo)
+    assert report["kind"] == "comparison" and report["general"] == ["hellaswag"]
+    rouge = report["tasks"]["cnn_dailymail"]["metrics"]["rougeL"]
+    assert rouge["delta"] > 0.1 and rouge["significant"]
+    md = (demo / "report.md").read_text()
+    assert "## Forgetting (general tasks)" in md and "| Metric | Base | +Adapter | Δ | 95% CI" in md
+    for name in ("deltas.png", "loss.png", "report.json"):
+        assert (demo / name).exists()

@@ -28,7 +28,7 @@ def test_batched_greedy_equals_one_at_a_time(engine_parts):
                                                                     "g")
     assert batched == single
     # And equal to plain transformers generate, one prompt at a time.
-    for p, got in zip(ids, single):
+    for p, got in zip(ids, single, strict=True):
         out = model.generate(torch.tensor([p]), max_new_tokens=12, do_sample=False,
                              pad_token_id=tok.pad_token_id)
         assert got == tok.decode(out[0, len(p):], skip_special_tokens=True).strip()

@@ -37,7 +37,7 @@ def test_rouge_equals_rouge_score():
     ours = rouge(PREDS, REFS).per_example
     scorer = rouge_scorer.RougeScorer(["rouge1", "rouge2", "rougeL", "rougeLsum"],
                                       use_stemmer=True)
-    for i, (p, r) in enumerate(zip(PREDS, REFS)):
+    for i, (p, r) in enumerate(zip(PREDS, REFS, strict=True)):
         # rouge1/2/L on the raw texts; rougeLsum on newline-separated sentences, as it requires.
         raw = scorer.score(r, p)
         lsum = scorer.score("\n".join(split_sentences(r)), "\n".join(split_sentences(p)))

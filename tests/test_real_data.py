@@ -3,8 +3,8 @@
 import json
 
 import pytest
-
 from conftest import shared_file
+
 from harness.cli import main
 
 CASES = {

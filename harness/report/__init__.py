@@ -1,3 +1,3 @@
-"""Reports: build the JSON (the single source of facts), render Markdown from it, write atomically."""
+"""Reports: build the JSON (the one source of facts), render Markdown from it, write atomically."""
 
 SCHEMA_VERSION = 1

@@ -104,7 +104,8 @@ def render_comparison(report: dict[str, Any]) -> str:
     for key in ("id", "quantization", "dtype"):
         lines.append(f"| {key} | {before['model'].get(key)} | {after['model'].get(key)} |")
     base = before["model"].get("base") or {}
-    lines.append(f"| base | `{base.get('id')}` | `{(after['model'].get('base') or {}).get('id')}` |")
+    after_base = (after["model"].get("base") or {}).get("id")
+    lines.append(f"| base | `{base.get('id')}` | `{after_base}` |")
     adapter = after["model"].get("adapter") or {}
     lines.append(f"| adapter | – | `{adapter.get('path', '–')}` |")
     v = report["versions"]

@@ -84,7 +84,9 @@ def load_checkpoint(folder: Path, peft_model: Any, optimizer: Any,
     return json.loads((folder / STATE).read_text())
 
 
-def prune_checkpoints(root: Path, keep: Path) -> None:
-    for p in root.glob("step-*"):
-        if p != keep:
-            shutil.rmtree(p, ignore_errors=True)
+def prune_checkpoints(root: Path, keep: int) -> None:
+    """Keep the newest `keep` checkpoints."""
+    found = sorted((p for p in root.glob("step-*") if (p / STATE).exists()),
+                   key=lambda p: int(p.name.split("-")[1]))
+    for p in found[:-keep]:
+        shutil.rmtree(p, ignore_errors=True)

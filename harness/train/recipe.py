@@ -59,6 +59,7 @@ class TrainingSpec:
     early_stopping_patience: int | None = None
     early_stopping_min_delta: float = 0.0
     save_every: int = 200
+    save_total_limit: int = 1
     log_every: int = 10
     seed: int = 42
 
@@ -138,7 +139,8 @@ def _check_types(section: str, cls: type, values: dict[str, Any], problems: list
         allowed = _LITERALS.get((section, f.name))
         if allowed is not None:
             if v not in allowed:
-                problems.append(f"'{prefix}{f.name}' must be one of {', '.join(allowed)}, got {v!r}")
+                problems.append(f"'{prefix}{f.name}' must be one of {', '.join(allowed)}, "
+                                f"got {v!r}")
         elif kind.startswith("int") and (not isinstance(v, int) or isinstance(v, bool)):
             problems.append(f"'{prefix}{f.name}' must be an integer, got {v!r}")
         elif kind.startswith("float") and (not isinstance(v, (int, float)) or isinstance(v, bool)):
@@ -175,7 +177,7 @@ def parse_recipe(raw: Any, source: str) -> TrainSpec:
     if isinstance(t.get("learning_rate"), (int, float)) and t["learning_rate"] <= 0:
         problems.append(f"'training.learning_rate' must be > 0, got {t['learning_rate']}")
     for key in ("micro_batch_size", "gradient_accumulation", "max_length", "eval_every",
-                "save_every", "max_steps", "eval_batch_size", "log_every"):
+                "save_every", "max_steps", "eval_batch_size", "log_every", "save_total_limit"):
         if isinstance(t.get(key), int) and t[key] < 1:
             problems.append(f"'training.{key}' must be >= 1, got {t[key]}")
     lora = built.get("lora", {})

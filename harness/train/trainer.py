@@ -24,10 +24,19 @@ from harness.errors import ConfigError
 from harness.models import load_tokenizer
 from harness.progress import Progress
 from harness.registry import discover_tasks, pick
-from harness.train.checkpoint import (latest_checkpoint, load_checkpoint, prune_checkpoints,
-                                      save_checkpoint)
-from harness.train.collate import (BuildStats, TrainExample, build_train_examples, collate,
-                                   template_tokens)
+from harness.train.checkpoint import (
+    latest_checkpoint,
+    load_checkpoint,
+    prune_checkpoints,
+    save_checkpoint,
+)
+from harness.train.collate import (
+    BuildStats,
+    TrainExample,
+    build_train_examples,
+    collate,
+    template_tokens,
+)
 from harness.train.recipe import TrainSpec
 
 CUDA_ONLY_OPTIMIZERS = ("adamw_8bit", "paged_adamw_8bit", "paged_adamw_32bit")
@@ -261,7 +270,7 @@ def train(spec: TrainSpec, data_paths: dict[str, str], resume: bool = False,
                                                 or state["stopped_early"]):
                 folder = out / "checkpoints" / f"step-{step}"
                 save_checkpoint(folder, peft_model, optimizer, scheduler, dict(state))
-                prune_checkpoints(out / "checkpoints", folder)
+                prune_checkpoints(out / "checkpoints", t.save_total_limit)
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         _finish(spec, out, tokenizer, log, state, train_stats, eval_stats, total,

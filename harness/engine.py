@@ -122,6 +122,99 @@ class Engine:
             progress.advance(task_id, len(batch))
         return [r for r in results if r is not None]
 
+    # -- multiple choice: one context, several continuations --------------------------------
+    def loglikelihood_choices(self, groups: Sequence[tuple[tuple[int, ...],
+                                                           Sequence[tuple[int, ...]]]],
+                              progress: Progress, label: str,
+                              ) -> list[list[LoglikelihoodResult]]:
+        """Log-likelihood of each continuation of each shared context.
+
+        The context runs once per item (left-padded batch, KV cache kept), its cache is
+        repeated for the item's continuations, and the LM head runs only at the positions that
+        are scored, with log-probabilities gathered from a float32 log-softmax there. Same
+        inputs as `loglikelihood` (context + continuation), so the same numbers up to float
+        rounding. Items longer than the context window, or models whose head is not a plain
+        linear layer, take the one-row-per-continuation path (lm-eval's left truncation).
+        """
+        parts = _split_model(self.model)
+        fits = [len(c) + max(len(x) for x in conts) <= self.max_length
+                for c, conts in groups]
+        out: list[list[LoglikelihoodResult] | None] = [None] * len(groups)
+        slow = [i for i, ok in enumerate(fits) if not ok or parts is None]
+        if slow:
+            flat = [LoglikelihoodRequest(groups[i][0], c) for i in slow for c in groups[i][1]]
+            res = iter(self.loglikelihood(flat, progress, f"{label} (long)"))
+            for i in slow:
+                out[i] = [next(res) for _ in groups[i][1]]
+        fast = [i for i, ok in enumerate(fits) if ok and parts is not None]
+        task_id = progress.add(label, len(fast))
+        cost = [len(groups[i][0]) + sum(len(c) for c in groups[i][1]) for i in fast]
+        for batch in _batches(cost, self.batch_size, self.token_budget):
+            items = [fast[b] for b in batch]
+            for i, res in zip(items, self._choices_batch([groups[i] for i in items], parts),
+                              strict=True):
+                out[i] = res
+            progress.advance(task_id, len(items))
+        return [o if o is not None else [] for o in out]
+
+    def _choices_batch(self, groups: Sequence[tuple[tuple[int, ...], Sequence[tuple[int, ...]]]],
+                       parts: tuple[Any, Any]) -> list[list[LoglikelihoodResult]]:
+        import torch
+
+        decoder, head = parts
+        dev = self.device
+        n_ctx = [len(c) for c, _ in groups]
+        width = max(n_ctx)
+        ids = torch.full((len(groups), width), self.pad_id, dtype=torch.long)
+        mask = torch.zeros((len(groups), width), dtype=torch.long)
+        for r, (ctx, _) in enumerate(groups):  # left padding: the last column is real
+            ids[r, width - len(ctx):] = torch.tensor(ctx)
+            mask[r, width - len(ctx):] = 1
+        ids, mask = ids.to(dev), mask.to(dev)
+        pos = (mask.cumsum(-1) - 1).clamp(min=0)
+        with torch.no_grad():
+            first = decoder(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=True)
+            cache = first.past_key_values
+            first_lp = torch.log_softmax(head(first.last_hidden_state[:, -1]).float(), dim=-1)
+            rows = [(g, c) for g, (_, conts) in enumerate(groups) for c in conts]
+            owner = torch.tensor([g for g, _ in rows], device=dev)
+            cache.batch_select_indices(owner)
+            kw = max(len(c) for _, c in rows)
+            cont_ids = torch.full((len(rows), kw), self.pad_id, dtype=torch.long)
+            cont_mask = torch.zeros((len(rows), kw), dtype=torch.long)
+            for r, (_, c) in enumerate(rows):
+                cont_ids[r, : len(c)] = torch.tensor(c)
+                cont_mask[r, : len(c)] = 1
+            cont_ids, cont_mask = cont_ids.to(dev), cont_mask.to(dev)
+            start = torch.tensor([n_ctx[g] for g, _ in rows], device=dev)
+            cont_pos = start[:, None] + torch.arange(kw, device=dev)[None, :]
+            hidden = decoder(input_ids=cont_ids, attention_mask=torch.cat([mask[owner],
+                                                                           cont_mask], dim=1),
+                             position_ids=cont_pos, past_key_values=cache,
+                             use_cache=True).last_hidden_state
+            # Position t of a continuation predicts its token t + 1: all but the last position.
+            select = cont_mask.clone()
+            lengths = cont_mask.sum(-1)
+            select[torch.arange(len(rows), device=dev), lengths - 1] = 0
+            targets = torch.roll(cont_ids, -1, dims=1)[select.bool()]
+            scored = _gather_logprobs(head, hidden[select.bool()], targets)
+        first_tok = torch.tensor([c[0] for _, c in rows], device=dev)
+        first_row = first_lp[owner]
+        lp0 = first_row.gather(1, first_tok[:, None])[:, 0]
+        greedy0 = first_row.argmax(-1) == first_tok
+        lp_rest, greedy_rest = scored
+        results: list[list[LoglikelihoodResult]] = [[] for _ in groups]
+        offset = 0
+        lp0, greedy0 = lp0.tolist(), greedy0.tolist()
+        lp_rest, greedy_rest = lp_rest.tolist(), greedy_rest.tolist()
+        for r, (g, c) in enumerate(rows):
+            k = len(c) - 1
+            lp = lp0[r] + sum(lp_rest[offset: offset + k])
+            greedy = greedy0[r] and all(greedy_rest[offset: offset + k])
+            offset += k
+            results[g].append(LoglikelihoodResult(float(lp), bool(greedy), len(c)))
+        return results
+
     # -- generation ------------------------------------------------------------------------
     def generate(self, prompts: Sequence[Sequence[int]], spec: GenerationSpec,
                  progress: Progress, label: str) -> list[str]:
@@ -159,6 +252,36 @@ class Engine:
                     self.tokenizer.decode(new[row], skip_special_tokens=True), spec.stop)
             progress.advance(task_id, len(batch))
         return [o if o is not None else "" for o in outputs]
+
+
+_NON_PLAIN_HEAD = ("final_logit_softcapping", "logit_scale", "logits_scaling")
+
+
+def _split_model(model: Any) -> tuple[Any, Any] | None:
+    """(decoder, lm_head) of a plain causal LM (PEFT-wrapped or not), else None. LoRA layers
+    are injected in place, so calling the inner decoder still applies the active adapter."""
+    inner = model.get_base_model() if hasattr(model, "get_base_model") else model
+    cfg = inner.config
+    if not (hasattr(inner, "model") and hasattr(inner, "lm_head")) or any(
+            getattr(cfg, a, None) for a in _NON_PLAIN_HEAD):
+        return None
+    return inner.model, inner.lm_head
+
+
+def _gather_logprobs(head: Any, hidden: Any, targets: Any, chunk: int = 4096) -> tuple[Any, Any]:
+    """log p(target) and argmax == target at each row of `hidden`, the head and a float32
+    log-softmax computed a chunk of rows at a time to bound memory."""
+    import torch
+
+    lps, greedy = [], []
+    for i in range(0, hidden.shape[0], chunk):
+        logits = head(hidden[i: i + chunk]).float()
+        t = targets[i: i + chunk]
+        lps.append(logits.gather(1, t[:, None])[:, 0] - torch.logsumexp(logits, dim=-1))
+        greedy.append(logits.argmax(-1) == t)
+    if not lps:
+        return hidden.new_zeros(0).float(), hidden.new_zeros(0, dtype=torch.bool)
+    return torch.cat(lps), torch.cat(greedy)
 
 
 def cut_at_stop(text: str, stop: Sequence[str]) -> str:

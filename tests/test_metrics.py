@@ -49,6 +49,25 @@ def test_rouge_equals_rouge_score():
     assert ours["rougeLsum"][0] != ours["rougeL"][0]
 
 
+def test_parallel_cached_rouge_equals_plain_rouge_score():
+    """Worker processes and memoised stemming change nothing: every value equals rouge-score's
+    own scorer on the same texts."""
+    from rouge_score import rouge_scorer
+
+    from harness import examples
+
+    papers = examples.papers(80)
+    preds = [p["abstract"].replace("patients", "people") for p in papers]
+    refs = [p["article"] for p in papers]
+    fast = rouge(preds, refs, workers=2).per_example
+    scorer = rouge_scorer.RougeScorer(["rouge1", "rouge2", "rougeL", "rougeLsum"],
+                                      use_stemmer=True)
+    for i, (p, r) in enumerate(zip(preds, refs, strict=True)):
+        ref = scorer.score(for_rougelsum(r), for_rougelsum(p))
+        for t in ("rouge1", "rouge2", "rougeL", "rougeLsum"):
+            assert fast[t][i] == ref[t].fmeasure
+
+
 def test_bleu_equals_sacrebleu():
     import sacrebleu
 

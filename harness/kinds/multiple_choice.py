@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from harness.data import Example
-from harness.engine import Engine, LoglikelihoodRequest, encode_pair
+from harness.engine import Engine, encode_pair
 from harness.metrics import Scores
 from harness.progress import Progress
 from harness.prompts import prompt_hash, render
@@ -22,22 +22,20 @@ from harness.specs import TaskSpec
 
 def run(task: TaskSpec, examples: Sequence[Example], engine: Engine, progress: Progress,
         label: str) -> list[dict[str, Any]]:
-    requests: list[LoglikelihoodRequest] = []
-    spans: list[tuple[int, int]] = []
+    groups = []
     contexts: list[str] = []
     for ex in examples:
         context = render(task.prompt, ex.fields)
         contexts.append(context)
-        start = len(requests)
-        for choice in ex.fields[task.choices or ""]:
-            ctx, cont = encode_pair(engine.tokenizer, context, task.target_delimiter + choice)
-            requests.append(LoglikelihoodRequest(tuple(ctx), tuple(cont)))
-        spans.append((start, len(requests)))
-    results = engine.loglikelihood(requests, progress, f"{label} (choices)")
+        pairs = [encode_pair(engine.tokenizer, context, task.target_delimiter + choice)
+                 for choice in ex.fields[task.choices or ""]]
+        # encode_pair's context part does not depend on the choice: one shared context.
+        groups.append((tuple(pairs[0][0]), [tuple(cont) for _, cont in pairs]))
+    grouped = engine.loglikelihood_choices(groups, progress, label)
     records = []
-    for ex, context, (a, b) in zip(examples, contexts, spans, strict=True):
+    for ex, context, results in zip(examples, contexts, grouped, strict=True):
         choices = ex.fields[task.choices or ""]
-        lls = np.array([results[i].logprob for i in range(a, b)])
+        lls = np.array([r.logprob for r in results])
         lengths = np.array([float(len(c)) for c in choices])
         pred, pred_norm = int(np.argmax(lls)), int(np.argmax(lls / lengths))
         gold = int(ex.fields[task.target])
@@ -46,7 +44,7 @@ def run(task: TaskSpec, examples: Sequence[Example], engine: Engine, progress: P
             "truncated": False,
             "prediction": {"choice": pred, "choice_norm": pred_norm,
                            "loglikelihoods": [float(x) for x in lls],
-                           "is_greedy": [results[i].is_greedy for i in range(a, b)]},
+                           "is_greedy": [r.is_greedy for r in results]},
             "reference": gold,
         })
     return records

@@ -6,6 +6,7 @@ small; results come back in request order.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -14,9 +15,9 @@ from typing import Any
 from harness.progress import Progress
 from harness.specs import GenerationSpec
 
-# Default token budget per batch (prompt tokens x rows) when --batch-size is auto.
+# Token budget per batch (padded tokens x rows) on CPU when --batch-size is auto; on CUDA it
+# is sized from free memory (auto_token_budget).
 CPU_TOKEN_BUDGET = 8192
-CUDA_TOKEN_BUDGET = 65536
 
 
 @dataclass(frozen=True)
@@ -75,9 +76,33 @@ class Engine:
         self.device = device
         self.max_length = max_length
         self.batch_size = batch_size
-        self.token_budget = token_budget or (CUDA_TOKEN_BUDGET if device.startswith("cuda")
-                                             else CPU_TOKEN_BUDGET)
+        self.token_budget = token_budget or auto_token_budget(model, device)
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+        self.backoffs = 0
+
+    def _with_backoff(self, batch: list[int], run: Callable[[list[int]], None],
+                      describe: Callable[[int], str]) -> None:
+        """Run a batch; on CUDA out-of-memory halve it (and the budget, remembered for the
+        rest of the run) and retry. A single row that still does not fit is an error."""
+        import torch
+
+        try:
+            run(batch)
+        except torch.cuda.OutOfMemoryError:
+            torch.cuda.empty_cache()
+            if len(batch) == 1:
+                from harness.errors import ModelError
+
+                raise ModelError(f"{describe(batch[0])} does not fit in GPU memory even alone; "
+                                 f"lower max_new_tokens or --max-length, or use a larger GPU"
+                                 ) from None
+            self.backoffs += 1
+            self.token_budget = max(self.token_budget // 2, 1)
+            if self.batch_size:
+                self.batch_size = max(self.batch_size // 2, 1)
+            half = len(batch) // 2
+            self._with_backoff(batch[:half], run, describe)
+            self._with_backoff(batch[half:], run, describe)
 
     # -- log-likelihood --------------------------------------------------------------------
     def loglikelihood(self, requests: Sequence[LoglikelihoodRequest], progress: Progress,
@@ -98,7 +123,8 @@ class Engine:
             inputs.append(list(r.context + r.continuation)[-(self.max_length + 1):][:-1])
         results: list[LoglikelihoodResult | None] = [None] * len(requests)
         task_id = progress.add(label, len(requests))
-        for batch in _batches([len(x) for x in inputs], self.batch_size, self.token_budget):
+
+        def run(batch: list[int]) -> None:
             width = max(len(inputs[i]) for i in batch)
             ids = torch.full((len(batch), width), self.pad_id, dtype=torch.long)
             mask = torch.zeros((len(batch), width), dtype=torch.long)
@@ -120,6 +146,9 @@ class Engine:
             if on_batch is not None:
                 on_batch(batch)
             progress.advance(task_id, len(batch))
+
+        for batch in _batches([len(x) for x in inputs], self.batch_size, self.token_budget):
+            self._with_backoff(batch, run, lambda i: f"request {i} ({len(inputs[i])} tokens)")
         return [r for r in results if r is not None]
 
     # -- multiple choice: one context, several continuations --------------------------------
@@ -149,12 +178,16 @@ class Engine:
         fast = [i for i, ok in enumerate(fits) if ok and parts is not None]
         task_id = progress.add(label, len(fast))
         cost = [len(groups[i][0]) + sum(len(c) for c in groups[i][1]) for i in fast]
-        for batch in _batches(cost, self.batch_size, self.token_budget):
+
+        def run(batch: list[int]) -> None:
             items = [fast[b] for b in batch]
             for i, res in zip(items, self._choices_batch([groups[i] for i in items], parts),
                               strict=True):
                 out[i] = res
             progress.advance(task_id, len(items))
+
+        for batch in _batches(cost, self.batch_size, self.token_budget):
+            self._with_backoff(batch, run, lambda b: f"item {fast[b]} ({cost[b]} tokens)")
         return [o if o is not None else [] for o in out]
 
     def _choices_batch(self, groups: Sequence[tuple[tuple[int, ...], Sequence[tuple[int, ...]]]],
@@ -218,22 +251,41 @@ class Engine:
     # -- generation ------------------------------------------------------------------------
     def generate(self, prompts: Sequence[Sequence[int]], spec: GenerationSpec,
                  progress: Progress, label: str) -> list[str]:
-        """Greedy (or seeded sampling) continuations of token-id prompts, left-padded batches."""
+        """Greedy (or seeded sampling) continuations of token-id prompts, left-padded batches.
+
+        On CUDA (unless HARNESS_STATIC_CACHE=0) every batch has one shape — all prompts padded
+        to the longest, a fixed number of rows — with a static KV cache, so transformers
+        compiles the decode step once per run instead of once per batch shape.
+        """
         import torch
 
         outputs: list[str | None] = [None] * len(prompts)
         task_id = progress.add(label, len(prompts))
         if spec.do_sample:
             torch.manual_seed(spec.seed)
+        static = self.device.startswith("cuda") and os.environ.get("HARNESS_STATIC_CACHE",
+                                                                   "1") != "0"
         lengths = [len(p) + spec.max_new_tokens for p in prompts]
-        for batch in _batches(lengths, self.batch_size, self.token_budget):
-            width = max(len(prompts[i]) for i in batch)
-            ids = torch.full((len(batch), width), self.pad_id, dtype=torch.long)
-            mask = torch.zeros((len(batch), width), dtype=torch.long)
-            for row, i in enumerate(batch):
+        if static:
+            width = -(-max(len(p) for p in prompts) // 64) * 64
+            rows = self.batch_size or max(1, min(len(prompts), self.token_budget // (
+                width + spec.max_new_tokens)))
+            order = sorted(range(len(prompts)), key=lambda i: -lengths[i])
+            batches = [order[i: i + rows] for i in range(0, len(order), rows)]
+        else:
+            width = 0
+            batches = _batches(lengths, self.batch_size, self.token_budget)
+
+        def run(batch: list[int]) -> None:
+            pad_to = max(width, max(len(prompts[i]) for i in batch))
+            fill = (self.batch_size or len(batch)) if static else len(batch)
+            padded = batch + [batch[0]] * max(0, fill - len(batch))  # keep one shape
+            ids = torch.full((len(padded), pad_to), self.pad_id, dtype=torch.long)
+            mask = torch.zeros((len(padded), pad_to), dtype=torch.long)
+            for row, i in enumerate(padded):
                 p = list(prompts[i])
-                ids[row, width - len(p):] = torch.tensor(p)
-                mask[row, width - len(p):] = 1
+                ids[row, pad_to - len(p):] = torch.tensor(p)
+                mask[row, pad_to - len(p):] = 1
             kwargs: dict[str, Any] = dict(
                 max_new_tokens=spec.max_new_tokens, do_sample=spec.do_sample,
                 pad_token_id=self.pad_id, eos_token_id=self.tokenizer.eos_token_id)
@@ -243,15 +295,42 @@ class Engine:
                 kwargs.update(temperature=None, top_p=None, top_k=None)
             if spec.stop:
                 kwargs.update(stop_strings=list(spec.stop), tokenizer=self.tokenizer)
+            if static:
+                kwargs["cache_implementation"] = "static"
             with torch.no_grad():
                 out = self.model.generate(input_ids=ids.to(self.device),
                                           attention_mask=mask.to(self.device), **kwargs)
-            new = out[:, width:].tolist()
+            new = out[:, pad_to:].tolist()
             for row, i in enumerate(batch):
                 outputs[i] = cut_at_stop(
                     self.tokenizer.decode(new[row], skip_special_tokens=True), spec.stop)
             progress.advance(task_id, len(batch))
+
+        for batch in batches:
+            self._with_backoff(batch, run,
+                               lambda i: f"prompt {i} ({len(prompts[i])} tokens + "
+                                         f"{spec.max_new_tokens} new)")
         return [o if o is not None else "" for o in outputs]
+
+
+def auto_token_budget(model: Any, device: str) -> int:
+    """Tokens per batch: on CUDA, from the free memory and the model's per-token cost (KV
+    cache plus a layer's activations); on CPU a fixed budget that keeps batches cache-sized."""
+    if not device.startswith("cuda"):
+        return CPU_TOKEN_BUDGET
+    import torch
+
+    cfg = model.get_base_model().config if hasattr(model, "get_base_model") else model.config
+    cfg = getattr(cfg, "text_config", cfg)
+    hidden = getattr(cfg, "hidden_size", 4096)
+    layers = getattr(cfg, "num_hidden_layers", 32)
+    heads = getattr(cfg, "num_attention_heads", 32)
+    kv = getattr(cfg, "num_key_value_heads", heads) or heads
+    head_dim = getattr(cfg, "head_dim", None) or hidden // heads
+    inter = getattr(cfg, "intermediate_size", 4 * hidden)
+    per_token = 2 * (2 * layers * kv * head_dim + 8 * hidden + 3 * inter)  # bf16 bytes
+    free, _ = torch.cuda.mem_get_info(torch.device(device))
+    return int(max(4096, min(free * 0.5 / per_token, 1 << 20)))
 
 
 _NON_PLAIN_HEAD = ("final_logit_softcapping", "logit_scale", "logits_scaling")

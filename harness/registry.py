@@ -162,8 +162,12 @@ def load_task(path: Path) -> TaskSpec:
 
 
 def _builtin_files() -> list[Path]:
-    root = importlib.resources.files("harness.tasks")
-    return sorted(Path(str(p)) for p in root.iterdir() if str(p).endswith(".yaml"))
+    """The shipped task YAMLs: package data when installed, ../tasks in a source checkout."""
+    try:
+        root = Path(str(importlib.resources.files("harness.tasks")))
+    except ModuleNotFoundError:
+        root = Path(__file__).resolve().parents[1] / "tasks"
+    return sorted(root.glob("*.yaml"))
 
 
 def discover_tasks(extra_dirs: Iterable[Path] = ()) -> dict[str, TaskSpec]:

@@ -72,3 +72,51 @@ def test_batches_by_token_budget_sorted_longest_first():
 
 def test_cut_at_stop():
     assert cut_at_stop(" answer.\nQuestion: next", ["\nQuestion:"]) == "answer."
+
+
+class _OomAbove:
+    """Wraps a model: raises CUDA out-of-memory for batches of more than `limit` rows."""
+
+    def __init__(self, model, limit):
+        self.model, self.limit, self.raised = model, limit, 0
+
+    def __getattr__(self, name):
+        return getattr(self.model, name)
+
+    def __call__(self, input_ids, **kw):
+        if input_ids.shape[0] > self.limit:
+            self.raised += 1
+            raise torch.cuda.OutOfMemoryError("injected")
+        return self.model(input_ids=input_ids, **kw)
+
+    def generate(self, input_ids, **kw):
+        if input_ids.shape[0] > self.limit:
+            self.raised += 1
+            raise torch.cuda.OutOfMemoryError("injected")
+        return self.model.generate(input_ids=input_ids, **kw)
+
+
+def test_oom_backoff_gives_same_results(engine_parts):
+    model, tok = engine_parts
+    reqs = [LoglikelihoodRequest(*map(tuple, encode_pair(tok, p, " the end"))) for p in PROMPTS]
+    clean = Engine(model, tok, "cpu", 512, batch_size=5).loglikelihood(reqs, Progress(False), "l")
+    flaky = _OomAbove(model, limit=2)
+    eng = Engine(flaky, tok, "cpu", 512, batch_size=5)
+    backed = eng.loglikelihood(reqs, Progress(False), "l")
+    assert flaky.raised >= 1 and eng.backoffs >= 1 and eng.batch_size <= 2
+    assert [r.logprob for r in backed] == pytest.approx([r.logprob for r in clean], abs=1e-4)
+    ids = [tok.encode(p) for p in PROMPTS]
+    spec = GenerationSpec(max_new_tokens=6)
+    plain = Engine(model, tok, "cpu", 512, batch_size=5).generate(ids, spec, Progress(False), "g")
+    assert Engine(_OomAbove(model, 1), tok, "cpu", 512, batch_size=5).generate(
+        ids, spec, Progress(False), "g") == plain
+
+
+def test_single_row_oom_is_a_clear_error(engine_parts):
+    from harness.errors import ModelError
+
+    model, tok = engine_parts
+    reqs = [LoglikelihoodRequest(*map(tuple, encode_pair(tok, "The", " end")))]
+    with pytest.raises(ModelError, match=r"request 0 \(\d+ tokens\) does not fit in GPU memory"):
+        Engine(_OomAbove(model, 0), tok, "cpu", 512, batch_size=1).loglikelihood(
+            reqs, Progress(False), "l")

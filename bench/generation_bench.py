@@ -1,0 +1,122 @@
+"""Summarization generation: our engine vs lm-eval HFLM generate_until vs plain generate.
+
+128 CNN/DailyMail prompts (the cnn_dailymail task's template, articles cut to fit), 128 new
+tokens, greedy, same model and process. python bench/generation_bench.py [--prompts 128]
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import os
+from pathlib import Path
+
+from common import DATA, DEVICE, QWEN3_1_7B, Timer, model, read_jsonl, tokenizer, write_result
+
+NEW = 128
+
+
+def prompts_for(tok, n: int) -> list[tuple[int, ...]]:
+    from harness.data import build_examples
+    from harness.prompts import PromptBuilder
+    from harness.registry import discover_tasks
+
+    task = discover_tasks()["cnn_dailymail"]
+    data = build_examples(task, read_jsonl(DATA / "cnn_dailymail.jsonl"), "bench", n)
+    builder = PromptBuilder(task, tok)
+    return [builder.build(e.fields, 2048 - NEW, e.id).ids for e in data.examples]
+
+
+def count_new(tok, texts: list[str]) -> int:
+    return sum(len(tok.encode(t, add_special_tokens=False)) for t in texts)
+
+
+def main() -> None:
+    import torch
+
+    if DEVICE == "cpu":  # smoke test: no CUDA calls
+        torch.cuda.empty_cache = lambda: None
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--prompts", type=int, default=128)
+    ap.add_argument("--batch", type=int, default=64)
+    args = ap.parse_args()
+    tok = tokenizer(Path("/tmp/bench-tok"))
+    m = model(QWEN3_1_7B)
+    # Random weights rarely pick EOS, but make sure every row runs the full 128 tokens.
+    m.generation_config.eos_token_id = None
+    prompts = prompts_for(tok, args.prompts)
+    texts = [tok.decode(p, skip_special_tokens=False) for p in prompts]
+    results = []
+
+    def plain(batch: int):
+        outs = []
+        tok.padding_side = "left"
+        for i in range(0, len(prompts), batch):
+            enc = tok([tok.decode(p) for p in prompts[i: i + batch]], return_tensors="pt",
+                      padding=True, add_special_tokens=False).to(DEVICE)
+            with torch.no_grad():
+                out = m.generate(**enc, max_new_tokens=NEW, min_new_tokens=NEW, do_sample=False,
+                                 pad_token_id=tok.pad_token_id)
+            outs += tok.batch_decode(out[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)
+        return outs
+
+    plain(8)  # warm-up (not timed)
+    with Timer() as t:
+        plain_out = plain(args.batch)
+    n_tok = len(prompts) * NEW
+    results.append({"engine": f"plain model.generate, batch {args.batch}", "seconds":
+                    round(t.seconds, 2), "tokens_per_s": round(n_tok / t.seconds),
+                    "peak_gib": round(t.peak_gib, 1)})
+
+    from lm_eval.api.instance import Instance
+    from lm_eval.models.huggingface import HFLM
+
+    lm = HFLM(pretrained=m, tokenizer=tok, batch_size=args.batch, max_length=4096)
+    reqs = [Instance(request_type="generate_until", doc={}, idx=i,
+                     arguments=(text, {"until": ["<never-stop>"], "max_gen_toks": NEW,
+                                       "do_sample": False, "min_new_tokens": NEW}))
+            for i, text in enumerate(texts)]
+    with Timer() as t:
+        hf_out = lm.generate_until(reqs)
+    results.append({"engine": f"lm-eval HFLM generate_until, batch {args.batch}",
+                    "seconds": round(t.seconds, 2),
+                    "tokens_per_s": round(count_new(tok, hf_out) / t.seconds),
+                    "new_tokens_counted": count_new(tok, hf_out),
+                    "peak_gib": round(t.peak_gib, 1)})
+    del lm
+    gc.collect()
+    torch.cuda.empty_cache()
+
+    from harness.engine import Engine
+    from harness.progress import Progress
+    from harness.specs import GenerationSpec
+
+    spec = GenerationSpec(max_new_tokens=NEW)
+    m.generation_config.min_new_tokens = NEW
+    for static, batch in (("0", args.batch), ("1", 128), ("1", 128)):
+        os.environ["HARNESS_STATIC_CACHE"] = static
+        eng = Engine(m, tok, DEVICE, 4096, batch_size=batch)
+        with Timer() as t:
+            ours = eng.generate(prompts, spec, Progress(False), "gen")
+        label = ("harness static cache + compile" if static == "1" else
+                 "harness dynamic cache") + f", batch {batch}"
+        if static == "1" and any(r["engine"] == label + " (first call, compiles)"
+                                 for r in results):
+            label += " (second call)"
+        elif static == "1":
+            label += " (first call, compiles)"
+        agree = sum(a.strip() == b.strip() for a, b in zip(ours, plain_out, strict=True))
+        results.append({"engine": label, "seconds": round(t.seconds, 2),
+                        "tokens_per_s": round(n_tok / t.seconds),
+                        "peak_gib": round(t.peak_gib, 1),
+                        "texts_equal_to_plain_generate": f"{agree}/{len(ours)}"})
+    weights = sum(p.numel() * p.element_size() for p in m.parameters())
+    floor = {"weights_bytes": weights, "decode_steps_at_batch_128": NEW,
+             "floor_s_weights_only": round(NEW * weights / 4.3e12, 3)}
+    write_result("generation_qwen3", {"prompts": len(prompts), "new_tokens": NEW,
+                                      "mean_prompt_tokens": sum(map(len, prompts)) / len(prompts),
+                                      "results": results, "floor": floor})
+
+
+if __name__ == "__main__":
+    main()

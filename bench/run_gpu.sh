@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# On the GPU machine, from the repo root, with .whl and bench/data carried:
+#   bash bench/run_gpu.sh hellaswag train     (or: generation metrics)
+set -euo pipefail
+python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+  --target /tmp/site .whl/*.whl >/dev/null 2>&1 || true
+export PYTHONPATH="/tmp/site:$PWD" PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 HARNESS_NO_PROGRESS=1
+export TOKENIZERS_PARALLELISM=false
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
+python3 -c "import torch, transformers, peft; print('torch', torch.__version__, 'transformers', transformers.__version__, 'peft', peft.__version__)"
+cd bench
+for what in "$@"; do
+  case "$what" in
+    hellaswag) python3 hellaswag_bench.py --items 2000 ;;
+    train) python3 train_bench.py --steps 40 --warmup 5 ;;
+    generation) python3 generation_bench.py --prompts 128 --batch 64 ;;
+    metrics) python3 metrics_bench.py --rouge-workers 16 --bertscore ;;
+  esac
+done

@@ -47,6 +47,35 @@ def encode_pair(tokenizer: Any, context: str, continuation: str) -> tuple[list[i
     return ctx, whole[len(ctx):]
 
 
+def encode_many(tokenizer: Any, texts: Sequence[str]) -> list[list[int]]:
+    """`prompts.encode` over many texts in batched tokenizer calls (same ids, far fewer calls)."""
+    bos = tokenizer.bos_token
+    out: list[list[int]] = [[] for _ in texts]
+    for special in (True, False):
+        idx = [i for i, t in enumerate(texts) if (not (bos and t.startswith(bos))) == special]
+        if idx:
+            ids = tokenizer([texts[i] for i in idx], add_special_tokens=special)["input_ids"]
+            for i, x in zip(idx, ids, strict=True):
+                out[i] = list(x)
+    return out
+
+
+def encode_pairs(tokenizer: Any, pairs: Sequence[tuple[str, str]],
+                 ) -> list[tuple[list[int], list[int]]]:
+    """`encode_pair` over many (context, continuation) pairs, batched."""
+    moved = []
+    for context, continuation in pairs:
+        n_spaces = len(context) - len(context.rstrip())
+        if n_spaces > 0:
+            continuation = context[-n_spaces:] + continuation
+            context = context[:-n_spaces]
+        moved.append((context, continuation))
+    contexts = sorted({c for c, _ in moved})
+    ctx_ids = dict(zip(contexts, encode_many(tokenizer, contexts), strict=True))
+    wholes = encode_many(tokenizer, [c + x for c, x in moved])
+    return [(ctx_ids[c], w[len(ctx_ids[c]):]) for (c, _), w in zip(moved, wholes, strict=True)]
+
+
 def _batches(lengths: Sequence[int], batch_size: int | None, budget: int) -> list[list[int]]:
     """Indices sorted longest first, cut into batches of `batch_size` rows, or of at most
     `budget` padded tokens when batch_size is None."""
@@ -88,21 +117,23 @@ class Engine:
 
         try:
             run(batch)
+            return
         except torch.cuda.OutOfMemoryError:
-            torch.cuda.empty_cache()
-            if len(batch) == 1:
-                from harness.errors import ModelError
+            pass
+        # Outside the except block: the traceback no longer pins the failed batch's tensors.
+        torch.cuda.empty_cache()
+        if len(batch) == 1:
+            from harness.errors import ModelError
 
-                raise ModelError(f"{describe(batch[0])} does not fit in GPU memory even alone; "
-                                 f"lower max_new_tokens or --max-length, or use a larger GPU"
-                                 ) from None
-            self.backoffs += 1
-            self.token_budget = max(self.token_budget // 2, 1)
-            if self.batch_size:
-                self.batch_size = max(self.batch_size // 2, 1)
-            half = len(batch) // 2
-            self._with_backoff(batch[:half], run, describe)
-            self._with_backoff(batch[half:], run, describe)
+            raise ModelError(f"{describe(batch[0])} does not fit in GPU memory even alone; "
+                             f"lower max_new_tokens or --max-length, or use a larger GPU")
+        self.backoffs += 1
+        self.token_budget = max(self.token_budget // 2, 1)
+        if self.batch_size:
+            self.batch_size = max(self.batch_size // 2, 1)
+        half = len(batch) // 2
+        self._with_backoff(batch[:half], run, describe)
+        self._with_backoff(batch[half:], run, describe)
 
     # -- log-likelihood --------------------------------------------------------------------
     def loglikelihood(self, requests: Sequence[LoglikelihoodRequest], progress: Progress,
@@ -177,7 +208,9 @@ class Engine:
                 out[i] = [next(res) for _ in groups[i][1]]
         fast = [i for i, ok in enumerate(fits) if ok and parts is not None]
         task_id = progress.add(label, len(fast))
-        cost = [len(groups[i][0]) + sum(len(c) for c in groups[i][1]) for i in fast]
+        # Memory cost of an item: its context's KV cache is copied once per continuation.
+        cost = [len(groups[i][1]) * len(groups[i][0]) + sum(len(c) for c in groups[i][1])
+                for i in fast]
 
         def run(batch: list[int]) -> None:
             items = [fast[b] for b in batch]
@@ -330,7 +363,9 @@ def auto_token_budget(model: Any, device: str) -> int:
     inter = getattr(cfg, "intermediate_size", 4 * hidden)
     per_token = 2 * (2 * layers * kv * head_dim + 8 * hidden + 3 * inter)  # bf16 bytes
     free, _ = torch.cuda.mem_get_info(torch.device(device))
-    return int(max(4096, min(free * 0.5 / per_token, 1 << 20)))
+    # A third of the free memory: the rest covers transient copies (cache concatenation,
+    # grouped-query K/V expansion, logits chunks) and the allocator's fragmentation.
+    return int(max(4096, min(free * 0.3 / per_token, 1 << 18)))
 
 
 _NON_PLAIN_HEAD = ("final_logit_softcapping", "logit_scale", "logits_scaling")

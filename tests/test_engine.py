@@ -53,6 +53,14 @@ def test_loglikelihood_independent_of_batching(engine_parts):
     assert [r.n_tokens for r in a] == [len(r.continuation) for r in reqs]
 
 
+def test_encode_pairs_equals_encode_pair(engine_parts):
+    from harness.engine import encode_pairs
+
+    _, tok = engine_parts
+    pairs = [(p, " the end") for p in PROMPTS] + [("Question: ", "yes"), ("<s>Hi", " there")]
+    assert encode_pairs(tok, pairs) == [encode_pair(tok, c, x) for c, x in pairs]
+
+
 def test_encode_pair_moves_trailing_space():
     class Tok:
         bos_token = None

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from harness.data import Example
-from harness.engine import Engine, encode_pair
+from harness.engine import Engine, encode_pairs
 from harness.metrics import Scores
 from harness.progress import Progress
 from harness.prompts import prompt_hash, render
@@ -22,13 +22,14 @@ from harness.specs import TaskSpec
 
 def run(task: TaskSpec, examples: Sequence[Example], engine: Engine, progress: Progress,
         label: str) -> list[dict[str, Any]]:
+    contexts = [render(task.prompt, ex.fields) for ex in examples]
+    flat = [(context, task.target_delimiter + choice)
+            for ex, context in zip(examples, contexts, strict=True)
+            for choice in ex.fields[task.choices or ""]]
+    encoded = iter(encode_pairs(engine.tokenizer, flat))
     groups = []
-    contexts: list[str] = []
     for ex in examples:
-        context = render(task.prompt, ex.fields)
-        contexts.append(context)
-        pairs = [encode_pair(engine.tokenizer, context, task.target_delimiter + choice)
-                 for choice in ex.fields[task.choices or ""]]
+        pairs = [next(encoded) for _ in ex.fields[task.choices or ""]]
         # encode_pair's context part does not depend on the choice: one shared context.
         groups.append((tuple(pairs[0][0]), [tuple(cont) for _, cont in pairs]))
     grouped = engine.loglikelihood_choices(groups, progress, label)

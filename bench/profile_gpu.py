@@ -9,7 +9,7 @@ import sys
 import time
 from pathlib import Path
 
-from common import DATA, DEVICE, QWEN3_1_7B, Timer, model, tokenizer, write_result
+from common import DATA, DEVICE, QWEN3_1_7B, Timer, model, tokenizer, write_result  # noqa: I001
 
 
 def hellaswag_phases(tok) -> list[dict]:
@@ -66,6 +66,13 @@ def train_variants() -> list[dict]:
     from harness.train.trainer import train
 
     base = Path("/tmp/qwen3-1.7b-random")
+    if not (base / "config.json").exists():
+        from common import save_model
+
+        m = model(QWEN3_1_7B)
+        save_model(m, tokenizer(Path("/tmp/bench-tok")), base)
+        del m
+        torch.cuda.empty_cache()
     recipe = Path(__file__).resolve().parents[1] / "adapters" / "qwen3-1.7b-pubmed.yaml"
     out = []
     for gc_on in (True, False):

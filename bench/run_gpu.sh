@@ -15,5 +15,6 @@ for what in "$@"; do
     train) python3 train_bench.py --steps 40 --warmup 5 ;;
     generation) python3 generation_bench.py --prompts 128 --batch 64 ;;
     metrics) python3 metrics_bench.py --rouge-workers 16 --bertscore ;;
+    profile) python3 profile_gpu.py hellaswag train ;;
   esac
 done

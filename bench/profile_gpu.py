@@ -75,24 +75,76 @@ def train_variants() -> list[dict]:
         torch.cuda.empty_cache()
     recipe = Path(__file__).resolve().parents[1] / "adapters" / "qwen3-1.7b-pubmed.yaml"
     out = []
-    for gc_on in (True, False):
+    for gc_on, compiled in ((True, False), (True, True)):
         shutil.rmtree("/tmp/prof-adapter", ignore_errors=True)
-        spec = load_recipe(recipe, [f"base={base}", "training.max_steps=25", "training.log_every=1",
+        spec = load_recipe(recipe, [f"base={base}", "training.max_steps=30", "training.log_every=1",
                                     "training.eval_every=100000", "training.save_every=100000",
                                     f"training.gradient_checkpointing={str(gc_on).lower()}",
+                                    f"training.compile={str(compiled).lower()}",
                                     "out=/tmp/prof-adapter"])
         spec = replace(spec, eval=replace(spec.eval, limit=2))
         torch.cuda.reset_peak_memory_stats()
-        train(spec, {"pubmed": str(DATA / "pubmed_train.jsonl"),
-                     "pubmed:eval": str(DATA / "pubmed_validation.jsonl")})
+        try:
+            train(spec, {"pubmed": str(DATA / "pubmed_train.jsonl"),
+                         "pubmed:eval": str(DATA / "pubmed_validation.jsonl")})
+        except Exception as err:  # report and go on: this is a diagnostic
+            out.append({"gradient_checkpointing": gc_on, "compile": compiled,
+                        "error": f"{type(err).__name__}: {str(err)[:500]}"})
+            print(out[-1], flush=True)
+            continue
         log = [json.loads(x) for x in Path("/tmp/prof-adapter/train_log.jsonl").read_text()
                .splitlines()]
-        rows = [r for r in log if "tokens_per_s" in r][5:]
-        out.append({"gradient_checkpointing": gc_on,
+        rows = [r for r in log if "tokens_per_s" in r][10:]
+        out.append({"gradient_checkpointing": gc_on, "compile": compiled,
                     "tokens_per_s": round(sum(r["tokens_per_s"] for r in rows) / len(rows)),
                     "peak_gib": round(max(r["peak_memory_gib"] for r in rows), 2)})
         print(out[-1], flush=True)
     return out
+
+
+def profile_steps() -> dict:
+    """torch.profiler over 4 training steps (gradient checkpointing on, no compile): GPU busy
+    time against wall time says whether the step waits on kernel launches."""
+    from dataclasses import replace
+
+    import torch
+
+    from harness.train import trainer as tr
+    from harness.train.recipe import load_recipe
+
+    recipe = Path(__file__).resolve().parents[1] / "adapters" / "qwen3-1.7b-pubmed.yaml"
+    shutil.rmtree("/tmp/prof2", ignore_errors=True)
+    spec = load_recipe(recipe, ["base=/tmp/qwen3-1.7b-random", "training.max_steps=8",
+                                "training.eval_every=100000", "training.save_every=100000",
+                                "out=/tmp/prof2"])
+    spec = replace(spec, eval=replace(spec.eval, limit=2))
+    prof = torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU,
+                                              torch.profiler.ProfilerActivity.CUDA],
+                                  schedule=torch.profiler.schedule(wait=2, warmup=1, active=4))
+    original = tr.collate
+
+    def stepping(batch, pad_id):  # one collate per step at micro batch 1, no accumulation
+        prof.step()
+        return original(batch, pad_id)
+
+    tr.collate = stepping
+    prof.start()
+    t = time.perf_counter()
+    try:
+        tr.train(spec, {"pubmed": str(DATA / "pubmed_train.jsonl"),
+                        "pubmed:eval": str(DATA / "pubmed_validation.jsonl")})
+    finally:
+        tr.collate = original
+        prof.stop()
+    wall = time.perf_counter() - t
+    events = prof.key_averages()
+    cuda_total = sum(e.self_device_time_total for e in events) / 1e6
+    top = sorted(events, key=lambda e: -e.self_device_time_total)[:15]
+    return {"wall_s_8_steps_incl_load": round(wall, 2),
+            "profiled_steps": 4, "gpu_busy_s_profiled": round(cuda_total, 3),
+            "top_kernels": [{"name": e.key[:80], "gpu_ms": round(e.self_device_time_total / 1e3, 1),
+                             "calls": e.count} for e in top],
+            "cpu_ops": sum(e.count for e in events)}
 
 
 def main() -> None:
@@ -102,6 +154,8 @@ def main() -> None:
         result["hellaswag"] = hellaswag_phases(tok)
     if "train" in sys.argv:
         result["train"] = train_variants()
+    if "steps" in sys.argv:
+        result["steps"] = profile_steps()
     write_result("profile", result)
 
 

@@ -5,7 +5,6 @@ set -euo pipefail
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
   --target /tmp/site .whl/*.whl >/dev/null 2>&1 || true
 export PYTHONPATH="/tmp/site:$PWD" PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 HARNESS_NO_PROGRESS=1
-export TOKENIZERS_PARALLELISM=false
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 python3 -c "import torch, transformers, peft; print('torch', torch.__version__, 'transformers', transformers.__version__, 'peft', peft.__version__)"
 cd bench
@@ -16,5 +15,6 @@ for what in "$@"; do
     generation) python3 generation_bench.py --prompts 128 --batch 64 ;;
     metrics) python3 metrics_bench.py --rouge-workers 16 --bertscore ;;
     profile) python3 profile_gpu.py hellaswag train ;;
+    profile-train) python3 profile_gpu.py train steps ;;
   esac
 done

@@ -189,12 +189,13 @@ class Engine:
                               ) -> list[list[LoglikelihoodResult]]:
         """Log-likelihood of each continuation of each shared context.
 
-        The context runs once per item (left-padded batch, KV cache kept), its cache is
-        repeated for the item's continuations, and the LM head runs only at the positions that
-        are scored, with log-probabilities gathered from a float32 log-softmax there. Same
-        inputs as `loglikelihood` (context + continuation), so the same numbers up to float
-        rounding. Items longer than the context window, or models whose head is not a plain
-        linear layer, take the one-row-per-continuation path (lm-eval's left truncation).
+        Each item is one packed row (context once, then its continuations; see
+        `_choices_batch`), rows are sorted by length and batched by a token budget, and the LM
+        head runs only at the positions that are scored, with log-probabilities gathered from a
+        float32 log-softmax there. Same inputs as `loglikelihood` (context + continuation), so
+        the same numbers up to float rounding. Items longer than the context window, and models
+        whose head is not a plain linear layer or whose attention takes no 4D mask (flash
+        attention), take the one-row-per-continuation path (lm-eval's left truncation).
         """
         parts = _split_model(self.model)
         fits = [len(c) + max(len(x) for x in conts) <= self.max_length
@@ -208,9 +209,7 @@ class Engine:
                 out[i] = [next(res) for _ in groups[i][1]]
         fast = [i for i, ok in enumerate(fits) if ok and parts is not None]
         task_id = progress.add(label, len(fast))
-        # Memory cost of an item: its context's KV cache is copied once per continuation.
-        cost = [len(groups[i][1]) * len(groups[i][0]) + sum(len(c) for c in groups[i][1])
-                for i in fast]
+        cost = [len(groups[i][0]) + sum(len(c) for c in groups[i][1]) for i in fast]
 
         def run(batch: list[int]) -> None:
             items = [fast[b] for b in batch]
@@ -225,60 +224,74 @@ class Engine:
 
     def _choices_batch(self, groups: Sequence[tuple[tuple[int, ...], Sequence[tuple[int, ...]]]],
                        parts: tuple[Any, Any]) -> list[list[LoglikelihoodResult]]:
+        """One packed row per item: context, then every continuation, each continuation
+        attending to the context and to itself only (a prefix-sharing 4D mask) with positions
+        that restart after the context — the same inputs as one row per continuation."""
         import torch
 
         decoder, head = parts
         dev = self.device
-        n_ctx = [len(c) for c, _ in groups]
-        width = max(n_ctx)
-        ids = torch.full((len(groups), width), self.pad_id, dtype=torch.long)
-        mask = torch.zeros((len(groups), width), dtype=torch.long)
-        for r, (ctx, _) in enumerate(groups):  # left padding: the last column is real
-            ids[r, width - len(ctx):] = torch.tensor(ctx)
-            mask[r, width - len(ctx):] = 1
-        ids, mask = ids.to(dev), mask.to(dev)
-        pos = (mask.cumsum(-1) - 1).clamp(min=0)
+        rows = [list(ctx) + [t for c in conts for t in c] for ctx, conts in groups]
+        width = max(len(r) for r in rows)
+        n = len(groups)
+        ids = torch.full((n, width), self.pad_id, dtype=torch.long)
+        pos = torch.zeros((n, width), dtype=torch.long)
+        seg = torch.full((n, width), -1, dtype=torch.long)  # -1 padding, 0 context, j+1 choice j
+        sel_b: list[int] = []
+        sel_t: list[int] = []
+        targets: list[int] = []
+        starts: list[list[int]] = []
+        for b, (ctx, conts) in enumerate(groups):
+            lc = len(ctx)
+            ids[b, : len(rows[b])] = torch.tensor(rows[b])
+            pos[b, :lc] = torch.arange(lc)
+            seg[b, :lc] = 0
+            at, item_starts = lc, []
+            for j, c in enumerate(conts):
+                pos[b, at: at + len(c)] = torch.arange(lc, lc + len(c))
+                seg[b, at: at + len(c)] = j + 1
+                item_starts.append(at)
+                # Token t >= 1 of the continuation is predicted at its position t - 1.
+                sel_b += [b] * (len(c) - 1)
+                sel_t += list(range(at, at + len(c) - 1))
+                targets += list(c[1:])
+                at += len(c)
+            starts.append(item_starts)
+        i = torch.arange(width)
+        causal = i[None, :] <= i[:, None]
+        same = (seg[:, None, :] == 0) | (seg[:, None, :] == seg[:, :, None])
+        valid = (seg >= 0)[:, None, :] & (seg >= 0)[:, :, None]
+        # Padding queries see themselves only, so no row of the softmax is empty (no NaN).
+        mask = (causal[None] & same & valid) | torch.eye(width, dtype=torch.bool)[None]
         with torch.no_grad():
-            first = decoder(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=True)
-            cache = first.past_key_values
-            first_lp = torch.log_softmax(head(first.last_hidden_state[:, -1]).float(), dim=-1)
-            rows = [(g, c) for g, (_, conts) in enumerate(groups) for c in conts]
-            owner = torch.tensor([g for g, _ in rows], device=dev)
-            cache.batch_select_indices(owner)
-            kw = max(len(c) for _, c in rows)
-            cont_ids = torch.full((len(rows), kw), self.pad_id, dtype=torch.long)
-            cont_mask = torch.zeros((len(rows), kw), dtype=torch.long)
-            for r, (_, c) in enumerate(rows):
-                cont_ids[r, : len(c)] = torch.tensor(c)
-                cont_mask[r, : len(c)] = 1
-            cont_ids, cont_mask = cont_ids.to(dev), cont_mask.to(dev)
-            start = torch.tensor([n_ctx[g] for g, _ in rows], device=dev)
-            cont_pos = start[:, None] + torch.arange(kw, device=dev)[None, :]
-            hidden = decoder(input_ids=cont_ids, attention_mask=torch.cat([mask[owner],
-                                                                           cont_mask], dim=1),
-                             position_ids=cont_pos, past_key_values=cache,
-                             use_cache=True).last_hidden_state
-            # Position t of a continuation predicts its token t + 1: all but the last position.
-            select = cont_mask.clone()
-            lengths = cont_mask.sum(-1)
-            select[torch.arange(len(rows), device=dev), lengths - 1] = 0
-            targets = torch.roll(cont_ids, -1, dims=1)[select.bool()]
-            scored = _gather_logprobs(head, hidden[select.bool()], targets)
-        first_tok = torch.tensor([c[0] for _, c in rows], device=dev)
-        first_row = first_lp[owner]
-        lp0 = first_row.gather(1, first_tok[:, None])[:, 0]
-        greedy0 = first_row.argmax(-1) == first_tok
-        lp_rest, greedy_rest = scored
-        results: list[list[LoglikelihoodResult]] = [[] for _ in groups]
-        offset = 0
-        lp0, greedy0 = lp0.tolist(), greedy0.tolist()
-        lp_rest, greedy_rest = lp_rest.tolist(), greedy_rest.tolist()
-        for r, (g, c) in enumerate(rows):
-            k = len(c) - 1
-            lp = lp0[r] + sum(lp_rest[offset: offset + k])
-            greedy = greedy0[r] and all(greedy_rest[offset: offset + k])
-            offset += k
-            results[g].append(LoglikelihoodResult(float(lp), bool(greedy), len(c)))
+            hidden = decoder(input_ids=ids.to(dev), attention_mask=mask[:, None].to(dev),
+                             position_ids=pos.to(dev)).last_hidden_state
+            last_ctx = torch.tensor([len(ctx) - 1 for ctx, _ in groups], device=dev)
+            first_lp = torch.log_softmax(
+                head(hidden[torch.arange(n, device=dev), last_ctx]).float(), dim=-1)
+            rest_lp, rest_greedy = _gather_logprobs(
+                head, hidden[torch.tensor(sel_b, dtype=torch.long, device=dev),
+                             torch.tensor(sel_t, dtype=torch.long, device=dev)],
+                torch.tensor(targets, dtype=torch.long, device=dev))
+            first_tok = [c[0] for _, conts in groups for c in conts]
+            owner = torch.tensor([b for b, (_, conts) in enumerate(groups) for _ in conts],
+                                 device=dev)
+            ft = torch.tensor(first_tok, device=dev)
+            lp0 = first_lp[owner].gather(1, ft[:, None])[:, 0].tolist()
+            greedy0 = (first_lp[owner].argmax(-1) == ft).tolist()
+        lp_rest, greedy_rest = rest_lp.tolist(), rest_greedy.tolist()
+        results: list[list[LoglikelihoodResult]] = []
+        k = off = 0
+        for _, conts in groups:
+            item = []
+            for c in conts:
+                m = len(c) - 1
+                item.append(LoglikelihoodResult(
+                    float(lp0[k] + sum(lp_rest[off: off + m])),
+                    bool(greedy0[k] and all(greedy_rest[off: off + m])), len(c)))
+                k += 1
+                off += m
+            results.append(item)
         return results
 
     # -- generation ------------------------------------------------------------------------
@@ -379,6 +392,8 @@ def _split_model(model: Any) -> tuple[Any, Any] | None:
     if not (hasattr(inner, "model") and hasattr(inner, "lm_head")) or any(
             getattr(cfg, a, None) for a in _NON_PLAIN_HEAD):
         return None
+    if getattr(cfg, "_attn_implementation", "sdpa") not in ("sdpa", "eager", None):
+        return None  # the packed rows need a custom 4D attention mask
     return inner.model, inner.lm_head
 
 

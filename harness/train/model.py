@@ -83,7 +83,16 @@ def load_for_training(spec: TrainSpec, device: str) -> Any:
                         lora_dropout=spec.lora.dropout,
                         target_modules=list(spec.lora.target_modules), bias=spec.lora.bias,
                         task_type="CAUSAL_LM")
-    return get_peft_model(model, config)
+    peft_model = get_peft_model(model, config)
+    if t.compile:
+        # Each decoder layer compiled once (same code for every layer; shapes dynamic): at
+        # batch 1 the step is bound by kernel launches, which compilation fuses away.
+        layers = getattr(getattr(peft_model.get_base_model(), "model", None), "layers", None)
+        if layers is None:
+            raise ConfigError("training.compile: this architecture has no model.layers list")
+        for layer in layers:
+            layer.compile(dynamic=True)
+    return peft_model
 
 
 class TargetLoss(torch.nn.Module):

@@ -53,6 +53,7 @@ class TrainingSpec:
     optimizer: Optimizer = "adamw_torch"
     precision: Precision = "bf16"
     gradient_checkpointing: bool = False
+    compile: bool = False
     max_length: int = 2048
     eval_every: int = 200
     eval_batch_size: int = 4

@@ -114,37 +114,73 @@ def profile_steps() -> dict:
 
     recipe = Path(__file__).resolve().parents[1] / "adapters" / "qwen3-1.7b-pubmed.yaml"
     shutil.rmtree("/tmp/prof2", ignore_errors=True)
-    spec = load_recipe(recipe, ["base=/tmp/qwen3-1.7b-random", "training.max_steps=8",
+    spec = load_recipe(recipe, ["base=/tmp/qwen3-1.7b-random", "training.max_steps=10",
                                 "training.eval_every=100000", "training.save_every=100000",
                                 "out=/tmp/prof2"])
     spec = replace(spec, eval=replace(spec.eval, limit=2))
     prof = torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU,
-                                              torch.profiler.ProfilerActivity.CUDA],
-                                  schedule=torch.profiler.schedule(wait=2, warmup=1, active=4))
+                                              torch.profiler.ProfilerActivity.CUDA])
     original = tr.collate
 
+    calls = {"n": 0}
+
     def stepping(batch, pad_id):  # one collate per step at micro batch 1, no accumulation
-        prof.step()
+        calls["n"] += 1
+        if calls["n"] == 4:      # steps 4..7 profiled (after warm-up)
+            torch.cuda.synchronize()
+            prof.start()
+            calls["t"] = time.perf_counter()
+        if calls["n"] == 8:
+            torch.cuda.synchronize()
+            calls["wall"] = time.perf_counter() - calls["t"]
+            prof.stop()
         return original(batch, pad_id)
 
     tr.collate = stepping
-    prof.start()
-    t = time.perf_counter()
     try:
         tr.train(spec, {"pubmed": str(DATA / "pubmed_train.jsonl"),
                         "pubmed:eval": str(DATA / "pubmed_validation.jsonl")})
     finally:
         tr.collate = original
-        prof.stop()
-    wall = time.perf_counter() - t
+    return {"profiled_steps": 4, **_table(prof, calls["wall"])}
+
+
+def profile_choices(tok) -> dict:
+    """torch.profiler around multiple-choice scoring of 1,000 HellaSwag items."""
+    import torch
+
+    from harness.data import load_task_data
+    from harness.engine import Engine
+    from harness.kinds import multiple_choice
+    from harness.progress import Progress
+    from harness.registry import discover_tasks
+
+    m = model(QWEN3_1_7B)
+    task = discover_tasks()["hellaswag"]
+    data = load_task_data(task, str(DATA / "hellaswag.jsonl"), 1000)
+    eng = Engine(m, tok, DEVICE, 4096)
+    multiple_choice.run(task, data.examples[:200], eng, Progress(False), "warm")
+    torch.cuda.synchronize()
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU,
+                                            torch.profiler.ProfilerActivity.CUDA]) as prof:
+        t = time.perf_counter()
+        multiple_choice.run(task, data.examples, eng, Progress(False), "hs")
+        torch.cuda.synchronize()
+        wall = time.perf_counter() - t
+    return _table(prof, wall)
+
+
+def _table(prof, wall: float) -> dict:
     events = prof.key_averages()
-    cuda_total = sum(e.self_device_time_total for e in events) / 1e6
-    top = sorted(events, key=lambda e: -e.self_device_time_total)[:15]
-    return {"wall_s_8_steps_incl_load": round(wall, 2),
-            "profiled_steps": 4, "gpu_busy_s_profiled": round(cuda_total, 3),
-            "top_kernels": [{"name": e.key[:80], "gpu_ms": round(e.self_device_time_total / 1e3, 1),
-                             "calls": e.count} for e in top],
-            "cpu_ops": sum(e.count for e in events)}
+    gpu = sum(e.self_device_time_total for e in events) / 1e6
+    by_gpu = sorted(events, key=lambda e: -e.self_device_time_total)[:15]
+    by_cpu = sorted(events, key=lambda e: -e.self_cpu_time_total)[:12]
+    return {"wall_s": round(wall, 3), "gpu_busy_s": round(gpu, 3),
+            "kernel_launches": sum(e.count for e in events if e.device_type.name == "CUDA"),
+            "top_gpu": [(e.key[:70], round(e.self_device_time_total / 1e3, 1), e.count)
+                        for e in by_gpu],
+            "top_cpu": [(e.key[:70], round(e.self_cpu_time_total / 1e3, 1), e.count)
+                        for e in by_cpu]}
 
 
 def main() -> None:
@@ -156,6 +192,8 @@ def main() -> None:
         result["train"] = train_variants()
     if "steps" in sys.argv:
         result["steps"] = profile_steps()
+    if "choices" in sys.argv:
+        result["choices"] = profile_choices(tok)
     write_result("profile", result)
 
 

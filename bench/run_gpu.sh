@@ -16,5 +16,6 @@ for what in "$@"; do
     metrics) python3 metrics_bench.py --rouge-workers 16 --bertscore ;;
     profile) python3 profile_gpu.py hellaswag train ;;
     profile-train) python3 profile_gpu.py train steps ;;
+    profile-2) python3 profile_gpu.py steps choices ;;
   esac
 done

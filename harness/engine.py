@@ -257,14 +257,15 @@ class Engine:
                 targets += list(c[1:])
                 at += len(c)
             starts.append(item_starts)
-        i = torch.arange(width)
+        seg = seg.to(dev)
+        i = torch.arange(width, device=dev)
         causal = i[None, :] <= i[:, None]
         same = (seg[:, None, :] == 0) | (seg[:, None, :] == seg[:, :, None])
         valid = (seg >= 0)[:, None, :] & (seg >= 0)[:, :, None]
         # Padding queries see themselves only, so no row of the softmax is empty (no NaN).
-        mask = (causal[None] & same & valid) | torch.eye(width, dtype=torch.bool)[None]
+        mask = (causal[None] & same & valid) | torch.eye(width, dtype=torch.bool, device=dev)[None]
         with torch.no_grad():
-            hidden = decoder(input_ids=ids.to(dev), attention_mask=mask[:, None].to(dev),
+            hidden = decoder(input_ids=ids.to(dev), attention_mask=mask[:, None],
                              position_ids=pos.to(dev)).last_hidden_state
             last_ctx = torch.tensor([len(ctx) - 1 for ctx, _ in groups], device=dev)
             first_lp = torch.log_softmax(

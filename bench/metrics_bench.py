@@ -12,7 +12,9 @@ from common import DATA, read_jsonl, write_result
 
 def pairs(n: int = 1000) -> tuple[list[str], list[str]]:
     """Prediction: 250 words of an article from an offset; reference: its abstract."""
-    rows = read_jsonl(DATA / "pubmed_train.jsonl") + read_jsonl(DATA / "pubmed_validation.jsonl")
+    rows = [r for r in read_jsonl(DATA / "pubmed_train.jsonl")
+            + read_jsonl(DATA / "pubmed_validation.jsonl")
+            if len(r["article"].split()) >= 300 and r["abstract"].strip()]
     preds, refs = [], []
     for i in range(n):
         r = rows[i % len(rows)]

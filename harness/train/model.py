@@ -36,7 +36,7 @@ def disable_avx512bf16_repack(model: Any) -> None:
 
 def load_for_training(spec: TrainSpec, device: str) -> Any:
     import torch
-    from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
+    from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM, BitsAndBytesConfig
 
     t = spec.training
@@ -68,15 +68,18 @@ def load_for_training(spec: TrainSpec, device: str) -> Any:
         model.to(device)
     else:
         disable_avx512bf16_repack(model)
-        model = prepare_model_for_kbit_training(
-            model, use_gradient_checkpointing=t.gradient_checkpointing,
-            gradient_checkpointing_kwargs={"use_reentrant": False})
+    # Freeze the base. Unlike peft's prepare_model_for_kbit_training, frozen norms and
+    # embeddings keep their loaded (compute) dtype: upcast to fp32 they turn every activation
+    # between layers fp32, which costs a copy per op and buys no precision for frozen weights.
+    # LoRA weights are created in fp32 by peft; matmuls run under autocast.
+    for p in model.parameters():
+        p.requires_grad_(False)
     available = linear_layer_names(model)
     missing = [m for m in spec.lora.target_modules if m not in available]
     if missing:
         raise ConfigError(f"lora.target_modules {', '.join(missing)} not in the model; its "
                           f"linear layers are: {', '.join(available)}")
-    if t.gradient_checkpointing and spec.quantization == "none":
+    if t.gradient_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         model.enable_input_require_grads()
     config = LoraConfig(r=spec.lora.r, lora_alpha=spec.lora.alpha,

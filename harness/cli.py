@@ -77,6 +77,13 @@ def _add_eval(p: argparse.ArgumentParser, tasks_required: bool = True) -> None:
                    help="rows per batch, or auto (a token budget; default)")
     p.add_argument("--max-new-tokens", type=_positive,
                    help="override every generation task's max_new_tokens")
+    p.add_argument("--cache-dir", type=Path,
+                   help="result store folder (default $HARNESS_CACHE or ~/.cache/harness)")
+    c = p.add_mutually_exclusive_group()
+    c.add_argument("--no-cache", action="store_true",
+                   help="neither read nor write the result store")
+    c.add_argument("--refresh", action="store_true",
+                   help="recompute every example and overwrite what the store holds")
 
 
 def _add_metric_opts(p: argparse.ArgumentParser) -> None:
@@ -148,9 +155,23 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--out", type=Path, help="output folder (default adapters/<recipe name>)")
     tr.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
 
+    ca = sub.add_parser("cache", help="show or trim the per-example result store")
+    ca.add_argument("action", choices=["info", "prune"])
+    ca.add_argument("--cache-dir", type=Path)
+    ca.add_argument("--older-than", type=float, metavar="DAYS", help="prune: results older")
+    ca.add_argument("--model", help="prune: one model fingerprint id")
+    ca.add_argument("--task", help="prune: one task")
+    ca.add_argument("--all", action="store_true", help="prune: everything")
+
     d = sub.add_parser("demo", help="offline end-to-end demo on a tiny model it builds")
     d.add_argument("--out", type=Path, default=Path("reports/demo"))
     return parser
+
+
+def _cache_dir(args: argparse.Namespace) -> Path | None:
+    from harness.store import default_cache_dir
+
+    return None if args.no_cache else (args.cache_dir or default_cache_dir())
 
 
 def _bert_spec(args: argparse.Namespace):  # -> BertScoreSpec
@@ -216,7 +237,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     spec = RunSpec(model=model, tasks=_task_list(args.tasks), data=tuple(args.data),
                    limit=args.limit, batch_size=args.batch_size,
                    max_new_tokens=args.max_new_tokens, bertscore=_bert_spec(args),
-                   bootstrap=args.bootstrap, seed=args.seed)
+                   bootstrap=args.bootstrap, seed=args.seed, cache_dir=_cache_dir(args),
+                   refresh=args.refresh)
     report, samples = evaluate(spec, discover_tasks(args.tasks_dir))
     write_report(args.out, report, render_run, samples)
     print(f"wrote {args.out}/report.md and report.json", file=sys.stderr)
@@ -272,7 +294,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
         spec = RunSpec(model=model, tasks=tuple(dict.fromkeys(tasks)), data=tuple(args.data),
                        limit=args.limit, batch_size=args.batch_size,
                        max_new_tokens=args.max_new_tokens, bertscore=_bert_spec(args),
-                       bootstrap=args.bootstrap, seed=args.seed)
+                       bootstrap=args.bootstrap, seed=args.seed, cache_dir=_cache_dir(args),
+                       refresh=args.refresh)
         markdown = compare_models(spec, discover_tasks(args.tasks_dir), general, args.resamples,
                                   args.out)
     print(markdown)
@@ -325,6 +348,28 @@ def cmd_train(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_cache(args: argparse.Namespace) -> int:
+    from harness.store import Store, default_cache_dir
+
+    store = Store(args.cache_dir or default_cache_dir())
+    try:
+        if args.action == "info":
+            info = store.info()
+            print(f"{info['path']}: {info['results']} results, {info['bytes'] / 2**20:.1f} MiB")
+            for g in info["groups"]:
+                print(f"  model {g['model']}  {g['task']:<20} {g['results']:>7} results  "
+                      f"last written {g['last_written']}")
+            return EXIT_OK
+        if not (args.all or args.older_than is not None or args.model or args.task):
+            raise ConfigError("cache prune: say what to remove: --older-than DAYS, --model FP, "
+                              "--task NAME, or --all")
+        n = store.prune(args.older_than, args.model, args.task)
+        print(f"removed {n} results from {store.path}")
+        return EXIT_OK
+    finally:
+        store.close()
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from harness.demo import run_demo
 
@@ -346,7 +391,7 @@ def _quiet_libraries() -> None:
 
 COMMANDS = {"tasks": cmd_tasks, "run": cmd_run, "score": cmd_score, "compare": cmd_compare,
             "gate": cmd_gate, "leaderboard": cmd_leaderboard, "train": cmd_train,
-            "demo": cmd_demo}
+            "cache": cmd_cache, "demo": cmd_demo}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -362,5 +407,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {message}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
-        print("interrupted: nothing was written to the report folder", file=sys.stderr)
+        print("interrupted: finished examples are kept in the result store and no report was "
+              "written; run the same command again to resume", file=sys.stderr)
         return 130

@@ -108,6 +108,7 @@ class Engine:
         self.token_budget = token_budget or auto_token_budget(model, device)
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
         self.backoffs = 0
+        self._static_width, self._static_rows = 0, 0
 
     def _with_backoff(self, batch: list[int], run: Callable[[list[int]], None],
                       describe: Callable[[int], str]) -> None:
@@ -131,6 +132,8 @@ class Engine:
         self.token_budget = max(self.token_budget // 2, 1)
         if self.batch_size:
             self.batch_size = max(self.batch_size // 2, 1)
+        if self._static_rows:
+            self._static_rows = max(self._static_rows // 2, 1)
         half = len(batch) // 2
         self._with_backoff(batch[:half], run, describe)
         self._with_backoff(batch[half:], run, describe)
@@ -314,9 +317,12 @@ class Engine:
                                                                    "1") != "0"
         lengths = [len(p) + spec.max_new_tokens for p in prompts]
         if static:
-            width = -(-max(len(p) for p in prompts) // 64) * 64
-            rows = self.batch_size or max(1, min(len(prompts), self.token_budget // (
-                width + spec.max_new_tokens)))
+            # One shape for the whole run: later calls (store chunks) reuse the first call's
+            # width and row count unless a prompt is longer.
+            width = max(-(-max(len(p) for p in prompts) // 64) * 64, self._static_width)
+            rows = self._static_rows or self.batch_size or max(1, min(
+                len(prompts), self.token_budget // (width + spec.max_new_tokens)))
+            self._static_width, self._static_rows = width, rows
             order = sorted(range(len(prompts)), key=lambda i: -lengths[i])
             batches = [order[i: i + rows] for i in range(0, len(order), rows)]
         else:
@@ -325,7 +331,7 @@ class Engine:
 
         def run(batch: list[int]) -> None:
             pad_to = max(width, max(len(prompts[i]) for i in batch))
-            fill = (self.batch_size or len(batch)) if static else len(batch)
+            fill = (self._static_rows or len(batch)) if static else len(batch)
             padded = batch + [batch[0]] * max(0, fill - len(batch))  # keep one shape
             ids = torch.full((len(padded), pad_to), self.pad_id, dtype=torch.long)
             mask = torch.zeros((len(padded), pad_to), dtype=torch.long)

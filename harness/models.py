@@ -20,6 +20,8 @@ from harness.errors import ModelError, NotFoundError
 from harness.specs import ModelSpec
 
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".gguf")
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
+                   "chat_template.jinja", "tokenizer.model", "vocab.json", "merges.txt")
 
 
 def hash_files(folder: Path, names: list[str] | None = None) -> str:
@@ -215,7 +217,9 @@ def load_model(spec: ModelSpec) -> LoadedModel:
     model.eval()
 
     if is_local and folder is not None:
-        base_fp = {"id": str(spec.base), "weights_sha256": hash_files(folder)}
+        tok_files = [n for n in TOKENIZER_FILES if (folder / n).exists()]
+        base_fp = {"id": str(spec.base), "weights_sha256": hash_files(folder),
+                   "tokenizer_sha256": hash_files(folder, tok_files) if tok_files else None}
     else:
         commit = getattr(model.config, "_commit_hash", None) if not attached else \
             getattr(model.get_base_model().config, "_commit_hash", None)

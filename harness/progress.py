@@ -41,8 +41,13 @@ class Progress:
             self._bar.stop()
 
     def add(self, label: str, total: int) -> int:
+        """A bar for `label`; the same label again (a later chunk) extends that bar."""
         if self._bar is None:
             return 0
+        for task in self._bar.tasks:
+            if task.description == label:
+                self._bar.update(task.id, total=(task.total or 0) + total)
+                return int(task.id)
         return int(self._bar.add_task(label, total=total, rate=""))
 
     def advance(self, task_id: int, n: int) -> None:

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from harness.data import TaskData, load_task_data
+from harness.data import TaskData, canonical_json, load_task_data
 from harness.engine import Engine
 from harness.errors import ConfigError
 from harness.kinds import generation, multiple_choice, perplexity
@@ -21,6 +22,7 @@ from harness.progress import Progress
 from harness.registry import pick
 from harness.specs import BertScoreSpec, RunSpec, TaskSpec
 from harness.stats import summarize, summarize_corpus
+from harness.store import Store
 
 
 def task_config(task: TaskSpec, max_new_tokens: int | None) -> dict[str, Any]:
@@ -98,9 +100,62 @@ def load_all_data(tasks: Sequence[TaskSpec], data: Mapping[str, str],
     return {t.name: load_task_data(t, data.get(t.name), limit) for t in tasks}
 
 
+def _run_kind(task: TaskSpec, examples: Sequence[Any], engine: Engine, progress: Progress,
+              spec: RunSpec, label: str) -> list[dict[str, Any]]:
+    if task.kind == "generation":
+        return generation.run(task, examples, engine, progress, spec.max_new_tokens, label)
+    if task.kind == "multiple_choice":
+        return multiple_choice.run(task, examples, engine, progress, label)
+    return perplexity.run(task, examples, engine, progress, label)
+
+
+def store_key(task: TaskSpec, spec: RunSpec, max_length: int) -> str:
+    """The task part of the store key: what changes outputs, plus the context length (it
+    decides truncation)."""
+    config = task_config(task, spec.max_new_tokens)
+    return hashlib.sha256(f"{task_fingerprint(config)}:{max_length}".encode()).hexdigest()[:16]
+
+
+def chunk_size(task: TaskSpec) -> int:
+    env = os.environ.get("HARNESS_STORE_CHUNK")
+    if env and env.isdigit() and int(env) > 0:
+        return int(env)
+    return 128 if task.kind == "generation" else 512
+
+
+def run_task(task: TaskSpec, data: TaskData, engine: Engine, variant: Variant, spec: RunSpec,
+             store: Store | None, progress: Progress, label: str,
+             ) -> tuple[list[dict[str, Any]], int]:
+    """Records for every example: from the store where it has them, computed (and stored a
+    chunk at a time, so a crash loses at most one chunk) where not. Returns (records, number
+    computed)."""
+    key = store_key(task, spec, engine.max_length)
+    model_fp = variant.fingerprint["id"]
+    hashes = [e.hash for e in data.examples]
+    have = store.get(model_fp, key, hashes) if store is not None and not spec.refresh else {}
+    missing = [e for e in data.examples if e.hash not in have]
+    seen: set[str] = set()
+    missing = [e for e in missing if not (e.hash in seen or seen.add(e.hash))]
+    # Longest first, so a static-cache generation run fixes its one shape in the first chunk.
+    missing.sort(key=lambda e: -len(canonical_json(e.fields)))
+    size = chunk_size(task)
+    for i in range(0, len(missing), size):
+        records = _run_kind(task, missing[i: i + size], engine, progress, spec, label)
+        if store is not None:
+            store.put(model_fp, key, task.name, records)
+        have.update({r["example_hash"]: r for r in records})
+    out = []
+    for e in data.examples:
+        rec = json.loads(json.dumps(have[e.hash]))  # a fresh copy per example
+        rec["id"] = e.id
+        out.append(rec)
+    return out, len(missing)
+
+
 def run_variant(loaded: LoadedModel, variant: Variant, tasks: Sequence[TaskSpec],
-                datasets: Mapping[str, TaskData], spec: RunSpec,
-                progress: Progress) -> tuple[dict[str, Any], dict[str, list[dict[str, Any]]]]:
+                datasets: Mapping[str, TaskData], spec: RunSpec, progress: Progress,
+                store: Store | None = None,
+                ) -> tuple[dict[str, Any], dict[str, list[dict[str, Any]]]]:
     """Evaluate one variant (base or base + adapter) on every task."""
     engine = Engine(loaded.model, loaded.tokenizer, loaded.device, loaded.max_length,
                     batch_size=spec.batch_size)
@@ -111,21 +166,18 @@ def run_variant(loaded: LoadedModel, variant: Variant, tasks: Sequence[TaskSpec]
             data = datasets[task.name]
             label = f"{variant.label}/{task.name}"
             start = time.perf_counter()
-            if task.kind == "generation":
-                records = generation.run(task, data.examples, engine, progress,
-                                         spec.max_new_tokens, label)
-            elif task.kind == "multiple_choice":
-                records = multiple_choice.run(task, data.examples, engine, progress, label)
-            else:
-                records = perplexity.run(task, data.examples, engine, progress, label)
+            records, computed = run_task(task, data, engine, variant, spec, store, progress,
+                                         label)
             model_seconds = time.perf_counter() - start
             result = summarize_task(task, data.source, data.sha256, records, spec.bertscore,
                                     spec.bootstrap, spec.seed, spec.max_new_tokens)
             total = time.perf_counter() - start
             result["timings"] = {"model_seconds": round(model_seconds, 3),
                                  "total_seconds": round(total, 3),
-                                 "examples_per_second": round(len(records) / model_seconds, 3)
-                                 if model_seconds > 0 else None}
+                                 "examples_computed": computed,
+                                 "examples_from_store": len(records) - computed,
+                                 "examples_per_second": round(computed / model_seconds, 3)
+                                 if model_seconds > 0 and computed else None}
             results[task.name] = result
             samples[task.name] = records
     return results, samples
@@ -144,14 +196,20 @@ def evaluate(spec: RunSpec, registry: Mapping[str, TaskSpec],
 
         get_scorer(spec.bertscore)  # fail before hours of generation, not after
     started = time.time()
+    store = Store(spec.cache_dir) if spec.cache_dir is not None else None
     loaded = load_model(spec.model)
     runs, samples = [], {}
-    with progress or Progress() as bar:
-        for variant in loaded.variants:
-            results, variant_samples = run_variant(loaded, variant, tasks, datasets, spec, bar)
-            runs.append({"label": variant.label, "model": variant.fingerprint,
-                         "tasks": results})
-            samples[variant.label] = variant_samples
+    try:
+        with progress or Progress() as bar:
+            for variant in loaded.variants:
+                results, variant_samples = run_variant(loaded, variant, tasks, datasets, spec,
+                                                       bar, store)
+                runs.append({"label": variant.label, "model": variant.fingerprint,
+                             "tasks": results})
+                samples[variant.label] = variant_samples
+    finally:
+        if store is not None:
+            store.close()
     report = run_report(runs, loaded, spec, started)
     return report, samples
 

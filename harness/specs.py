@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Literal
 
 TaskKind = Literal["generation", "multiple_choice", "perplexity"]
@@ -123,3 +124,5 @@ class RunSpec:
     bertscore: BertScoreSpec = field(default_factory=BertScoreSpec)
     bootstrap: int = 1000
     seed: int = 0
+    cache_dir: Path | None = None   # the result store's folder; None: no store
+    refresh: bool = False           # recompute (and overwrite) what the store holds

@@ -7,6 +7,10 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["HF_DATASETS_OFFLINE"] = "1"
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ["HARNESS_NO_PROGRESS"] = "1"
+if "HARNESS_CACHE" not in os.environ:  # keep the tests' result store out of ~/.cache
+    import tempfile
+
+    os.environ["HARNESS_CACHE"] = tempfile.mkdtemp(prefix="harness-test-cache-")
 
 from pathlib import Path  # noqa: E402
 

@@ -74,13 +74,13 @@ def main() -> None:
                     round(t.seconds, 2), "tokens_per_s": round(n_tok / t.seconds),
                     "peak_gib": round(t.peak_gib, 1)})
 
-    from lm_eval.api.instance import Instance
-    from lm_eval.models.huggingface import HFLM
-
     # HFLM stops a row when its text contains the EOS string; a random model emits "</s>"
     # now and then, so give HFLM a tokenizer whose EOS is a token the prompts never hold and
     # the model is barred from (min_new_tokens), to make it generate all 128 tokens too.
     import copy
+
+    from lm_eval.api.instance import Instance
+    from lm_eval.models.huggingface import HFLM
 
     hf_tok = copy.deepcopy(tok)
     hf_tok.add_special_tokens({"eos_token": "<|bench-never|>"})

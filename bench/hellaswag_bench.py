@@ -12,7 +12,17 @@ import tempfile
 import textwrap
 from pathlib import Path
 
-from common import DATA, DEVICE, LLAMA3_8B, QWEN3_1_7B, Timer, model, read_jsonl, tokenizer, write_result
+from common import (
+    DATA,
+    DEVICE,
+    LLAMA3_8B,
+    QWEN3_1_7B,
+    Timer,
+    model,
+    read_jsonl,
+    tokenizer,
+    write_result,
+)
 
 
 def run_ours(m, tok, rows_path: Path, n: int):

@@ -52,9 +52,8 @@ def bertscore_bench() -> dict:
     """A random-weight roberta-large-shaped model (no hub on the GPU machine), layer 17."""
     import torch
     from bert_score import BERTScorer, score
-    from transformers import RobertaConfig, RobertaModel
-
     from common import tokenizer
+    from transformers import RobertaConfig, RobertaModel
 
     folder = Path("/tmp/roberta-large-random")
     tok = tokenizer(Path("/tmp/bench-tok"))

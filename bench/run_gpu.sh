@@ -11,7 +11,7 @@ cd bench
 for what in "$@"; do
   case "$what" in
     hellaswag) python3 hellaswag_bench.py --items 2000 ;;
-    train) python3 train_bench.py --steps 40 --warmup 5 ;;
+    train) python3 train_bench.py --steps 40 --warmup 5 --fractions 1.0 0.5 0.25 ;;
     generation) python3 generation_bench.py --prompts 128 --batch 64 ;;
     metrics) python3 metrics_bench.py --rouge-workers 16 --bertscore ;;
     profile) python3 profile_gpu.py hellaswag train ;;

@@ -106,3 +106,28 @@ def test_chat_template_used_when_present(tiny_lm, plain_lm):
     plain = PromptBuilder(task, AutoTokenizer.from_pretrained(plain_lm))
     assert chat.use_chat and chat.text(values) == "<|user|>\nWhat is marsh cough ?\n<|assistant|>\n"
     assert not plain.use_chat and plain.text(values) == "Question: What is marsh cough ?\nAnswer:"
+
+
+def test_hub_dataset_path(monkeypatch):
+    """Without --data a task loads its hub dataset through `datasets`, with its config and
+    split (sliced to --limit); offline, a clear error says how to use a local file."""
+    import datasets
+
+    calls = []
+
+    def fake_load(path, name=None, split=None, revision=None):
+        calls.append((path, name, split))
+        return [{"id": f"r{i}", "article": "a", "highlights": "h"} for i in range(3)]
+
+    monkeypatch.setattr(datasets, "load_dataset", fake_load)
+    data = load_task_data(REG["cnn_dailymail"], None, limit=3)
+    assert calls == [("abisee/cnn_dailymail", "3.0.0", "test[:3]")]
+    assert data.source == "hub:abisee/cnn_dailymail/3.0.0:test"
+    assert [e.id for e in data.examples] == ["r0", "r1", "r2"]
+
+    def offline(*a, **k):
+        raise ConnectionError("Couldn't reach the hub")
+
+    monkeypatch.setattr(datasets, "load_dataset", offline)
+    with pytest.raises(DataError, match=r"cannot load hub dataset .* --data pubmed=PATH"):
+        load_task_data(REG["pubmed"], None, limit=2)

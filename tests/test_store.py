@@ -208,3 +208,24 @@ def test_cache_info_and_prune(tmp_path, capsys):
     assert main(["cache", "prune", "--cache-dir", str(tmp_path)]) == 2
     assert main(["cache", "prune", "--model", "m1", "--cache-dir", str(tmp_path)]) == 0
     assert "removed 3 results" in capsys.readouterr().out
+
+
+def test_ctrl_c_keeps_finished_examples_and_says_how_to_resume(tiny_lm, rouge_task, tmp_path):
+    from harness import examples
+
+    data = examples.write_jsonl(examples.news(40), tmp_path / "news.jsonl")
+    cache, out = tmp_path / "cache", tmp_path / "out"
+    cmd = [sys.executable, "-m", "harness", *_news_args(tiny_lm, data, out, cache, rouge_task)]
+    env = {**os.environ, "HARNESS_STORE_CHUNK": "2", "HARNESS_NO_PROGRESS": "1"}
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            text=True)
+    deadline = time.time() + 120
+    while _rows(cache) < 4 and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.02)
+    assert proc.poll() is None, "the run finished before it could be interrupted"
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130
+    assert "run the same command again to resume" in err
+    assert "Traceback" not in err
+    assert _rows(cache) >= 4 and not (out / "report.json").exists()

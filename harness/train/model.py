@@ -82,6 +82,14 @@ def load_for_training(spec: TrainSpec, device: str) -> Any:
     if t.gradient_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         model.enable_input_require_grads()
+        layers = getattr(getattr(model, "model", None), "layers", None)
+        if layers is not None and t.checkpoint_fraction < 1.0:
+            # Memory the target-only loss saves can keep some layers' activations instead of
+            # recomputing them: only the first fraction of the layers is checkpointed.
+            keep = round(t.checkpoint_fraction * len(layers))
+            for i, layer in enumerate(layers):
+                if hasattr(layer, "gradient_checkpointing"):
+                    layer.gradient_checkpointing = i < keep
     config = LoraConfig(r=spec.lora.r, lora_alpha=spec.lora.alpha,
                         lora_dropout=spec.lora.dropout,
                         target_modules=list(spec.lora.target_modules), bias=spec.lora.bias,

@@ -53,6 +53,7 @@ class TrainingSpec:
     optimizer: Optimizer = "adamw_torch"
     precision: Precision = "bf16"
     gradient_checkpointing: bool = False
+    checkpoint_fraction: float = 1.0
     compile: bool = False
     max_length: int = 2048
     eval_every: int = 200
@@ -181,6 +182,9 @@ def parse_recipe(raw: Any, source: str) -> TrainSpec:
                 "save_every", "max_steps", "eval_batch_size", "log_every", "save_total_limit"):
         if isinstance(t.get(key), int) and t[key] < 1:
             problems.append(f"'training.{key}' must be >= 1, got {t[key]}")
+    frac = t.get("checkpoint_fraction")
+    if isinstance(frac, (int, float)) and not 0 <= frac <= 1:
+        problems.append(f"'training.checkpoint_fraction' must be within 0..1, got {frac}")
     lora = built.get("lora", {})
     if isinstance(lora.get("r"), int) and lora["r"] < 1:
         problems.append(f"'lora.r' must be >= 1, got {lora['r']}")

@@ -343,8 +343,9 @@ def cmd_train(args: argparse.Namespace) -> int:
             raise ConfigError(f"--data {key}=…: the recipe trains task '{spec.task}'; use "
                               f"--data {spec.task}=TRAIN_FILE and --data {spec.task}:eval=FILE")
     out = train(spec, data, resume=args.resume)
-    print(f"wrote adapter to {out} (train_summary.json, train_log.jsonl, loss.png)",
-          file=sys.stderr)
+    if os.environ.get("RANK", "0") == "0":  # one line under accelerate launch / torchrun
+        print(f"wrote adapter to {out} (train_summary.json, train_log.jsonl, loss.png)",
+              file=sys.stderr)
     return EXIT_OK
 
 

@@ -77,6 +77,8 @@ def _add_eval(p: argparse.ArgumentParser, tasks_required: bool = True) -> None:
                    help="rows per batch, or auto (a token budget; default)")
     p.add_argument("--max-new-tokens", type=_positive,
                    help="override every generation task's max_new_tokens")
+    p.add_argument("--lm-eval-include", type=Path, action="append", default=[],
+                   help="folder of lm-eval task YAMLs, for --tasks lm_eval:NAME (repeatable)")
     p.add_argument("--cache-dir", type=Path,
                    help="result store folder (default $HARNESS_CACHE or ~/.cache/harness)")
     c = p.add_mutually_exclusive_group()
@@ -238,7 +240,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                    limit=args.limit, batch_size=args.batch_size,
                    max_new_tokens=args.max_new_tokens, bertscore=_bert_spec(args),
                    bootstrap=args.bootstrap, seed=args.seed, cache_dir=_cache_dir(args),
-                   refresh=args.refresh)
+                   refresh=args.refresh, lm_eval_include=tuple(args.lm_eval_include))
     report, samples = evaluate(spec, discover_tasks(args.tasks_dir))
     write_report(args.out, report, render_run, samples)
     print(f"wrote {args.out}/report.md and report.json", file=sys.stderr)
@@ -295,7 +297,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
                        limit=args.limit, batch_size=args.batch_size,
                        max_new_tokens=args.max_new_tokens, bertscore=_bert_spec(args),
                        bootstrap=args.bootstrap, seed=args.seed, cache_dir=_cache_dir(args),
-                       refresh=args.refresh)
+                       refresh=args.refresh, lm_eval_include=tuple(args.lm_eval_include))
         markdown = compare_models(spec, discover_tasks(args.tasks_dir), general, args.resamples,
                                   args.out)
     print(markdown)

@@ -25,7 +25,7 @@ from harness.report.build import iter_runs
 OPS: dict[str, Callable[[float, float], bool]] = {
     ">": operator.gt, ">=": operator.ge, "<": operator.lt, "<=": operator.le,
 }
-_RULE = re.compile(r"^\s*([\w\-]+)\.([\w\-]+)(?:\.(delta|before|after|value))?\s*"
+_RULE = re.compile(r"^\s*([\w\-:]+)\.([\w\-]+)(?:\.(delta|before|after|value))?\s*"
                    r"(>=|<=|>|<)\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*$")
 
 

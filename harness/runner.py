@@ -11,6 +11,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from harness import lmeval
 from harness.data import TaskData, canonical_json, load_task_data
 from harness.engine import Engine
 from harness.errors import ConfigError
@@ -87,7 +88,7 @@ def resolve_tasks(names: Sequence[str], registry: Mapping[str, TaskSpec],
                   data: Mapping[str, str]) -> list[TaskSpec]:
     if not names:
         raise ConfigError("--tasks is empty; name at least one task (see `harness tasks`)")
-    tasks = [pick(registry, n, "task") for n in names]
+    tasks = [pick(registry, n, "task") for n in names if not n.startswith(lmeval.PREFIX)]
     for name in data:
         if name not in names:
             raise ConfigError(f"--data names task '{name}', which is not in --tasks "
@@ -180,7 +181,78 @@ def run_variant(loaded: LoadedModel, variant: Variant, tasks: Sequence[TaskSpec]
                                  if model_seconds > 0 and computed else None}
             results[task.name] = result
             samples[task.name] = records
+        if spec.lm_eval_tasks:
+            results_lm, samples_lm = run_lm_eval_tasks(loaded, variant, spec, store)
+            results.update(results_lm)
+            samples.update(samples_lm)
     return results, samples
+
+
+def run_lm_eval_tasks(loaded: LoadedModel, variant: Variant, spec: RunSpec,
+                      store: Store | None) -> tuple[dict[str, Any], dict[str, Any]]:
+    """lm-eval tasks on the active variant; per-example values into records and the store.
+    The store key holds the lm-eval task, its version and --limit; a fully stored task is
+    served from the store, anything less runs lm-eval again."""
+    manager = lmeval.task_manager(spec.lm_eval_include)
+    model_fp = variant.fingerprint["id"]
+    results: dict[str, Any] = {}
+    samples: dict[str, Any] = {}
+    todo = []
+    # Besides the per-example rows, the store keeps an "__index__" row per task: its example
+    # hashes and ids in lm-eval's order, and lm-eval's own figures.
+    for name in spec.lm_eval_tasks:
+        key = hashlib.sha256(f"lm_eval:{name}:{spec.limit}".encode()).hexdigest()[:16]
+        index = store.get(model_fp, key, ["__index__"]) if store and not spec.refresh else {}
+        if index:
+            have = store.get(model_fp, key, index["__index__"]["hashes"]) if store else {}
+            if len(have) == len(set(index["__index__"]["hashes"])):
+                info = index["__index__"]["info"]
+                records = [dict(have[h], id=i) for h, i in zip(
+                    index["__index__"]["hashes"], index["__index__"]["ids"], strict=True)]
+                results[_lm_name(name)] = _lm_eval_result(name, records, info, spec, 0)
+                samples[_lm_name(name)] = records
+                continue
+        todo.append((name, key))
+    if todo:
+        start = time.perf_counter()
+        ran = lmeval.run_lm_eval([n for n, _ in todo], loaded.model, loaded.tokenizer, manager,
+                                 spec.limit, spec.batch_size, loaded.max_length)
+        seconds = time.perf_counter() - start
+        for name, key in todo:
+            records, info = ran[name]
+            if store is not None:
+                store.put(model_fp, key, _lm_name(name), records)
+                store.put(model_fp, key, _lm_name(name), [{
+                    "example_hash": "__index__", "hashes": [r["example_hash"] for r in records],
+                    "ids": [r["id"] for r in records], "info": info}])
+            result = _lm_eval_result(name, records, info, spec, len(records))
+            result["timings"]["model_seconds"] = round(seconds, 3)
+            results[_lm_name(name)] = result
+            samples[_lm_name(name)] = records
+    return results, samples
+
+
+def _lm_name(name: str) -> str:
+    """How an lm-eval task is named in reports: with its prefix, as the user gave it."""
+    return lmeval.PREFIX + name
+
+
+def _lm_eval_result(name: str, records: list[dict[str, Any]], info: dict[str, Any],
+                    spec: RunSpec, computed: int) -> dict[str, Any]:
+    scores = scores_from_records("lm_eval", records)
+    metrics = {m: summarize(v, spec.bootstrap, spec.seed).to_json()
+               for m, v in scores.per_example.items()}
+    digest = hashlib.sha256("".join(r["example_hash"] for r in records).encode()).hexdigest()
+    return {"kind": "lm_eval", "dataset": {"source": f"lm_eval:{name}", "sha256": digest,
+                                           "n": len(records)},
+            "n": len(records), "truncated": 0,
+            "config": {"lm_eval_task": name, "version": info.get("version"),
+                       "limit": spec.limit},
+            "task_fingerprint": digest[:16], "metrics": metrics,
+            "metric_config": {"lm_eval": {"results": info.get("lm_eval_results"),
+                                          "metrics_not_folded": info.get("metrics_not_folded")}},
+            "timings": {"examples_computed": computed,
+                        "examples_from_store": len(records) - computed}}
 
 
 def evaluate(spec: RunSpec, registry: Mapping[str, TaskSpec],
@@ -190,6 +262,8 @@ def evaluate(spec: RunSpec, registry: Mapping[str, TaskSpec],
 
     data = dict(spec.data)
     tasks = resolve_tasks(spec.tasks, registry, data)
+    if spec.lm_eval_tasks:
+        lmeval.check_names(spec.lm_eval_tasks, lmeval.task_manager(spec.lm_eval_include))
     datasets = load_all_data(tasks, data, spec.limit)
     if any("bertscore" in t.metrics for t in tasks):
         from harness.metrics.bertscore import get_scorer
@@ -227,6 +301,9 @@ def scores_from_records(kind: str, records: Sequence[dict[str, Any]]) -> Scores:
         return multiple_choice.score(records)
     if kind == "perplexity":
         return perplexity.score(records)
+    if kind == "lm_eval":
+        names = list(records[0].get("metrics", {}))
+        return Scores(per_example={k: [float(r["metrics"][k]) for r in records] for k in names})
     from harness.metrics.bleu import bleu_from_stats
 
     names = [k for k in records[0].get("metrics", {}) if not k.endswith("_stats")]

@@ -126,3 +126,9 @@ class RunSpec:
     seed: int = 0
     cache_dir: Path | None = None   # the result store's folder; None: no store
     refresh: bool = False           # recompute (and overwrite) what the store holds
+    lm_eval_include: tuple[Path, ...] = ()  # folders of lm-eval task YAMLs
+
+    @property
+    def lm_eval_tasks(self) -> tuple[str, ...]:
+        """Tasks given as lm_eval:NAME, without the prefix."""
+        return tuple(t.split(":", 1)[1] for t in self.tasks if t.startswith("lm_eval:"))

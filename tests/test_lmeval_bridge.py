@@ -1,0 +1,89 @@
+"""lm-eval tasks as forgetting probes: `--tasks lm_eval:NAME` on the loaded model."""
+
+import json
+import textwrap
+
+import pytest
+
+from harness import examples
+from harness.cli import main
+
+
+@pytest.fixture(scope="module")
+def lm_eval_dir(tmp_path_factory):
+    """A local lm-eval task (HellaSwag's own preprocessing) over project-written rows."""
+    d = tmp_path_factory.mktemp("lm_eval_tasks")
+    data = examples.write_jsonl(examples.hellaswag_items(30), d / "rows.jsonl")
+    (d / "utils.py").write_text("from lm_eval.tasks.hellaswag.utils import process_docs\n")
+    (d / "hs_local.yaml").write_text(textwrap.dedent(f"""\
+        task: hs_local
+        dataset_path: json
+        dataset_kwargs:
+          data_files:
+            validation: {data}
+        output_type: multiple_choice
+        validation_split: validation
+        process_docs: !function utils.process_docs
+        doc_to_text: "{{{{query}}}}"
+        doc_to_target: "{{{{label}}}}"
+        doc_to_choice: "choices"
+        metric_list:
+          - {{metric: acc, aggregation: mean, higher_is_better: true}}
+          - {{metric: acc_norm, aggregation: mean, higher_is_better: true}}
+        metadata: {{version: 1.0}}
+        """))
+    return d, data
+
+
+def test_lm_eval_task_in_run_report(tiny_lm, lm_eval_dir, tmp_path):
+    d, data = lm_eval_dir
+    out = tmp_path / "run"
+    assert main(["run", "--base", str(tiny_lm), "--tasks", "lm_eval:hs_local,hellaswag",
+                 "--data", f"hellaswag={data}", "--lm-eval-include", str(d), "--batch-size",
+                 "8", "--out", str(out), "--cache-dir", str(tmp_path / "cache")]) == 0
+    report = json.loads((out / "report.json").read_text())
+    theirs = report["tasks"]["lm_eval:hs_local"]
+    assert theirs["kind"] == "lm_eval" and theirs["n"] == 30
+    assert set(theirs["metrics"]) == {"acc", "acc_norm"}
+    lm = theirs["metric_config"]["lm_eval"]["results"]
+    assert theirs["metrics"]["acc"]["value"] == pytest.approx(lm["acc,none"], abs=1e-12)
+    assert theirs["metrics"]["acc"]["stderr"] > 0   # lm-eval ran with bootstrap_iters=0: ours
+    # The same rows through lm-eval and through our native task give the same accuracies.
+    ours = report["tasks"]["hellaswag"]["metrics"]
+    assert ours["acc"]["value"] == theirs["metrics"]["acc"]["value"]
+    assert ours["acc_norm"]["value"] == theirs["metrics"]["acc_norm"]["value"]
+    assert (out / "samples" / "lm_eval:hs_local.jsonl").exists()
+    # Run again: served from the store, same numbers.
+    again = tmp_path / "again"
+    assert main(["run", "--base", str(tiny_lm), "--tasks", "lm_eval:hs_local",
+                 "--lm-eval-include", str(d), "--out", str(again), "--cache-dir",
+                 str(tmp_path / "cache")]) == 0
+    second = json.loads((again / "report.json").read_text())["tasks"]["lm_eval:hs_local"]
+    assert second["timings"]["examples_from_store"] == 30
+    assert second["metrics"] == theirs["metrics"]
+
+
+def test_lm_eval_task_as_forgetting_probe(tiny_lm, adapter, lm_eval_dir, example_data,
+                                          tmp_path, capsys):
+    d, _ = lm_eval_dir
+    out = tmp_path / "cmp"
+    assert main(["compare", "--base", str(tiny_lm), "--adapter", str(adapter), "--tasks",
+                 "hellaswag", "--data", f"hellaswag={example_data['hellaswag']}",
+                 "--general", "lm_eval:hs_local", "--lm-eval-include", str(d), "--batch-size",
+                 "8", "--resamples", "500", "--out", str(out), "--no-cache"]) == 0
+    report = json.loads((out / "report.json").read_text())
+    assert report["general"] == ["lm_eval:hs_local"]
+    acc = report["tasks"]["lm_eval:hs_local"]["metrics"]["acc"]
+    assert acc["delta"] == pytest.approx(acc["after"] - acc["before"])
+    assert acc["p_value"] is not None
+    assert "**Forgetting:** lm_eval:hs_local acc" in (out / "report.md").read_text()
+    capsys.readouterr()
+    assert main(["gate", str(out / "report.json"), "--rule",
+                 "lm_eval:hs_local.acc.delta >= -1"]) == 0
+
+
+def test_unknown_lm_eval_task(tiny_lm, tmp_path, capsys):
+    assert main(["run", "--base", str(tiny_lm), "--tasks", "lm_eval:arc_eazy", "--out",
+                 str(tmp_path / "o"), "--no-cache"]) == 2
+    err = capsys.readouterr().err
+    assert "lm-eval knows no task 'arc_eazy'" in err and "lm_eval:arc_easy" in err

@@ -9,7 +9,6 @@ import argparse
 import gc
 import json
 import tempfile
-import textwrap
 from pathlib import Path
 
 from common import (
@@ -48,22 +47,9 @@ def run_hflm(m, tok, rows_path: Path, batch_size, end_to_end: bool):
     from lm_eval.models.huggingface import HFLM
     from lm_eval.tasks import TaskManager
 
-    tdir = Path(tempfile.mkdtemp())
-    (tdir / "utils.py").write_text("from lm_eval.tasks.hellaswag.utils import process_docs\n")
-    (tdir / "hs_local.yaml").write_text(textwrap.dedent(f"""\
-        task: hs_local
-        dataset_path: json
-        dataset_kwargs:
-          data_files:
-            validation: {rows_path}
-        output_type: multiple_choice
-        validation_split: validation
-        process_docs: !function utils.process_docs
-        doc_to_text: "{{{{query}}}}"
-        doc_to_target: "{{{{label}}}}"
-        doc_to_choice: "choices"
-        metric_list: [{{metric: acc}}, {{metric: acc_norm}}]
-        """))
+    from harness.lmeval import write_local_hellaswag_task
+
+    tdir = write_local_hellaswag_task(Path(tempfile.mkdtemp()), rows_path, "hs_local")
     lm = HFLM(pretrained=m, tokenizer=tok, batch_size=batch_size, max_length=4096)
     if not end_to_end:
         # The engine alone: lm-eval's own requests for the task, timed around loglikelihood.

@@ -109,3 +109,25 @@ def run_lm_eval(names: Sequence[str], model: Any, tokenizer: Any, manager: Any,
                 "config": _plain(out["configs"].get(name, {}))}
         result[name] = (records, info)
     return result
+
+
+def write_local_hellaswag_task(folder: Path, data: Path, name: str = "hs_local") -> Path:
+    """An lm-eval task YAML running lm-eval's own HellaSwag (its process_docs, acc, acc_norm)
+    over a local JSONL in the hub's columns. Offline parity checks and benchmarks use it."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "utils.py").write_text("from lm_eval.tasks.hellaswag.utils import process_docs\n")
+    (folder / f"{name}.yaml").write_text(
+        f"task: {name}\n"
+        "dataset_path: json\n"
+        f"dataset_kwargs:\n  data_files:\n    validation: {data}\n"
+        "output_type: multiple_choice\n"
+        "validation_split: validation\n"
+        "process_docs: !function utils.process_docs\n"
+        'doc_to_text: "{{query}}"\n'
+        'doc_to_target: "{{label}}"\n'
+        'doc_to_choice: "choices"\n'
+        "metric_list:\n"
+        "  - {metric: acc, aggregation: mean, higher_is_better: true}\n"
+        "  - {metric: acc_norm, aggregation: mean, higher_is_better: true}\n"
+        "metadata: {version: 1.0}\n")
+    return folder

@@ -1,7 +1,6 @@
 """lm-eval tasks as forgetting probes: `--tasks lm_eval:NAME` on the loaded model."""
 
 import json
-import textwrap
 
 import pytest
 
@@ -12,26 +11,11 @@ from harness.cli import main
 @pytest.fixture(scope="module")
 def lm_eval_dir(tmp_path_factory):
     """A local lm-eval task (HellaSwag's own preprocessing) over project-written rows."""
+    from harness.lmeval import write_local_hellaswag_task
+
     d = tmp_path_factory.mktemp("lm_eval_tasks")
     data = examples.write_jsonl(examples.hellaswag_items(30), d / "rows.jsonl")
-    (d / "utils.py").write_text("from lm_eval.tasks.hellaswag.utils import process_docs\n")
-    (d / "hs_local.yaml").write_text(textwrap.dedent(f"""\
-        task: hs_local
-        dataset_path: json
-        dataset_kwargs:
-          data_files:
-            validation: {data}
-        output_type: multiple_choice
-        validation_split: validation
-        process_docs: !function utils.process_docs
-        doc_to_text: "{{{{query}}}}"
-        doc_to_target: "{{{{label}}}}"
-        doc_to_choice: "choices"
-        metric_list:
-          - {{metric: acc, aggregation: mean, higher_is_better: true}}
-          - {{metric: acc_norm, aggregation: mean, higher_is_better: true}}
-        metadata: {{version: 1.0}}
-        """))
+    write_local_hellaswag_task(d, data, "hs_local")
     return d, data
 
 

@@ -1,7 +1,6 @@
 """HellaSwag parity: our acc, acc_norm and every per-item choice equal lm-eval's HFLM."""
 
 import json
-import textwrap
 from pathlib import Path
 
 import pytest
@@ -21,26 +20,10 @@ def _lm_eval_samples(model_dir: Path, data: Path, tmp: Path) -> dict[int, dict]:
     from lm_eval.tasks import TaskManager
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    task_dir = tmp / "lm_eval_tasks"
-    task_dir.mkdir()
-    # lm-eval's own preprocessing is the reference: import it, do not copy it.
-    (task_dir / "utils.py").write_text("from lm_eval.tasks.hellaswag.utils import process_docs\n")
-    (task_dir / "hellaswag_local.yaml").write_text(textwrap.dedent(f"""\
-        task: hellaswag_local
-        dataset_path: json
-        dataset_kwargs:
-          data_files:
-            validation: {data}
-        output_type: multiple_choice
-        validation_split: validation
-        process_docs: !function utils.process_docs
-        doc_to_text: "{{{{query}}}}"
-        doc_to_target: "{{{{label}}}}"
-        doc_to_choice: "choices"
-        metric_list:
-          - metric: acc
-          - metric: acc_norm
-        """))
+    from harness.lmeval import write_local_hellaswag_task
+
+    # lm-eval's own preprocessing is the reference: the task imports it, nothing is copied.
+    task_dir = write_local_hellaswag_task(tmp / "lm_eval_tasks", data, "hellaswag_local")
     model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
     tok = AutoTokenizer.from_pretrained(model_dir)
     lm = HFLM(pretrained=model, tokenizer=tok, batch_size=16)

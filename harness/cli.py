@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 from typing import NoReturn
 
+from harness.distributed import is_main
 from harness.errors import ConfigError, HarnessError
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
@@ -242,6 +243,8 @@ def cmd_run(args: argparse.Namespace) -> int:
                    bootstrap=args.bootstrap, seed=args.seed, cache_dir=_cache_dir(args),
                    refresh=args.refresh, lm_eval_include=tuple(args.lm_eval_include))
     report, samples = evaluate(spec, discover_tasks(args.tasks_dir))
+    if not is_main():  # under a launcher, rank 0 writes the one report
+        return EXIT_OK
     write_report(args.out, report, render_run, samples)
     print(f"wrote {args.out}/report.md and report.json", file=sys.stderr)
     return EXIT_OK
@@ -300,6 +303,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
                        refresh=args.refresh, lm_eval_include=tuple(args.lm_eval_include))
         markdown = compare_models(spec, discover_tasks(args.tasks_dir), general, args.resamples,
                                   args.out)
+        if not is_main():
+            return EXIT_OK
     print(markdown)
     print(f"wrote {args.out}/report.md, report.json and deltas.png", file=sys.stderr)
     return EXIT_OK

@@ -177,9 +177,12 @@ def compare_models(spec: Any, registry: Mapping[str, Any], general: Sequence[str
                    resamples: int, out: Path) -> str:
     """Load the base once, evaluate it with the adapter off ("before") and on ("after") on
     every task, compare, write. `spec` is a RunSpec with one adapter and include_base."""
+    from harness.distributed import is_main
     from harness.runner import evaluate
 
     run_report, samples = evaluate(spec, registry)
+    if not is_main():  # under a launcher, rank 0 compares and writes
+        return ""
     before, after = views_from_run(run_report, samples)
     report = compare_runs(before, after, general, resamples, spec.seed)
     return write_comparison(out, report, before, after, run_report)

@@ -88,7 +88,9 @@ def _resolve_base(base: str) -> tuple[bool, Path | None]:
 def _device_and_dtype(spec: ModelSpec) -> tuple[str, Any, str]:
     import torch
 
-    device = spec.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    from harness.distributed import default_device
+
+    device = spec.device or default_device() or ("cuda" if torch.cuda.is_available() else "cpu")
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise ModelError(f"--device {device}: no CUDA device is available here; use --device cpu")
     name = spec.dtype

@@ -11,7 +11,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from harness import lmeval
+from harness import distributed, lmeval
 from harness.data import TaskData, canonical_json, load_task_data
 from harness.engine import Engine
 from harness.errors import ConfigError
@@ -134,17 +134,23 @@ def run_task(task: TaskSpec, data: TaskData, engine: Engine, variant: Variant, s
     model_fp = variant.fingerprint["id"]
     hashes = [e.hash for e in data.examples]
     have = store.get(model_fp, key, hashes) if store is not None and not spec.refresh else {}
+    distributed.barrier()  # every rank has read the store before any rank writes to it
     missing = [e for e in data.examples if e.hash not in have]
     seen: set[str] = set()
     missing = [e for e in missing if not (e.hash in seen or seen.add(e.hash))]
     # Longest first, so a static-cache generation run fixes its one shape in the first chunk.
     missing.sort(key=lambda e: -len(canonical_json(e.fields)))
+    # Under a launcher each rank takes every world_size-th missing example.
+    mine = missing[distributed.rank()::distributed.world_size()]
     size = chunk_size(task)
-    for i in range(0, len(missing), size):
-        records = _run_kind(task, missing[i: i + size], engine, progress, spec, label)
+    computed: list[dict[str, Any]] = []
+    for i in range(0, len(mine), size):
+        records = _run_kind(task, mine[i: i + size], engine, progress, spec, label)
         if store is not None:
             store.put(model_fp, key, task.name, records)
-        have.update({r["example_hash"]: r for r in records})
+        computed += records
+    for part in distributed.gather(computed):
+        have.update({r["example_hash"]: r for r in part})
     out = []
     for e in data.examples:
         rec = json.loads(json.dumps(have[e.hash]))  # a fresh copy per example
@@ -215,12 +221,16 @@ def run_lm_eval_tasks(loaded: LoadedModel, variant: Variant, spec: RunSpec,
         todo.append((name, key))
     if todo:
         start = time.perf_counter()
+        # lm-eval runs on rank 0 (it takes an already loaded model as one process); the other
+        # ranks receive its results.
         ran = lmeval.run_lm_eval([n for n, _ in todo], loaded.model, loaded.tokenizer, manager,
-                                 spec.limit, spec.batch_size, loaded.max_length)
+                                 spec.limit, spec.batch_size, loaded.max_length) \
+            if distributed.is_main() else None
+        ran = distributed.broadcast(ran)
         seconds = time.perf_counter() - start
         for name, key in todo:
             records, info = ran[name]
-            if store is not None:
+            if store is not None and distributed.is_main():
                 store.put(model_fp, key, _lm_name(name), records)
                 store.put(model_fp, key, _lm_name(name), [{
                     "example_hash": "__index__", "hashes": [r["example_hash"] for r in records],
@@ -270,7 +280,14 @@ def evaluate(spec: RunSpec, registry: Mapping[str, TaskSpec],
 
         get_scorer(spec.bertscore)  # fail before hours of generation, not after
     started = time.time()
-    store = Store(spec.cache_dir) if spec.cache_dir is not None else None
+    distributed.init()
+    if progress is None and not distributed.is_main():
+        progress = Progress(False)
+    store = None
+    if spec.cache_dir is not None:  # rank 0 creates the file; the others open it after
+        store = Store(spec.cache_dir) if distributed.is_main() else None
+        distributed.barrier()
+        store = store or Store(spec.cache_dir)
     loaded = load_model(spec.model)
     runs, samples = [], {}
     try:

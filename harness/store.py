@@ -49,7 +49,16 @@ class Store:
     def _connect(self) -> sqlite3.Connection:
         db = sqlite3.connect(self.path, timeout=60, isolation_level=None)
         db.execute("PRAGMA busy_timeout = 60000")
-        db.execute("PRAGMA journal_mode = WAL")
+        # Switching a new file to WAL takes an exclusive lock that the busy timeout does not
+        # cover: two runs opening a fresh store at once retry here.
+        for attempt in range(100):
+            try:
+                db.execute("PRAGMA journal_mode = WAL")
+                break
+            except sqlite3.OperationalError:
+                if attempt == 99:
+                    raise
+                time.sleep(0.05)
         db.execute("PRAGMA synchronous = NORMAL")
         return db
 
@@ -81,7 +90,7 @@ class Store:
                   f"started a new one", file=sys.stderr)
         db = self._connect()
         db.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT)")
-        db.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)",
+        db.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)",
                    (str(SCHEMA_VERSION),))
         db.execute("""CREATE TABLE IF NOT EXISTS results (
                         model_fp TEXT NOT NULL, task_fp TEXT NOT NULL,

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
+from tests_helpers import strip_report
 
 from harness.cli import main
 from harness.store import FILENAME, Store
@@ -18,17 +19,6 @@ from harness.store import FILENAME, Store
 
 def _report(out: Path) -> dict:
     return json.loads((out / "report.json").read_text())
-
-
-def _strip(report: dict) -> dict:
-    """A report without what may differ between identical runs: timings and timestamps."""
-    report = json.loads(json.dumps(report))
-    report.pop("created_at", None)
-    report.pop("timings", None)
-    for run in report.get("runs", [report]):
-        for task in run.get("tasks", {}).values():
-            task.pop("timings", None)
-    return report
 
 
 @pytest.fixture
@@ -91,7 +81,7 @@ def test_sigkill_then_resume_equals_uninterrupted(tiny_lm, example_data, rouge_t
     timings = resumed["tasks"]["news"]["timings"]
     assert timings["examples_from_store"] == stored     # nothing lost ...
     assert timings["examples_computed"] == 40 - stored  # ... nothing computed twice
-    assert _strip(resumed) == _strip(_report(full))
+    assert strip_report(resumed) == strip_report(_report(full))
     assert (out / "samples" / "news.jsonl").read_text() == \
         (full / "samples" / "news.jsonl").read_text()
 
@@ -145,7 +135,7 @@ def test_same_command_twice_gives_same_bytes(tiny_lm, example_data, tmp_path):
 
     a, b = go("a"), go("b")
     ra, rb = _report(a), _report(b)
-    assert _strip(ra) == _strip(rb)
+    assert strip_report(ra) == strip_report(rb)
     text_a = (a / "report.json").read_text()
     assert text_a.index('"created_at"') and list(ra) == sorted(ra)     # sorted keys
     assert (a / "samples" / "hellaswag.jsonl").read_bytes() == \

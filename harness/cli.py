@@ -60,7 +60,8 @@ def _add_common_model(p: argparse.ArgumentParser, base_required: bool = True) ->
     q.add_argument("--load-in-8bit", action="store_true", help="LLM.int8 (bitsandbytes, CUDA)")
     p.add_argument("--dtype", choices=["auto", "float32", "bfloat16", "float16"],
                    default="auto", help="weights dtype (auto: bf16 on CUDA, fp32 on CPU)")
-    p.add_argument("--device", help="cpu, cuda, cuda:1 … (default: cuda when available)")
+    p.add_argument("--device", help="cpu, cuda, cuda:1 …, or auto: shard the model over this "
+                   "machine's GPUs (device_map=auto); default cuda when available")
     p.add_argument("--revision", help="hub revision of the base")
     p.add_argument("--trust-remote-code", action="store_true",
                    help="allow the model repo's own Python code (off by default)")

@@ -91,6 +91,11 @@ def _device_and_dtype(spec: ModelSpec) -> tuple[str, Any, str]:
     from harness.distributed import default_device
 
     device = spec.device or default_device() or ("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "auto":  # shard a large model over this machine's GPUs (device_map="auto")
+        name = spec.dtype if spec.dtype != "auto" else (
+            "bfloat16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+            else "float32")
+        return device, getattr(torch, name), name
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise ModelError(f"--device {device}: no CUDA device is available here; use --device cpu")
     name = spec.dtype
@@ -113,6 +118,8 @@ def _quantization_config(spec: ModelSpec, device: str) -> Any:
                          f"or drop {flag}") from None
     import torch
 
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
     if spec.quantization == "4bit":
         # As in QLoRA training (seed 000/003/004): NF4, double quantization, bf16 compute.
         return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4",
@@ -204,15 +211,20 @@ def load_model(spec: ModelSpec) -> LoadedModel:
     kwargs: dict[str, Any] = {"revision": spec.revision,
                               "trust_remote_code": spec.trust_remote_code}
     if quant is not None:
-        kwargs.update(quantization_config=quant, device_map={"": device})
+        kwargs.update(quantization_config=quant,
+                      device_map="auto" if device == "auto" else {"": device})
     else:
         kwargs["dtype"] = dtype
+        if device == "auto":
+            kwargs["device_map"] = "auto"
     try:
         model = AutoModelForCausalLM.from_pretrained(spec.base, **kwargs)
     except Exception as err:
         hint = " (offline? give a local folder)" if not is_local else ""
         raise ModelError(f"cannot load model {spec.base}{hint}: {_first_line(err)}") from None
-    if quant is None:
+    if device == "auto":  # inputs go where the embeddings are
+        device = str(model.get_input_embeddings().weight.device)
+    elif quant is None:
         model.to(device)
     model.eval()
     model, attached = _attach_adapters(model, spec)

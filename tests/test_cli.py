@@ -177,3 +177,17 @@ def test_demo_trains_and_compares_offline(tmp_path, capsys, minilm):
     assert "## Forgetting (general tasks)" in md and "| Metric | Base | +Adapter | Δ | 95% CI" in md
     for name in ("deltas.png", "loss.png", "report.json"):
         assert (demo / name).exists()
+
+
+def test_device_auto_shards_with_device_map(tiny_lm, example_data, tmp_path, capsys):
+    """--device auto loads with device_map="auto" (here, no GPU: all on the CPU) and gives the
+    numbers of a plain CPU run."""
+    outs = []
+    for device in ("auto", "cpu"):
+        out = tmp_path / device
+        code, cap = _run(capsys, "run", "--base", str(tiny_lm), "--device", device, "--tasks",
+                         "hellaswag", "--data", f"hellaswag={example_data['hellaswag']}",
+                         "--limit", "6", "--no-cache", "--out", str(out))
+        assert code == 0, cap.err
+        outs.append(_read(out)["tasks"]["hellaswag"]["metrics"])
+    assert outs[0] == outs[1]

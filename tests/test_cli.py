@@ -191,3 +191,29 @@ def test_device_auto_shards_with_device_map(tiny_lm, example_data, tmp_path, cap
         assert code == 0, cap.err
         outs.append(_read(out)["tasks"]["hellaswag"]["metrics"])
     assert outs[0] == outs[1]
+
+
+def test_research_qa_perplexity(tiny_lm, tmp_path, capsys):
+    """The research_qa task (seed 003): BLEU, ROUGE and perplexity of the reference answer,
+    perplexity = exp(total target NLL / total target tokens) from the samples."""
+    import math
+
+    from harness import examples
+
+    rows = [{"question": r["question"], "answer": r["answer"],
+             "context": "From the handbook." if i % 2 else ""}
+            for i, r in enumerate(examples.medical_qa(10))]
+    data = examples.write_jsonl(rows, tmp_path / "qa.jsonl")
+    out = tmp_path / "qa"
+    code, cap = _run(capsys, "run", "--base", str(tiny_lm), "--tasks", "research_qa", "--data",
+                     f"research_qa={data}", "--max-new-tokens", "8", "--no-cache", "--out",
+                     str(out))
+    assert code == 0, cap.err
+    metrics = _read(out)["tasks"]["research_qa"]["metrics"]
+    assert {"bleu", "rougeL", "perplexity"} <= set(metrics)
+    samples = [json.loads(x) for x in (out / "samples" / "research_qa.jsonl").open()]
+    nll = sum(s["target_nll"]["nll"] for s in samples)
+    tokens = sum(s["target_nll"]["n_tokens"] for s in samples)
+    assert metrics["perplexity"]["value"] == pytest.approx(math.exp(nll / tokens), rel=1e-9)
+    lo, hi = metrics["perplexity"]["ci95"]
+    assert lo <= metrics["perplexity"]["value"] <= hi

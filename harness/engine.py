@@ -7,7 +7,6 @@ small; results come back in request order.
 from __future__ import annotations
 
 import os
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -36,15 +35,7 @@ class LoglikelihoodResult:
 def encode_pair(tokenizer: Any, context: str, continuation: str) -> tuple[list[int], list[int]]:
     """lm-eval's context/continuation split: trailing spaces of the context move to the
     continuation; the pair is encoded whole and the context's tokens are cut off the front."""
-    from harness.prompts import encode
-
-    n_spaces = len(context) - len(context.rstrip())
-    if n_spaces > 0:
-        continuation = context[-n_spaces:] + continuation
-        context = context[:-n_spaces]
-    whole = encode(tokenizer, context + continuation)
-    ctx = encode(tokenizer, context)
-    return ctx, whole[len(ctx):]
+    return encode_pairs(tokenizer, [(context, continuation)])[0]
 
 
 def encode_many(tokenizer: Any, texts: Sequence[str]) -> list[list[int]]:
@@ -391,17 +382,26 @@ def auto_token_budget(model: Any, device: str) -> int:
 _NON_PLAIN_HEAD = ("final_logit_softcapping", "logit_scale", "logits_scaling")
 
 
-def _split_model(model: Any) -> tuple[Any, Any] | None:
-    """(decoder, lm_head) of a plain causal LM (PEFT-wrapped or not), else None. LoRA layers
-    are injected in place, so calling the inner decoder still applies the active adapter."""
+def decoder_and_head(model: Any) -> tuple[Any, Any] | None:
+    """(decoder, lm_head) of a plain causal LM (PEFT-wrapped or not): the LM head is a linear
+    layer on the decoder's last hidden state, so it can run at chosen positions only. None
+    otherwise. LoRA layers are injected in place, so calling the inner decoder still applies
+    the active adapter."""
     inner = model.get_base_model() if hasattr(model, "get_base_model") else model
-    cfg = inner.config
     if not (hasattr(inner, "model") and hasattr(inner, "lm_head")) or any(
-            getattr(cfg, a, None) for a in _NON_PLAIN_HEAD):
+            getattr(inner.config, a, None) for a in _NON_PLAIN_HEAD):
         return None
-    if getattr(cfg, "_attn_implementation", "sdpa") not in ("sdpa", "eager", None):
-        return None  # the packed rows need a custom 4D attention mask
     return inner.model, inner.lm_head
+
+
+def _split_model(model: Any) -> tuple[Any, Any] | None:
+    """decoder_and_head, for the packed multiple-choice rows, which also need an attention
+    implementation that takes a custom 4D mask."""
+    parts = decoder_and_head(model)
+    inner = model.get_base_model() if hasattr(model, "get_base_model") else model
+    if getattr(inner.config, "_attn_implementation", "sdpa") not in ("sdpa", "eager", None):
+        return None
+    return parts
 
 
 def _gather_logprobs(head: Any, hidden: Any, targets: Any, chunk: int = 4096) -> tuple[Any, Any]:
@@ -429,6 +429,3 @@ def cut_at_stop(text: str, stop: Sequence[str]) -> str:
             cut = min(cut, at)
     return text[:cut].strip()
 
-
-def now() -> float:
-    return time.perf_counter()

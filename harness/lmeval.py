@@ -14,15 +14,6 @@ from harness.errors import ConfigError, DataError
 PREFIX = "lm_eval:"
 
 
-def split_task_names(names: Sequence[str]) -> tuple[list[str], list[str]]:
-    """(native task names, lm-eval task names without the prefix)."""
-    native = [n for n in names if not n.startswith(PREFIX)]
-    bridged = [n[len(PREFIX):] for n in names if n.startswith(PREFIX)]
-    if any(not n for n in bridged):
-        raise ConfigError("--tasks lm_eval: needs a task name, e.g. lm_eval:arc_easy")
-    return native, bridged
-
-
 def task_manager(include: Sequence[Path]) -> Any:
     from lm_eval.tasks import TaskManager
 

@@ -8,7 +8,6 @@ import os
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict
-from pathlib import Path
 from typing import Any
 
 from harness import distributed, lmeval
@@ -304,9 +303,6 @@ def evaluate(spec: RunSpec, registry: Mapping[str, TaskSpec],
     report = run_report(runs, loaded, spec, started)
     return report, samples
 
-
-def default_out(base: str) -> Path:
-    return Path("reports") / Path(base).name
 
 
 def scores_from_records(kind: str, records: Sequence[dict[str, Any]]) -> Scores:

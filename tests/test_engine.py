@@ -68,6 +68,9 @@ def test_encode_pair_moves_trailing_space():
         def encode(self, text, add_special_tokens=True):
             return [ord(c) for c in text]
 
+        def __call__(self, texts, add_special_tokens=True):  # the batched interface
+            return {"input_ids": [self.encode(t) for t in texts]}
+
     ctx, cont = encode_pair(Tok(), "Question: ", "yes")
     assert ctx == [ord(c) for c in "Question:"] and cont == [ord(c) for c in " yes"]
 

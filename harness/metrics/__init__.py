@@ -57,7 +57,3 @@ INFO: dict[str, MetricInfo] = {
     "acc_norm": MetricInfo("fraction", True, "Accuracy (length-normalised)"),
     "perplexity": MetricInfo("raw", False, "Perplexity"),
 }
-
-# Text-metric families (generation tasks). acc and perplexity come from the model's
-# log-likelihoods, in harness.kinds.
-TEXT_FAMILIES = ("rouge", "bleu", "bertscore", "words", "exact_match")

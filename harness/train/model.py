@@ -6,11 +6,9 @@ from typing import Any
 
 import torch
 
+from harness.engine import decoder_and_head
 from harness.errors import ConfigError, ModelError
 from harness.train.recipe import TrainSpec
-
-# Models whose output head is not a plain linear layer on the last hidden state.
-_NON_PLAIN_HEAD = ("final_logit_softcapping", "logit_scale", "logits_scaling")
 
 
 def linear_layer_names(model: Any) -> list[str]:
@@ -115,10 +113,7 @@ class TargetLoss(torch.nn.Module):
     def __init__(self, peft_model: Any):
         super().__init__()
         self.peft_model = peft_model
-        inner = peft_model.get_base_model()
-        cfg = inner.config
-        self.fast = (hasattr(inner, "model") and hasattr(inner, "lm_head")
-                     and not any(getattr(cfg, a, None) for a in _NON_PLAIN_HEAD))
+        self.fast = decoder_and_head(peft_model) is not None
 
     def forward(self, input_ids: Any, attention_mask: Any, labels: Any) -> tuple[Any, Any]:
         import torch.nn.functional as F

@@ -48,11 +48,12 @@ def main() -> None:
     texts = [tok.decode(p, skip_special_tokens=False) for p in prompts]
     results = []
 
-    def plain(batch: int):
+    def plain(batch: int, rows=None):
         """model.generate on the same token ids, left-padded, in prompt order."""
         outs = []
-        for i in range(0, len(prompts), batch):
-            chunk = prompts[i: i + batch]
+        rows = rows or prompts
+        for i in range(0, len(rows), batch):
+            chunk = rows[i: i + batch]
             width = max(map(len, chunk))
             ids = torch.full((len(chunk), width), tok.pad_token_id)
             mask = torch.zeros((len(chunk), width), dtype=torch.long)
@@ -66,7 +67,7 @@ def main() -> None:
             outs += tok.batch_decode(out[:, width:], skip_special_tokens=True)
         return outs
 
-    plain(8)  # warm-up (not timed)
+    plain(8, prompts[:8])  # warm-up (not timed)
     with Timer() as t:
         plain_out = plain(args.batch)
     n_tok = len(prompts) * NEW
@@ -104,25 +105,38 @@ def main() -> None:
     from harness.progress import Progress
     from harness.specs import GenerationSpec
 
-    spec = GenerationSpec(max_new_tokens=NEW)
-    m.generation_config.min_new_tokens = NEW
-    for static, batch in (("0", args.batch), ("1", 128), ("1", 128)):
-        os.environ["HARNESS_STATIC_CACHE"] = static
-        eng = Engine(m, tok, DEVICE, 4096, batch_size=batch)
+
+    def ours(label: str, batch, env: dict[str, str], model_=None, new: int = NEW) -> None:
+        for k, v in env.items():
+            os.environ[k] = v
+        eng = Engine(model_ or m, tok, DEVICE, 4096, batch_size=batch)
         with Timer() as t:
-            ours = eng.generate(prompts, spec, Progress(False), "gen")
-        label = ("harness static cache + compile" if static == "1" else
-                 "harness dynamic cache") + f", batch {batch}"
-        if static == "1" and any(r["engine"] == label + " (first call, compiles)"
-                                 for r in results):
-            label += " (second call)"
-        elif static == "1":
-            label += " (first call, compiles)"
-        agree = sum(a.strip() == b.strip() for a, b in zip(ours, plain_out, strict=True))
+            out = eng.generate(prompts, GenerationSpec(max_new_tokens=new), Progress(False),
+                               "gen")
+        for k in env:
+            del os.environ[k]
+        agree = sum(a.strip() == b.strip() for a, b in zip(out, plain_out, strict=True))
+        n = len(prompts) * new
         results.append({"engine": label, "seconds": round(t.seconds, 2),
-                        "tokens_per_s": round(n_tok / t.seconds),
-                        "peak_gib": round(t.peak_gib, 1),
-                        "texts_equal_to_plain_generate": f"{agree}/{len(ours)}"})
+                        "tokens_per_s": round(n / t.seconds), "peak_gib": round(t.peak_gib, 1),
+                        "decode_mode": eng.decode_mode,
+                        "texts_equal_to_plain_generate": f"{agree}/{len(out)}"})
+
+    ours(f"harness, transformers generate path, batch {args.batch}", args.batch,
+         {"HARNESS_FAST_DECODE": "0"})
+    ours("harness, static cache, eager decode loop, batch auto", None,
+         {"HARNESS_CUDA_GRAPHS": "0"})
+    ours("harness, static cache + CUDA graph, batch auto, first call", None, {})
+    ours("harness, static cache + CUDA graph, batch auto, second call", None, {})
+    ours("harness, prompt pass only (1 new token), batch auto", None, {}, new=1)
+    ours(f"harness, static cache + CUDA graph, batch {args.batch}", args.batch, {})
+    # With a LoRA adapter (r=8 on q/v), un-merged, as the harness evaluates adapters.
+    from peft import LoraConfig, get_peft_model
+
+    lora = get_peft_model(m, LoraConfig(r=8, lora_alpha=16, target_modules=["q_proj", "v_proj"],
+                                        task_type="CAUSAL_LM")).eval()
+    ours("harness, static cache + CUDA graph, batch auto, LoRA r=8 un-merged", None, {}, lora)
+    m = lora.unload()
     weights = sum(p.numel() * p.element_size() for p in m.parameters())
     floor = {"weights_bytes": weights, "decode_steps_at_batch_128": NEW,
              "floor_s_weights_only": round(NEW * weights / 4.3e12, 3)}

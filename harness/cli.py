@@ -77,6 +77,9 @@ def _add_eval(p: argparse.ArgumentParser, tasks_required: bool = True) -> None:
     p.add_argument("--limit", type=_positive, help="the first N rows of each task")
     p.add_argument("--batch-size", type=_batch, default=None,
                    help="rows per batch, or auto (a token budget; default)")
+    p.add_argument("--compile", action="store_true",
+                   help="torch.compile the decoder layers for log-likelihood scoring (pays off "
+                        "on thousands of items on a GPU; the first batch waits for the compile)")
     p.add_argument("--max-new-tokens", type=_positive,
                    help="override every generation task's max_new_tokens")
     p.add_argument("--lm-eval-include", type=Path, action="append", default=[],
@@ -239,7 +242,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                       device=args.device, revision=args.revision,
                       trust_remote_code=args.trust_remote_code, max_length=args.max_length)
     spec = RunSpec(model=model, tasks=_task_list(args.tasks), data=tuple(args.data),
-                   limit=args.limit, batch_size=args.batch_size,
+                   limit=args.limit, batch_size=args.batch_size, compile=args.compile,
                    max_new_tokens=args.max_new_tokens, bertscore=_bert_spec(args),
                    bootstrap=args.bootstrap, seed=args.seed, cache_dir=_cache_dir(args),
                    refresh=args.refresh, lm_eval_include=tuple(args.lm_eval_include))
@@ -298,7 +301,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
                           max_length=args.max_length)
         tasks = _task_list(args.tasks) + general
         spec = RunSpec(model=model, tasks=tuple(dict.fromkeys(tasks)), data=tuple(args.data),
-                       limit=args.limit, batch_size=args.batch_size,
+                       limit=args.limit, batch_size=args.batch_size, compile=args.compile,
                        max_new_tokens=args.max_new_tokens, bertscore=_bert_spec(args),
                        bootstrap=args.bootstrap, seed=args.seed, cache_dir=_cache_dir(args),
                        refresh=args.refresh, lm_eval_include=tuple(args.lm_eval_include))

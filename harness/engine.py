@@ -7,7 +7,8 @@ small; results come back in request order.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,6 +18,9 @@ from harness.specs import GenerationSpec
 # Token budget per batch (padded tokens x rows) on CPU when --batch-size is auto; on CUDA it
 # is sized from free memory (auto_token_budget).
 CPU_TOKEN_BUDGET = 8192
+# Row width for packed multiple-choice items (wider when an item is longer). Attention over a
+# 512-wide row costs about 4% of a layer's matmuls for a 2k-hidden model.
+PACK_WIDTH = 512
 
 
 @dataclass(frozen=True)
@@ -67,6 +71,27 @@ def encode_pairs(tokenizer: Any, pairs: Sequence[tuple[str, str]],
     return [(ctx_ids[c], w[len(ctx_ids[c]):]) for (c, _), w in zip(moved, wholes, strict=True)]
 
 
+def _pack(lengths: Sequence[int], width: int) -> list[list[int]]:
+    """Indices grouped into rows of at most `width` tokens: best-fit decreasing (each item,
+    longest first, goes to the row whose room fits it most tightly)."""
+    import bisect
+
+    rows: list[list[int]] = []
+    room: list[tuple[int, int]] = []  # (free tokens, row), sorted
+    for i in sorted(range(len(lengths)), key=lambda i: -lengths[i]):
+        n = lengths[i]
+        at = bisect.bisect_left(room, (n, -1))
+        if at < len(room):
+            free, r = room.pop(at)
+        else:
+            free, r = width, len(rows)
+            rows.append([])
+        rows[r].append(i)
+        if free - n > 0:
+            bisect.insort(room, (free - n, r))
+    return rows
+
+
 def _batches(lengths: Sequence[int], batch_size: int | None, budget: int) -> list[list[int]]:
     """Indices sorted longest first, cut into batches of `batch_size` rows, or of at most
     `budget` padded tokens when batch_size is None."""
@@ -90,7 +115,8 @@ class Engine:
     """Runs requests on one loaded model (whichever adapter is active)."""
 
     def __init__(self, model: Any, tokenizer: Any, device: str, max_length: int,
-                 batch_size: int | None = None, token_budget: int | None = None):
+                 batch_size: int | None = None, token_budget: int | None = None,
+                 compile: bool = False):
         self.model = model
         self.tokenizer = tokenizer
         self.device = device
@@ -99,7 +125,31 @@ class Engine:
         self.token_budget = token_budget or auto_token_budget(model, device)
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
         self.backoffs = 0
-        self._static_width, self._static_rows = 0, 0
+        self.compile = compile
+        self._compiled_calls: list[Any] | None = None
+        self.decode_mode = ""  # how the last greedy generation ran: cuda-graph, eager, generate
+
+    @contextmanager
+    def _compiled(self, decoder: Any) -> Iterator[None]:
+        """With `compile`, the decoder's layers run torch.compile'd (dynamic shapes; one
+        compiled graph serves every layer) inside the block, and eager again after it."""
+        layers = getattr(decoder, "layers", None)
+        if not self.compile or layers is None:
+            yield
+            return
+        import torch
+
+        if self._compiled_calls is None:
+            self._compiled_calls = [torch.compile(layer._call_impl, dynamic=True)
+                                    for layer in layers]
+        saved = [layer._compiled_call_impl for layer in layers]
+        for layer, call in zip(layers, self._compiled_calls, strict=True):
+            layer._compiled_call_impl = call
+        try:
+            yield
+        finally:
+            for layer, call in zip(layers, saved, strict=True):
+                layer._compiled_call_impl = call
 
     def _with_backoff(self, batch: list[int], run: Callable[[list[int]], None],
                       describe: Callable[[int], str]) -> None:
@@ -123,8 +173,6 @@ class Engine:
         self.token_budget = max(self.token_budget // 2, 1)
         if self.batch_size:
             self.batch_size = max(self.batch_size // 2, 1)
-        if self._static_rows:
-            self._static_rows = max(self._static_rows // 2, 1)
         half = len(batch) // 2
         self._with_backoff(batch[:half], run, describe)
         self._with_backoff(batch[half:], run, describe)
@@ -183,13 +231,16 @@ class Engine:
                               ) -> list[list[LoglikelihoodResult]]:
         """Log-likelihood of each continuation of each shared context.
 
-        Each item is one packed row (context once, then its continuations; see
-        `_choices_batch`), rows are sorted by length and batched by a token budget, and the LM
-        head runs only at the positions that are scored, with log-probabilities gathered from a
-        float32 log-softmax there. Same inputs as `loglikelihood` (context + continuation), so
-        the same numbers up to float rounding. Items longer than the context window, and models
-        whose head is not a plain linear layer or whose attention takes no 4D mask (flash
-        attention), take the one-row-per-continuation path (lm-eval's left truncation).
+        Each item is laid out once: its context, then every continuation, each continuation
+        attending to the context and to itself only (a prefix-sharing mask), with positions
+        that restart after the context — the same inputs as one row per continuation. Items
+        are packed several to a row of a fixed width (best-fit decreasing, so padding stays a
+        few percent), rows are batched by a token budget, and the LM head runs only at the
+        positions that are scored, with log-probabilities gathered from a float32
+        log-softmax there. Same numbers as `loglikelihood` up to float rounding. Items longer
+        than the context window, and models whose head is not a plain linear layer or whose
+        attention takes no 4D mask (flash attention), take the one-row-per-continuation path
+        (lm-eval's left truncation).
         """
         parts = _split_model(self.model)
         fits = [len(c) + max(len(x) for x in conts) <= self.max_length
@@ -202,101 +253,121 @@ class Engine:
             for i in slow:
                 out[i] = [next(res) for _ in groups[i][1]]
         fast = [i for i, ok in enumerate(fits) if ok and parts is not None]
+        if not fast:
+            return [o if o is not None else [] for o in out]
         task_id = progress.add(label, len(fast))
         cost = [len(groups[i][0]) + sum(len(c) for c in groups[i][1]) for i in fast]
+        width = max(PACK_WIDTH, -(-max(cost) // 64) * 64)
+        rows = _pack(cost, width)
+        pending: list[tuple[list[int], Any, Any]] = []
 
         def run(batch: list[int]) -> None:
-            items = [fast[b] for b in batch]
-            for i, res in zip(items, self._choices_batch([groups[i] for i in items], parts),
-                              strict=True):
-                out[i] = res
+            items = [fast[k] for r in batch for k in rows[r]]
+            lp, miss = self._choices_batch([[groups[fast[k]] for k in rows[r]] for r in batch],
+                                           parts)
+            pending.append((items, lp, miss))
             progress.advance(task_id, len(items))
 
-        for batch in _batches(cost, self.batch_size, self.token_budget):
-            self._with_backoff(batch, run, lambda b: f"item {fast[b]} ({cost[b]} tokens)")
+        budget = self.batch_size * max(cost) if self.batch_size else self.token_budget
+        for batch in _batches([width] * len(rows), None, budget):
+            self._with_backoff(batch, run, lambda r: f"row of {len(rows[r])} items "
+                                                     f"({sum(cost[k] for k in rows[r])} tokens)")
+        # One device-to-host copy at the end: the batches above queue without waiting.
+        for items, lp, miss in pending:
+            lp_all, miss_all = lp.tolist(), miss.tolist()
+            k = 0
+            for i in items:
+                res = []
+                for c in groups[i][1]:
+                    res.append(LoglikelihoodResult(lp_all[k], miss_all[k] == 0, len(c)))
+                    k += 1
+                out[i] = res
         return [o if o is not None else [] for o in out]
 
-    def _choices_batch(self, groups: Sequence[tuple[tuple[int, ...], Sequence[tuple[int, ...]]]],
-                       parts: tuple[Any, Any]) -> list[list[LoglikelihoodResult]]:
-        """One packed row per item: context, then every continuation, each continuation
-        attending to the context and to itself only (a prefix-sharing 4D mask) with positions
-        that restart after the context — the same inputs as one row per continuation."""
+    def _choices_batch(self, rows: Sequence[Sequence[tuple[tuple[int, ...],
+                                                          Sequence[tuple[int, ...]]]]],
+                       parts: tuple[Any, Any]) -> tuple[Any, Any]:
+        """Packed rows of items (see `loglikelihood_choices`). Returns, on the device, each
+        continuation's summed log-probability (float64) and its count of tokens that are not
+        the argmax, in row order, item order, continuation order."""
+        import numpy as np
         import torch
 
         decoder, head = parts
         dev = self.device
-        rows = [list(ctx) + [t for c in conts for t in c] for ctx, conts in groups]
-        width = max(len(r) for r in rows)
-        n = len(groups)
-        ids = torch.full((n, width), self.pad_id, dtype=torch.long)
-        pos = torch.zeros((n, width), dtype=torch.long)
-        seg = torch.full((n, width), -1, dtype=torch.long)  # -1 padding, 0 context, j+1 choice j
-        sel_b: list[int] = []
-        sel_t: list[int] = []
+        width = max(sum(len(ctx) + sum(len(c) for c in conts) for ctx, conts in row)
+                    for row in rows)
+        n = len(rows)
+        ids = np.full((n, width), self.pad_id, dtype=np.int64)
+        pos = np.zeros((n, width), dtype=np.int64)
+        doc = np.full((n, width), -1, dtype=np.int64)   # item within the row; -1 padding
+        branch = np.zeros((n, width), dtype=np.int64)   # 0 context, j + 1 continuation j
+        sel: list[int] = []       # flat positions (row * width + t) that predict a token
         targets: list[int] = []
-        starts: list[list[int]] = []
-        for b, (ctx, conts) in enumerate(groups):
-            lc = len(ctx)
-            ids[b, : len(rows[b])] = torch.tensor(rows[b])
-            pos[b, :lc] = torch.arange(lc)
-            seg[b, :lc] = 0
-            at, item_starts = lc, []
-            for j, c in enumerate(conts):
-                pos[b, at: at + len(c)] = torch.arange(lc, lc + len(c))
-                seg[b, at: at + len(c)] = j + 1
-                item_starts.append(at)
-                # Token t >= 1 of the continuation is predicted at its position t - 1.
-                sel_b += [b] * (len(c) - 1)
-                sel_t += list(range(at, at + len(c) - 1))
-                targets += list(c[1:])
-                at += len(c)
-            starts.append(item_starts)
-        seg = seg.to(dev)
+        spans: list[tuple[int, int]] = []  # each continuation's slice of sel
+        for r, row in enumerate(rows):
+            at = 0
+            for d, (ctx, conts) in enumerate(row):
+                lc = len(ctx)
+                tokens = list(ctx)
+                for c in conts:
+                    tokens += c
+                end = at + len(tokens)
+                ids[r, at:end] = tokens
+                doc[r, at:end] = d
+                pos[r, at:at + lc] = np.arange(lc)
+                base = r * width
+                s = at + lc
+                for j, c in enumerate(conts):
+                    m = len(c)
+                    pos[r, s:s + m] = np.arange(lc, lc + m)
+                    branch[r, s:s + m] = j + 1
+                    # Token 0 is predicted at the context's last position, token t at s + t - 1.
+                    spans.append((len(sel), len(sel) + m))
+                    sel.append(base + at + lc - 1)
+                    sel.extend(range(base + s, base + s + m - 1))
+                    targets.extend(c)
+                    s += m
+                at = end
+        doc_t = torch.from_numpy(doc).to(dev)
+        br_t = torch.from_numpy(branch).to(dev)
         i = torch.arange(width, device=dev)
         causal = i[None, :] <= i[:, None]
-        same = (seg[:, None, :] == 0) | (seg[:, None, :] == seg[:, :, None])
-        valid = (seg >= 0)[:, None, :] & (seg >= 0)[:, :, None]
+        same_doc = doc_t[:, None, :] == doc_t[:, :, None]
+        shared = (br_t[:, None, :] == 0) | (br_t[:, None, :] == br_t[:, :, None])
+        valid = (doc_t >= 0)[:, None, :]
         # Padding queries see themselves only, so no row of the softmax is empty (no NaN).
-        mask = (causal[None] & same & valid) | torch.eye(width, dtype=torch.bool, device=dev)[None]
-        with torch.no_grad():
-            hidden = decoder(input_ids=ids.to(dev), attention_mask=mask[:, None],
-                             position_ids=pos.to(dev)).last_hidden_state
-            last_ctx = torch.tensor([len(ctx) - 1 for ctx, _ in groups], device=dev)
-            first_lp = torch.log_softmax(
-                head(hidden[torch.arange(n, device=dev), last_ctx]).float(), dim=-1)
-            rest_lp, rest_greedy = _gather_logprobs(
-                head, hidden[torch.tensor(sel_b, dtype=torch.long, device=dev),
-                             torch.tensor(sel_t, dtype=torch.long, device=dev)],
-                torch.tensor(targets, dtype=torch.long, device=dev))
-            first_tok = [c[0] for _, conts in groups for c in conts]
-            owner = torch.tensor([b for b, (_, conts) in enumerate(groups) for _ in conts],
-                                 device=dev)
-            ft = torch.tensor(first_tok, device=dev)
-            lp0 = first_lp[owner].gather(1, ft[:, None])[:, 0].tolist()
-            greedy0 = (first_lp[owner].argmax(-1) == ft).tolist()
-        lp_rest, greedy_rest = rest_lp.tolist(), rest_greedy.tolist()
-        results: list[list[LoglikelihoodResult]] = []
-        k = off = 0
-        for _, conts in groups:
-            item = []
-            for c in conts:
-                m = len(c) - 1
-                item.append(LoglikelihoodResult(
-                    float(lp0[k] + sum(lp_rest[off: off + m])),
-                    bool(greedy0[k] and all(greedy_rest[off: off + m])), len(c)))
-                k += 1
-                off += m
-            results.append(item)
-        return results
+        mask = (causal[None] & same_doc & shared & valid) | \
+            torch.eye(width, dtype=torch.bool, device=dev)[None]
+        # Each continuation's tokens, as a [continuations, longest] index into the scored
+        # positions (padding points at an appended zero): summed per row on the device.
+        longest = max(b - a for a, b in spans)
+        idx = np.full((len(spans), longest), len(sel), dtype=np.int64)
+        for k, (a, b) in enumerate(spans):
+            idx[k, : b - a] = np.arange(a, b)
+        impl = getattr(decoder.config, "_attn_implementation", "sdpa")
+        with torch.no_grad(), self._compiled(decoder):
+            hidden = decoder(input_ids=torch.from_numpy(ids).to(dev),
+                             attention_mask=_mask_for(mask[:, None], impl, hidden_dtype(decoder)),
+                             position_ids=torch.from_numpy(pos).to(dev)).last_hidden_state
+            flat = hidden.reshape(-1, hidden.shape[-1])
+            lp, greedy = _gather_logprobs(
+                head, flat[torch.tensor(sel, device=dev)], torch.tensor(targets, device=dev))
+            idx_t = torch.from_numpy(idx).to(dev)
+            zero = lp.new_zeros(1)
+            lp_sum = torch.cat([lp, zero]).double()[idx_t].sum(1)
+            miss = torch.cat([(~greedy).to(torch.int32), zero.to(torch.int32)])[idx_t].sum(1)
+        return lp_sum, miss
 
     # -- generation ------------------------------------------------------------------------
     def generate(self, prompts: Sequence[Sequence[int]], spec: GenerationSpec,
                  progress: Progress, label: str) -> list[str]:
-        """Greedy (or seeded sampling) continuations of token-id prompts, left-padded batches.
+        """Greedy (or seeded sampling) continuations of token-id prompts, left-padded batches
+        sorted by length and cut by the token budget.
 
-        On CUDA (unless HARNESS_STATIC_CACHE=0) every batch has one shape — all prompts padded
-        to the longest, a fixed number of rows — with a static KV cache, so transformers
-        compiles the decode step once per run instead of once per batch shape.
+        Greedy decoding runs `_greedy` (a static KV cache, grouped-query attention without
+        repeated K/V, and on CUDA the decode step replayed as one CUDA graph); sampling, and
+        models that cannot take a static cache, run transformers' `generate`.
         """
         import torch
 
@@ -304,57 +375,126 @@ class Engine:
         task_id = progress.add(label, len(prompts))
         if spec.do_sample:
             torch.manual_seed(spec.seed)
-        static = self.device.startswith("cuda") and os.environ.get("HARNESS_STATIC_CACHE",
-                                                                   "1") != "0"
+        fast = not spec.do_sample and os.environ.get("HARNESS_FAST_DECODE", "1") != "0" \
+            and _static_decode_ok(self.model)
         lengths = [len(p) + spec.max_new_tokens for p in prompts]
-        if static:
-            # One shape for the whole run: later calls (store chunks) reuse the first call's
-            # width and row count unless a prompt is longer.
-            width = max(-(-max(len(p) for p in prompts) // 64) * 64, self._static_width)
-            rows = self._static_rows or self.batch_size or max(1, min(
-                len(prompts), self.token_budget // (width + spec.max_new_tokens)))
-            self._static_width, self._static_rows = width, rows
-            order = sorted(range(len(prompts)), key=lambda i: -lengths[i])
-            batches = [order[i: i + rows] for i in range(0, len(order), rows)]
-        else:
-            width = 0
-            batches = _batches(lengths, self.batch_size, self.token_budget)
+        eos = self.tokenizer.eos_token_id
 
         def run(batch: list[int]) -> None:
-            pad_to = max(width, max(len(prompts[i]) for i in batch))
-            fill = (self._static_rows or len(batch)) if static else len(batch)
-            padded = batch + [batch[0]] * max(0, fill - len(batch))  # keep one shape
-            ids = torch.full((len(padded), pad_to), self.pad_id, dtype=torch.long)
-            mask = torch.zeros((len(padded), pad_to), dtype=torch.long)
-            for row, i in enumerate(padded):
+            pad_to = max(len(prompts[i]) for i in batch)
+            ids = torch.full((len(batch), pad_to), self.pad_id, dtype=torch.long)
+            mask = torch.zeros((len(batch), pad_to), dtype=torch.long)
+            for row, i in enumerate(batch):
                 p = list(prompts[i])
                 ids[row, pad_to - len(p):] = torch.tensor(p)
                 mask[row, pad_to - len(p):] = 1
-            kwargs: dict[str, Any] = dict(
-                max_new_tokens=spec.max_new_tokens, do_sample=spec.do_sample,
-                pad_token_id=self.pad_id, eos_token_id=self.tokenizer.eos_token_id)
-            if spec.do_sample:
-                kwargs.update(temperature=spec.temperature, top_p=spec.top_p)
+            if fast:
+                new = self._greedy(ids, mask, spec.max_new_tokens, eos)
             else:
-                kwargs.update(temperature=None, top_p=None, top_k=None)
-            if spec.stop:
-                kwargs.update(stop_strings=list(spec.stop), tokenizer=self.tokenizer)
-            if static:
-                kwargs["cache_implementation"] = "static"
-            with torch.no_grad():
-                out = self.model.generate(input_ids=ids.to(self.device),
-                                          attention_mask=mask.to(self.device), **kwargs)
-            new = out[:, pad_to:].tolist()
+                kwargs: dict[str, Any] = dict(
+                    max_new_tokens=spec.max_new_tokens, do_sample=spec.do_sample,
+                    pad_token_id=self.pad_id, eos_token_id=eos)
+                if spec.do_sample:
+                    kwargs.update(temperature=spec.temperature, top_p=spec.top_p)
+                else:
+                    kwargs.update(temperature=None, top_p=None, top_k=None)
+                if spec.stop:
+                    kwargs.update(stop_strings=list(spec.stop), tokenizer=self.tokenizer)
+                with torch.no_grad():
+                    out = self.model.generate(input_ids=ids.to(self.device),
+                                              attention_mask=mask.to(self.device), **kwargs)
+                new = out[:, pad_to:].tolist()
+                self.decode_mode = "generate"
             for row, i in enumerate(batch):
                 outputs[i] = cut_at_stop(
                     self.tokenizer.decode(new[row], skip_special_tokens=True), spec.stop)
             progress.advance(task_id, len(batch))
 
-        for batch in batches:
+        for batch in _batches(lengths, self.batch_size, self.token_budget):
             self._with_backoff(batch, run,
                                lambda i: f"prompt {i} ({len(prompts[i])} tokens + "
                                          f"{spec.max_new_tokens} new)")
         return [o if o is not None else "" for o in outputs]
+
+    def _greedy(self, ids: Any, mask: Any, new_tokens: int, eos: int | None,
+                ) -> list[list[int]]:
+        """Greedy decoding of a left-padded batch with a static KV cache; each row's new
+        tokens, cut after its first EOS (as `generate`, which pads a finished row).
+
+        The prompt is one forward pass; each decode step is a forward pass of one token per row
+        whose inputs live in fixed buffers (token, position, the [rows, cache] mask that opens
+        one more slot per step), so on CUDA the step is captured once as a CUDA graph and
+        replayed: no per-step kernel launches or Python. Masks are built here, not by
+        transformers, so the graph holds no host synchronisation. Stops early (checked every
+        32 steps) once every row has produced EOS.
+        """
+        import torch
+        from transformers import StaticCache
+
+        dev = self.device if self.device != "auto" else str(self.model.device)
+        inner = self.model.get_base_model() if hasattr(self.model, "get_base_model") \
+            else self.model
+        rows, width = ids.shape
+        length = -(-(width + new_tokens) // 64) * 64  # aligned for the fused attention kernels
+        ids, real = ids.to(dev), mask.to(dev).bool()
+        cache = StaticCache(config=inner.config, max_cache_len=length)
+        slot = torch.arange(length, device=dev)
+        keys = torch.zeros(rows, length, dtype=torch.bool, device=dev)
+        keys[:, :width] = real
+        q = torch.arange(width, device=dev)[:, None]
+        # Prompt: causal over real keys; a padding query sees itself only (no empty softmax).
+        prefill = ((slot[None] <= q)[None] & keys[:, None, :]) | (slot[None] == q)[None]
+        pos = real.long().cumsum(-1) - 1
+        pos = pos.masked_fill(~real, 1)  # as generate does for left padding
+        impl = inner.config._attn_implementation
+        out = torch.empty(rows, new_tokens, dtype=torch.long, device=dev)
+        with torch.no_grad(), _attention(inner.config, "harness_sdpa" if impl == "sdpa"
+                                         else impl):
+            logits = self.model(input_ids=ids, attention_mask=_mask_for(prefill[:, None], impl,
+                                                                          hidden_dtype(inner)),
+                                position_ids=pos, past_key_values=cache, use_cache=True,
+                                logits_to_keep=1).logits
+            out[:, 0] = logits[:, -1].argmax(-1)
+            # Fixed buffers for the decode step.
+            token = out[:, :1].clone()
+            position = pos[:, -1:] + 1
+            step_keys = keys.clone()
+            step_keys[:, width] = True
+            step_mask = step_keys[:, None, None, :]
+            float_mask = impl == "eager"
+            step_mask_buf = _mask_for(step_mask, impl, hidden_dtype(inner)) if float_mask \
+                else step_mask
+
+            def step() -> Any:
+                return self.model(input_ids=token, attention_mask=step_mask_buf,
+                                  position_ids=position, past_key_values=cache,
+                                  use_cache=True, logits_to_keep=1).logits[:, -1].argmax(-1)
+
+            graph, result = (None, None)
+            if dev.startswith("cuda") and os.environ.get("HARNESS_CUDA_GRAPHS", "1") != "0":
+                graph, result = _capture(step, cache)
+            self.decode_mode = "cuda-graph" if graph is not None else "eager"
+            for t in range(1, new_tokens):
+                if graph is not None:
+                    graph.replay()
+                    nxt = result
+                else:
+                    nxt = step()
+                out[:, t] = nxt
+                token.copy_(nxt[:, None])
+                position += 1
+                if float_mask:
+                    step_mask_buf[:, :, :, width + t] = 0
+                else:
+                    step_keys[:, width + t] = True
+                if eos is not None and t % 32 == 0 and bool((out[:, : t + 1] == eos).any(1).all()):
+                    out = out[:, : t + 1]
+                    break
+            del graph
+        new = out.tolist()
+        if eos is not None:
+            new = [r[: r.index(eos) + 1] if eos in r else r for r in new]
+        return new
 
 
 def auto_token_budget(model: Any, device: str) -> int:
@@ -429,3 +569,123 @@ def cut_at_stop(text: str, stop: Sequence[str]) -> str:
             cut = min(cut, at)
     return text[:cut].strip()
 
+
+
+def _static_decode_ok(model: Any) -> bool:
+    """Whether `Engine._greedy` can run this model: a plain causal LM whose every layer is a
+    full-attention layer (a static cache of one length for all) with sdpa or eager attention."""
+    if decoder_and_head(model) is None:
+        return False
+    inner = model.get_base_model() if hasattr(model, "get_base_model") else model
+    cfg = inner.config
+    if not getattr(inner, "_can_compile_fullgraph", False) or \
+            cfg._attn_implementation not in ("sdpa", "eager"):
+        return False
+    types = getattr(cfg, "layer_types", None)
+    if types is not None:
+        return all(t == "full_attention" for t in types)
+    return getattr(cfg, "sliding_window", None) is None or \
+        getattr(cfg, "use_sliding_window", True) is False
+
+
+def hidden_dtype(module: Any) -> Any:
+    """The dtype activations take: that of the first floating-point parameter."""
+    import torch
+
+    for p in module.parameters():
+        if p.is_floating_point():
+            return p.dtype
+    return torch.float32
+
+
+def _mask_for(mask: Any, impl: str, dtype: Any) -> Any:
+    """A boolean attention mask (True: attend) as the attention implementation takes it:
+    sdpa takes booleans, eager adds a float mask to its scores."""
+    if impl != "eager":
+        return mask
+    import torch
+
+    return torch.zeros(mask.shape, dtype=dtype, device=mask.device).masked_fill(
+        ~mask, torch.finfo(dtype).min)
+
+
+@contextmanager
+def _attention(config: Any, impl: str) -> Iterator[None]:
+    """The model's attention implementation set to `impl` inside the block."""
+    _register_attention()
+    saved = config._attn_implementation
+    config._attn_implementation = impl
+    try:
+        yield
+    finally:
+        config._attn_implementation = saved
+
+
+_REGISTERED = False
+
+
+def _register_attention() -> None:
+    """Registers "harness_sdpa" with transformers: sdpa, except that one query token with
+    grouped K/V heads folds each K/V head's query heads into the query axis, so K/V are read
+    once instead of repeated per query head (newer transformers do the same, eagerly only)."""
+    global _REGISTERED
+    if _REGISTERED:
+        return
+    import torch
+    from transformers import AttentionInterface
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+    def harness_sdpa(module: Any, query: Any, key: Any, value: Any, attention_mask: Any,
+                     dropout: float = 0.0, scaling: float | None = None, **kwargs: Any,
+                     ) -> tuple[Any, None]:
+        groups = getattr(module, "num_key_value_groups", 1)
+        if query.shape[2] != 1 or groups == 1 or kwargs.get("position_bias") is not None \
+                or kwargs.get("softcap") is not None:
+            return sdpa_attention_forward(module, query, key, value, attention_mask,
+                                          dropout=dropout, scaling=scaling, **kwargs)
+        b, h, _, d = query.shape
+        if attention_mask is not None:  # [b, 1, 1, keys]: broadcasts over the folded axis
+            attention_mask = attention_mask[:, :, :, : key.shape[-2]]
+        out = torch.nn.functional.scaled_dot_product_attention(
+            query.reshape(b, h // groups, groups, d), key, value, attn_mask=attention_mask,
+            dropout_p=dropout, scale=scaling)
+        return out.reshape(b, h, 1, d).transpose(1, 2).contiguous(), None
+
+    AttentionInterface.register("harness_sdpa", harness_sdpa)
+    _REGISTERED = True
+
+
+def _capture(step: Callable[[], Any], cache: Any) -> tuple[Any, Any]:
+    """`step` captured as a CUDA graph (after two warm-up runs on a side stream, whose cache
+    writes are undone by restoring the cache's position counters). (None, None) when capture
+    is not possible here; the caller then runs the step eagerly."""
+    import torch
+
+    counters = [layer.cumulative_length for layer in getattr(cache, "layers", [])
+                if isinstance(getattr(layer, "cumulative_length", None), torch.Tensor)]
+    if not counters or len(counters) != len(cache.layers):
+        return None, None
+    saved = [c.clone() for c in counters]
+    try:
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):
+            for _ in range(2):
+                step()
+        torch.cuda.current_stream().wait_stream(side)
+        for c, v in zip(counters, saved, strict=True):
+            c.copy_(v)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            result = step()
+    except torch.cuda.OutOfMemoryError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - an uncapturable model still decodes eagerly
+        import warnings
+
+        for c, v in zip(counters, saved, strict=True):
+            c.copy_(v)
+        warnings.warn(f"decode step not captured as a CUDA graph ({exc}); running it eagerly",
+                      stacklevel=2)
+        return None, None
+    return graph, result

@@ -164,7 +164,7 @@ def run_variant(loaded: LoadedModel, variant: Variant, tasks: Sequence[TaskSpec]
                 ) -> tuple[dict[str, Any], dict[str, list[dict[str, Any]]]]:
     """Evaluate one variant (base or base + adapter) on every task."""
     engine = Engine(loaded.model, loaded.tokenizer, loaded.device, loaded.max_length,
-                    batch_size=spec.batch_size)
+                    batch_size=spec.batch_size, compile=spec.compile)
     results: dict[str, Any] = {}
     samples: dict[str, list[dict[str, Any]]] = {}
     with loaded.use(variant):

@@ -120,6 +120,7 @@ class RunSpec:
     data: tuple[tuple[str, str], ...] = ()
     limit: int | None = None
     batch_size: int | None = None
+    compile: bool = False           # torch.compile the decoder layers for scoring
     max_new_tokens: int | None = None
     bertscore: BertScoreSpec = field(default_factory=BertScoreSpec)
     bootstrap: int = 1000

@@ -4,7 +4,14 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from harness.engine import Engine, LoglikelihoodRequest, _batches, cut_at_stop, encode_pair
+from harness.engine import (
+    Engine,
+    LoglikelihoodRequest,
+    _batches,
+    _pack,
+    cut_at_stop,
+    encode_pair,
+)
 from harness.progress import Progress
 from harness.specs import GenerationSpec
 
@@ -22,8 +29,9 @@ def test_batched_greedy_equals_one_at_a_time(engine_parts):
     model, tok = engine_parts
     ids = [tok.encode(p) for p in PROMPTS]
     spec = GenerationSpec(max_new_tokens=12)
-    batched = Engine(model, tok, "cpu", 512, batch_size=5).generate(ids, spec, Progress(False),
-                                                                     "g")
+    eng = Engine(model, tok, "cpu", 512, batch_size=5)
+    batched = eng.generate(ids, spec, Progress(False), "g")
+    assert eng.decode_mode == "eager"  # the static-cache greedy loop, not transformers' generate
     single = Engine(model, tok, "cpu", 512, batch_size=1).generate(ids, spec, Progress(False),
                                                                     "g")
     assert batched == single
@@ -131,3 +139,103 @@ def test_single_row_oom_is_a_clear_error(engine_parts):
     with pytest.raises(ModelError, match=r"request 0 \(\d+ tokens\) does not fit in GPU memory"):
         Engine(_OomAbove(model, 0), tok, "cpu", 512, batch_size=1).loglikelihood(
             reqs, Progress(False), "l")
+
+
+LONG = [tok_text * k for k, tok_text in enumerate(
+    ["a cohort of patients ", "the river ", "Northwind said ", "in the end "], start=3)]
+
+
+def _generate_both(model, tok, monkeypatch, new_tokens=40, batch_size=3):
+    """(static-cache greedy loop, transformers generate) on the same batches."""
+    ids = [tok.encode(p) for p in PROMPTS + LONG]
+    spec = GenerationSpec(max_new_tokens=new_tokens)
+    fast_engine = Engine(model, tok, "cpu", 512, batch_size=batch_size)
+    fast = fast_engine.generate(ids, spec, Progress(False), "g")
+    assert fast_engine.decode_mode == "eager"
+    monkeypatch.setenv("HARNESS_FAST_DECODE", "0")
+    plain_engine = Engine(model, tok, "cpu", 512, batch_size=batch_size)
+    plain = plain_engine.generate(ids, spec, Progress(False), "g")
+    assert plain_engine.decode_mode == "generate"
+    return fast, plain
+
+
+def test_fast_greedy_equals_generate_over_many_steps(engine_parts, monkeypatch):
+    """40 new tokens: past the every-32-steps EOS check, rows of different prompt lengths in
+    one left-padded batch, grouped-query attention (4 query / 2 K/V heads)."""
+    model, tok = engine_parts
+    assert model.config.num_attention_heads > model.config.num_key_value_heads
+    fast, plain = _generate_both(model, tok, monkeypatch)
+    assert fast == plain
+    assert any(len(x) > 40 for x in fast)  # real text came out, not only EOS
+
+
+def test_fast_greedy_stops_at_eos(engine_parts, monkeypatch):
+    """A model whose argmax is EOS after a few tokens: text ends there, as generate's does."""
+    model, tok = engine_parts
+    import copy
+
+    m = copy.deepcopy(model)
+    with torch.no_grad():  # make EOS the likeliest token from every position
+        m.lm_head.weight[tok.eos_token_id] = m.lm_head.weight.mean(0) * 0
+        m.lm_head.bias = None
+        m.model.norm.weight.fill_(1.0)
+        m.lm_head.weight[tok.eos_token_id] += 50 * m.model.norm(
+            m.model.embed_tokens.weight).mean(0)
+    fast, plain = _generate_both(m, tok, monkeypatch, new_tokens=70)
+    assert fast == plain
+    assert min(len(x) for x in fast) < 10  # some rows did end at EOS
+
+
+def test_fast_greedy_with_adapter_and_eager_attention(plain_lm, tmp_path, monkeypatch):
+    from peft import PeftModel
+
+    from tests.conftest import make_adapter
+
+    tok = AutoTokenizer.from_pretrained(plain_lm)
+    adapter = make_adapter(plain_lm, tmp_path / "lora", seed=3)
+    for impl in ("sdpa", "eager"):
+        base = AutoModelForCausalLM.from_pretrained(plain_lm, dtype=torch.float32,
+                                                    attn_implementation=impl).eval()
+        model = PeftModel.from_pretrained(base, adapter).eval()
+        fast, plain = _generate_both(model, tok, monkeypatch, new_tokens=20, batch_size=4)
+        monkeypatch.delenv("HARNESS_FAST_DECODE")
+        assert fast == plain, impl
+        with model.disable_adapter():
+            fast_off, plain_off = _generate_both(model, tok, monkeypatch, new_tokens=20)
+        monkeypatch.delenv("HARNESS_FAST_DECODE")
+        assert fast_off == plain_off and fast_off != fast, impl
+
+
+def test_pack_rows_hold_every_item_once_within_width():
+    import random
+
+    rng = random.Random(0)
+    lengths = [rng.randint(20, 200) for _ in range(500)]
+    rows = _pack(lengths, 512)
+    assert sorted(i for r in rows for i in r) == list(range(500))
+    assert all(sum(lengths[i] for i in r) <= 512 for r in rows)
+    # Best-fit decreasing leaves little room: within 3% of the lower bound on rows.
+    assert len(rows) <= -(-sum(lengths) // 512) * 1.03
+
+
+@pytest.mark.parametrize("impl", ["sdpa", "eager"])
+def test_packed_choices_equal_one_row_per_continuation(plain_lm, impl):
+    """Items packed several to a row, over several batches, score as lm-eval's one row per
+    (context + continuation) does."""
+    tok = AutoTokenizer.from_pretrained(plain_lm)
+    model = AutoModelForCausalLM.from_pretrained(plain_lm, dtype=torch.float32,
+                                                 attn_implementation=impl).eval()
+    groups = []
+    for k, p in enumerate(PROMPTS + LONG):
+        conts = [" the end", " a river in Calder", " yes", " " + "word " * (k + 1)]
+        pairs = [encode_pair(tok, p, c) for c in conts]
+        groups.append((tuple(pairs[0][0]), [tuple(c) for _, c in pairs]))
+    groups = groups * 4  # about 1,400 tokens: three 512-wide rows, one per batch
+    eng = Engine(model, tok, "cpu", 512, token_budget=600)
+    packed = eng.loglikelihood_choices(groups, Progress(False), "mc")
+    flat = [LoglikelihoodRequest(ctx, c) for ctx, conts in groups for c in conts]
+    single = Engine(model, tok, "cpu", 512, batch_size=1).loglikelihood(flat, Progress(False), "l")
+    got = [r for item in packed for r in item]
+    assert [r.logprob for r in got] == pytest.approx([r.logprob for r in single], abs=1e-4)
+    assert [r.is_greedy for r in got] == [r.is_greedy for r in single]
+    assert [r.n_tokens for r in got] == [r.n_tokens for r in single]

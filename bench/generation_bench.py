@@ -106,10 +106,15 @@ def main() -> None:
     from harness.specs import GenerationSpec
 
 
-    def ours(label: str, batch, env: dict[str, str], model_=None, new: int = NEW) -> None:
+    engines: dict[str, Engine] = {}
+
+    def ours(label: str, batch, env: dict[str, str], model_=None, new: int = NEW,
+             compile: bool = False) -> None:
         for k, v in env.items():
             os.environ[k] = v
-        eng = Engine(model_ or m, tok, DEVICE, 4096, batch_size=batch)
+        eng = Engine(model_ or m, tok, DEVICE, 4096, batch_size=batch, compile=compile)
+        if compile:  # one engine: its compiled parts carry over to the second call
+            eng = engines.setdefault("compiled", eng)
         with Timer() as t:
             out = eng.generate(prompts, GenerationSpec(max_new_tokens=new), Progress(False),
                                "gen")
@@ -120,6 +125,7 @@ def main() -> None:
         results.append({"engine": label, "seconds": round(t.seconds, 2),
                         "tokens_per_s": round(n / t.seconds), "peak_gib": round(t.peak_gib, 1),
                         "decode_mode": eng.decode_mode,
+                        "decode_attention": eng.decode_attention,
                         "texts_equal_to_plain_generate": f"{agree}/{len(out)}"})
 
     ours(f"harness, transformers generate path, batch {args.batch}", args.batch,
@@ -128,6 +134,12 @@ def main() -> None:
          {"HARNESS_CUDA_GRAPHS": "0"})
     ours("harness, static cache + CUDA graph, batch auto, first call", None, {})
     ours("harness, static cache + CUDA graph, batch auto, second call", None, {})
+    ours("harness --compile (norms, MLPs), CUDA graph, batch auto, first call (compiles)",
+         None, {}, compile=True)
+    ours("harness --compile (norms, MLPs), CUDA graph, batch auto, second call", None, {},
+         compile=True)
+    ours("harness --compile, prompt pass only (1 new token), batch auto", None, {}, new=1,
+         compile=True)
     ours("harness, prompt pass only (1 new token), batch auto", None, {}, new=1)
     ours(f"harness, static cache + CUDA graph, batch {args.batch}", args.batch, {})
     # With a LoRA adapter (r=8 on q/v), un-merged, as the harness evaluates adapters.

@@ -170,6 +170,37 @@ def profile_choices(tok) -> dict:
     return _table(prof, wall)
 
 
+def profile_generation(tok) -> dict:
+    """torch.profiler around greedy generation of 128 CNN/DailyMail prompts: the prompt pass
+    alone, and 16 eager decode steps (CUDA graphs off, so kernels show one by one)."""
+    import os
+
+    import torch
+    from generation_bench import prompts_for
+
+    from harness.engine import Engine
+    from harness.progress import Progress
+    from harness.specs import GenerationSpec
+
+    m = model(QWEN3_1_7B)
+    prompts = prompts_for(tok, 128)
+    eng = Engine(m, tok, DEVICE, 4096)
+    os.environ["HARNESS_CUDA_GRAPHS"] = "0"
+    eng.generate(prompts[:16], GenerationSpec(max_new_tokens=4), Progress(False), "warm")
+    out = {}
+    for label, new in (("prompt pass", 1), ("prompt pass + 16 steps", 17)):
+        torch.cuda.synchronize()
+        with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU,
+                                                torch.profiler.ProfilerActivity.CUDA]) as prof:
+            t = time.perf_counter()
+            eng.generate(prompts, GenerationSpec(max_new_tokens=new), Progress(False), "g")
+            torch.cuda.synchronize()
+            wall = time.perf_counter() - t
+        out[label] = _table(prof, wall)
+    del os.environ["HARNESS_CUDA_GRAPHS"]
+    return out
+
+
 def _table(prof, wall: float) -> dict:
     events = prof.key_averages()
     gpu = sum(e.self_device_time_total for e in events) / 1e6
@@ -194,6 +225,8 @@ def main() -> None:
         result["steps"] = profile_steps()
     if "choices" in sys.argv:
         result["choices"] = profile_choices(tok)
+    if "gen" in sys.argv:
+        result["generation"] = profile_generation(tok)
     write_result("profile", result)
 
 

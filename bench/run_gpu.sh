@@ -17,5 +17,7 @@ for what in "$@"; do
     profile) python3 profile_gpu.py hellaswag train ;;
     profile-train) python3 profile_gpu.py train steps ;;
     profile-2) python3 profile_gpu.py steps choices ;;
+    profile-gen) python3 profile_gpu.py gen choices ;;
+    checks) python3 gpu_checks.py ;;
   esac
 done

@@ -36,6 +36,19 @@ class LoglikelihoodResult:
     n_tokens: int
 
 
+# A multiple-choice item as token ids: (context, [continuation, ...]).
+Choices = tuple[tuple[int, ...], Sequence[tuple[int, ...]]]
+
+
+@dataclass
+class PendingChoices:
+    """`Engine.submit_choices`'s queued work: results of the items already computed, and per
+    batch (item indices, per-continuation log-probabilities, non-greedy counts) on the device."""
+    groups: Sequence[Choices]
+    out: list[list[LoglikelihoodResult] | None]
+    pending: list[tuple[list[int], Any, Any]]
+
+
 def encode_pair(tokenizer: Any, context: str, continuation: str) -> tuple[list[int], list[int]]:
     """lm-eval's context/continuation split: trailing spaces of the context move to the
     continuation; the pair is encoded whole and the context's tokens are cut off the front."""
@@ -49,10 +62,24 @@ def encode_many(tokenizer: Any, texts: Sequence[str]) -> list[list[int]]:
     for special in (True, False):
         idx = [i for i, t in enumerate(texts) if (not (bos and t.startswith(bos))) == special]
         if idx:
-            ids = tokenizer([texts[i] for i in idx], add_special_tokens=special)["input_ids"]
+            ids = _batch_ids(tokenizer, [texts[i] for i in idx], special)
             for i, x in zip(idx, ids, strict=True):
                 out[i] = list(x)
     return out
+
+
+def _batch_ids(tokenizer: Any, texts: list[str], special: bool) -> list[list[int]]:
+    """Token ids of many texts. A transformers fast tokenizer's `__call__` is its Rust
+    backend's `encode_batch` plus Python bookkeeping; the backend's `encode_batch_fast` (no
+    offsets) gives the same ids in about half the time. Used when the backend has it and gives
+    the same ids as `__call__` on the first text; `__call__` otherwise."""
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    fast = getattr(backend, "encode_batch_fast", None)
+    if fast is not None:
+        first = tokenizer(texts[:1], add_special_tokens=special)["input_ids"][0]
+        if list(first) == backend.encode(texts[0], add_special_tokens=special).ids:
+            return [e.ids for e in fast(texts, add_special_tokens=special)]
+    return tokenizer(texts, add_special_tokens=special)["input_ids"]
 
 
 def encode_pairs(tokenizer: Any, pairs: Sequence[tuple[str, str]],
@@ -126,30 +153,46 @@ class Engine:
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
         self.backoffs = 0
         self.compile = compile
-        self._compiled_calls: list[Any] | None = None
+        self._compiled_calls: dict[str, list[Any]] = {}
         self.decode_mode = ""  # how the last greedy generation ran: cuda-graph, eager, generate
+        self.decode_attention = ""  # its decode-step attention: flash varlen or sdpa
 
     @contextmanager
-    def _compiled(self, decoder: Any) -> Iterator[None]:
-        """With `compile`, the decoder's layers run torch.compile'd (dynamic shapes; one
-        compiled graph serves every layer) inside the block, and eager again after it."""
+    def _compiled(self, decoder: Any, parts: bool = False) -> Iterator[None]:
+        """With `compile`, parts of the decoder run torch.compile'd (dynamic shapes) inside
+        the block, and eager again after it. Scoring compiles whole layers: one compiled graph
+        serves every layer. Greedy decoding (`parts=True`) compiles the norms and the MLPs
+        only: a layer there writes the KV cache under its own index, which would compile once
+        per layer; these parts hold most of a step's small elementwise kernels."""
         layers = getattr(decoder, "layers", None)
         if not self.compile or layers is None:
             yield
             return
         import torch
 
-        if self._compiled_calls is None:
-            self._compiled_calls = [torch.compile(layer._call_impl, dynamic=True)
-                                    for layer in layers]
-        saved = [layer._compiled_call_impl for layer in layers]
-        for layer, call in zip(layers, self._compiled_calls, strict=True):
-            layer._compiled_call_impl = call
+        if parts:
+            modules = [decoder.norm] if hasattr(decoder, "norm") else []
+            for layer in layers:
+                for name in ("input_layernorm", "post_attention_layernorm", "mlp"):
+                    modules += [getattr(layer, name)] if hasattr(layer, name) else []
+                attn = getattr(layer, "self_attn", None)
+                for name in ("q_norm", "k_norm"):
+                    modules += [getattr(attn, name)] if hasattr(attn, name) else []
+        else:
+            modules = list(layers)
+        key = "parts" if parts else "layers"
+        if key not in self._compiled_calls:
+            self._compiled_calls[key] = [torch.compile(m._call_impl, dynamic=True)
+                                         for m in modules]
+        calls = self._compiled_calls[key]
+        saved = [m._compiled_call_impl for m in modules]
+        for m, call in zip(modules, calls, strict=True):
+            m._compiled_call_impl = call
         try:
             yield
         finally:
-            for layer, call in zip(layers, saved, strict=True):
-                layer._compiled_call_impl = call
+            for m, call in zip(modules, saved, strict=True):
+                m._compiled_call_impl = call
 
     def _with_backoff(self, batch: list[int], run: Callable[[list[int]], None],
                       describe: Callable[[int], str]) -> None:
@@ -206,7 +249,8 @@ class Engine:
                 mask[row, : len(inputs[i])] = 1
             with torch.no_grad():
                 hidden = self.model(input_ids=ids.to(self.device),
-                                    attention_mask=mask.to(self.device)).logits
+                                    attention_mask=mask.to(self.device),
+                                    use_cache=False).logits
             for row, i in enumerate(batch):
                 cont = requests[i].continuation
                 n, end = len(cont), len(inputs[i])
@@ -225,9 +269,7 @@ class Engine:
         return [r for r in results if r is not None]
 
     # -- multiple choice: one context, several continuations --------------------------------
-    def loglikelihood_choices(self, groups: Sequence[tuple[tuple[int, ...],
-                                                           Sequence[tuple[int, ...]]]],
-                              progress: Progress, label: str,
+    def loglikelihood_choices(self, groups: Sequence[Choices], progress: Progress, label: str,
                               ) -> list[list[LoglikelihoodResult]]:
         """Log-likelihood of each continuation of each shared context.
 
@@ -242,6 +284,15 @@ class Engine:
         attention takes no 4D mask (flash attention), take the one-row-per-continuation path
         (lm-eval's left truncation).
         """
+        task_id = progress.add(label, len(groups))
+        return self.collect_choices(self.submit_choices(groups, progress, label), progress,
+                                    task_id)
+
+    def submit_choices(self, groups: Sequence[Choices], progress: Progress, label: str,
+                       ) -> PendingChoices:
+        """`loglikelihood_choices` in two halves: this one queues the device work and returns
+        without waiting for it (inputs go over in pinned, non-blocking copies), so the caller
+        can prepare the next items meanwhile; `collect_choices` waits and reads the results."""
         parts = _split_model(self.model)
         fits = [len(c) + max(len(x) for x in conts) <= self.max_length
                 for c, conts in groups]
@@ -253,40 +304,43 @@ class Engine:
             for i in slow:
                 out[i] = [next(res) for _ in groups[i][1]]
         fast = [i for i, ok in enumerate(fits) if ok and parts is not None]
+        pending: list[tuple[list[int], Any, Any]] = []
         if not fast:
-            return [o if o is not None else [] for o in out]
-        task_id = progress.add(label, len(fast))
+            return PendingChoices(groups, out, pending)
         cost = [len(groups[i][0]) + sum(len(c) for c in groups[i][1]) for i in fast]
         width = max(PACK_WIDTH, -(-max(cost) // 64) * 64)
         rows = _pack(cost, width)
-        pending: list[tuple[list[int], Any, Any]] = []
 
         def run(batch: list[int]) -> None:
             items = [fast[k] for r in batch for k in rows[r]]
             lp, miss = self._choices_batch([[groups[fast[k]] for k in rows[r]] for r in batch],
                                            parts)
             pending.append((items, lp, miss))
-            progress.advance(task_id, len(items))
 
         budget = self.batch_size * max(cost) if self.batch_size else self.token_budget
         for batch in _batches([width] * len(rows), None, budget):
             self._with_backoff(batch, run, lambda r: f"row of {len(rows[r])} items "
                                                      f"({sum(cost[k] for k in rows[r])} tokens)")
-        # One device-to-host copy at the end: the batches above queue without waiting.
-        for items, lp, miss in pending:
+        return PendingChoices(groups, out, pending)
+
+    def collect_choices(self, handle: PendingChoices, progress: Progress, task_id: Any,
+                        ) -> list[list[LoglikelihoodResult]]:
+        """Waits for `submit_choices`'s device work; one device-to-host copy per batch."""
+        out = handle.out
+        for items, lp, miss in handle.pending:
             lp_all, miss_all = lp.tolist(), miss.tolist()
             k = 0
             for i in items:
                 res = []
-                for c in groups[i][1]:
+                for c in handle.groups[i][1]:
                     res.append(LoglikelihoodResult(lp_all[k], miss_all[k] == 0, len(c)))
                     k += 1
                 out[i] = res
+        progress.advance(task_id, len(out))
         return [o if o is not None else [] for o in out]
 
-    def _choices_batch(self, rows: Sequence[Sequence[tuple[tuple[int, ...],
-                                                          Sequence[tuple[int, ...]]]]],
-                       parts: tuple[Any, Any]) -> tuple[Any, Any]:
+    def _choices_batch(self, rows: Sequence[Sequence[Choices]], parts: tuple[Any, Any],
+                       ) -> tuple[Any, Any]:
         """Packed rows of items (see `loglikelihood_choices`). Returns, on the device, each
         continuation's summed log-probability (float64) and its count of tokens that are not
         the argmax, in row order, item order, continuation order."""
@@ -329,8 +383,7 @@ class Engine:
                     targets.extend(c)
                     s += m
                 at = end
-        doc_t = torch.from_numpy(doc).to(dev)
-        br_t = torch.from_numpy(branch).to(dev)
+        doc_t, br_t = _to_device(doc, dev), _to_device(branch, dev)
         i = torch.arange(width, device=dev)
         causal = i[None, :] <= i[:, None]
         same_doc = doc_t[:, None, :] == doc_t[:, :, None]
@@ -347,13 +400,14 @@ class Engine:
             idx[k, : b - a] = np.arange(a, b)
         impl = getattr(decoder.config, "_attn_implementation", "sdpa")
         with torch.no_grad(), self._compiled(decoder):
-            hidden = decoder(input_ids=torch.from_numpy(ids).to(dev),
+            hidden = decoder(input_ids=_to_device(ids, dev),
                              attention_mask=_mask_for(mask[:, None], impl, hidden_dtype(decoder)),
-                             position_ids=torch.from_numpy(pos).to(dev)).last_hidden_state
+                             position_ids=_to_device(pos, dev),
+                             use_cache=False).last_hidden_state
             flat = hidden.reshape(-1, hidden.shape[-1])
-            lp, greedy = _gather_logprobs(
-                head, flat[torch.tensor(sel, device=dev)], torch.tensor(targets, device=dev))
-            idx_t = torch.from_numpy(idx).to(dev)
+            lp, greedy = _gather_logprobs(head, flat[_to_device(np.array(sel), dev)],
+                                          _to_device(np.array(targets), dev))
+            idx_t = _to_device(idx, dev)
             zero = lp.new_zeros(1)
             lp_sum = torch.cat([lp, zero]).double()[idx_t].sum(1)
             miss = torch.cat([(~greedy).to(torch.int32), zero.to(torch.int32)])[idx_t].sum(1)
@@ -381,16 +435,16 @@ class Engine:
         eos = self.tokenizer.eos_token_id
 
         def run(batch: list[int]) -> None:
-            pad_to = max(len(prompts[i]) for i in batch)
-            ids = torch.full((len(batch), pad_to), self.pad_id, dtype=torch.long)
-            mask = torch.zeros((len(batch), pad_to), dtype=torch.long)
-            for row, i in enumerate(batch):
-                p = list(prompts[i])
-                ids[row, pad_to - len(p):] = torch.tensor(p)
-                mask[row, pad_to - len(p):] = 1
             if fast:
-                new = self._greedy(ids, mask, spec.max_new_tokens, eos)
+                new = self._greedy([prompts[i] for i in batch], spec.max_new_tokens, eos)
             else:
+                pad_to = max(len(prompts[i]) for i in batch)
+                ids = torch.full((len(batch), pad_to), self.pad_id, dtype=torch.long)
+                mask = torch.zeros((len(batch), pad_to), dtype=torch.long)
+                for row, i in enumerate(batch):
+                    p = list(prompts[i])
+                    ids[row, pad_to - len(p):] = torch.tensor(p)
+                    mask[row, pad_to - len(p):] = 1
                 kwargs: dict[str, Any] = dict(
                     max_new_tokens=spec.max_new_tokens, do_sample=spec.do_sample,
                     pad_token_id=self.pad_id, eos_token_id=eos)
@@ -416,63 +470,66 @@ class Engine:
                                          f"{spec.max_new_tokens} new)")
         return [o if o is not None else "" for o in outputs]
 
-    def _greedy(self, ids: Any, mask: Any, new_tokens: int, eos: int | None,
+    def _greedy(self, prompts: Sequence[Sequence[int]], new_tokens: int, eos: int | None,
                 ) -> list[list[int]]:
-        """Greedy decoding of a left-padded batch with a static KV cache; each row's new
-        tokens, cut after its first EOS (as `generate`, which pads a finished row).
+        """Greedy decoding of a batch of prompts; each row's new tokens, cut after its first
+        EOS (as `generate`, which pads a finished row).
 
-        The prompt is one forward pass; each decode step is a forward pass of one token per row
-        whose inputs live in fixed buffers (token, position, the [rows, cache] mask that opens
-        one more slot per step), so on CUDA the step is captured once as a CUDA graph and
-        replayed: no per-step kernel launches or Python. Masks are built here, not by
-        transformers, so the graph holds no host synchronisation. Stops early (checked every
-        32 steps) once every row has produced EOS.
+        Rows are right-padded into a KV cache where each row writes its next token at its own
+        slot (`_RowCache`), so the prompt pass is plain causal attention (flash kernels, no
+        padding mask) and positions are the unpadded ones. Each decode step is one token per
+        row whose inputs live in fixed buffers, so on CUDA the step is captured once as a CUDA
+        graph and replayed: no per-step kernel launches or Python. Attention in decode reads
+        each K/V head once for all its query heads. Stops early (checked every 32 steps) once
+        every row has produced EOS.
         """
         import torch
-        from transformers import StaticCache
 
+        decoder, head = decoder_and_head(self.model)  # type: ignore[misc]
         dev = self.device if self.device != "auto" else str(self.model.device)
         inner = self.model.get_base_model() if hasattr(self.model, "get_base_model") \
             else self.model
-        rows, width = ids.shape
+        rows, width = len(prompts), max(len(p) for p in prompts)
         length = -(-(width + new_tokens) // 64) * 64  # aligned for the fused attention kernels
-        ids, real = ids.to(dev), mask.to(dev).bool()
-        cache = StaticCache(config=inner.config, max_cache_len=length)
+        ids = torch.full((rows, width), self.pad_id, dtype=torch.long)
+        for r, p in enumerate(prompts):
+            ids[r, : len(p)] = torch.tensor(list(p), dtype=torch.long)
+        lens = torch.tensor([len(p) for p in prompts], device=dev)
+        at = lens.clone()                 # each row's next slot, and its next position
+        cache = _RowCache(at, length)
         slot = torch.arange(length, device=dev)
-        keys = torch.zeros(rows, length, dtype=torch.bool, device=dev)
-        keys[:, :width] = real
-        q = torch.arange(width, device=dev)[:, None]
-        # Prompt: causal over real keys; a padding query sees itself only (no empty softmax).
-        prefill = ((slot[None] <= q)[None] & keys[:, None, :]) | (slot[None] == q)[None]
-        pos = real.long().cumsum(-1) - 1
-        pos = pos.masked_fill(~real, 1)  # as generate does for left padding
-        impl = inner.config._attn_implementation
         out = torch.empty(rows, new_tokens, dtype=torch.long, device=dev)
-        with torch.no_grad(), _attention(inner.config, "harness_sdpa" if impl == "sdpa"
-                                         else impl):
-            logits = self.model(input_ids=ids, attention_mask=_mask_for(prefill[:, None], impl,
-                                                                          hidden_dtype(inner)),
-                                position_ids=pos, past_key_values=cache, use_cache=True,
-                                logits_to_keep=1).logits
-            out[:, 0] = logits[:, -1].argmax(-1)
-            # Fixed buffers for the decode step.
+        every = torch.arange(rows, device=dev)
+        with torch.no_grad(), _attention(inner.config, "harness_greedy"), \
+                self._compiled(decoder, parts=True):
+            # Prompt pass. The mask is not used by harness_greedy's causal prompt path; it is
+            # passed in 4D so transformers does not build one from the cache.
+            hidden = decoder(input_ids=ids.to(dev), attention_mask=(slot < 0)[None, None, None],
+                             position_ids=torch.arange(width, device=dev)[None].expand(rows, -1),
+                             past_key_values=cache, use_cache=True).last_hidden_state
+            out[:, 0] = head(hidden[every, lens - 1]).argmax(-1)
+            del hidden
             token = out[:, :1].clone()
-            position = pos[:, -1:] + 1
-            step_keys = keys.clone()
-            step_keys[:, width] = True
-            step_mask = step_keys[:, None, None, :]
-            float_mask = impl == "eager"
-            step_mask_buf = _mask_for(step_mask, impl, hidden_dtype(inner)) if float_mask \
-                else step_mask
+            used = (at + 1).to(torch.int32)
+            fn = _varlen_decode() if dev.startswith("cuda") and os.environ.get(
+                "HARNESS_DECODE_ATTN", "varlen") == "varlen" else None
+            _DECODE.update(fn=fn, used=used,
+                           cu_q=torch.arange(rows + 1, dtype=torch.int32, device=dev),
+                           cu_k=torch.arange(rows + 1, dtype=torch.int32, device=dev) * length)
+            self.decode_attention = "flash varlen" if fn is not None and hidden_dtype(
+                inner) in (torch.float16, torch.bfloat16) else "sdpa"
 
             def step() -> Any:
-                return self.model(input_ids=token, attention_mask=step_mask_buf,
-                                  position_ids=position, past_key_values=cache,
-                                  use_cache=True, logits_to_keep=1).logits[:, -1].argmax(-1)
+                used.copy_(at + 1)
+                mask = (slot[None] <= at[:, None])[:, None, None, :]
+                h = decoder(input_ids=token, attention_mask=mask, position_ids=at[:, None],
+                            past_key_values=cache, use_cache=True).last_hidden_state
+                return head(h[:, -1]).argmax(-1)
 
-            graph, result = (None, None)
-            if dev.startswith("cuda") and os.environ.get("HARNESS_CUDA_GRAPHS", "1") != "0":
-                graph, result = _capture(step, cache)
+            graph, result = None, None
+            if dev.startswith("cuda") and new_tokens > 2 and \
+                    os.environ.get("HARNESS_CUDA_GRAPHS", "1") != "0":
+                graph, result = _capture(step)
             self.decode_mode = "cuda-graph" if graph is not None else "eager"
             for t in range(1, new_tokens):
                 if graph is not None:
@@ -482,15 +539,12 @@ class Engine:
                     nxt = step()
                 out[:, t] = nxt
                 token.copy_(nxt[:, None])
-                position += 1
-                if float_mask:
-                    step_mask_buf[:, :, :, width + t] = 0
-                else:
-                    step_keys[:, width + t] = True
+                at += 1
                 if eos is not None and t % 32 == 0 and bool((out[:, : t + 1] == eos).any(1).all()):
                     out = out[:, : t + 1]
                     break
             del graph
+            _DECODE.clear()
         new = out.tolist()
         if eos is not None:
             new = [r[: r.index(eos) + 1] if eos in r else r for r in new]
@@ -588,6 +642,17 @@ def _static_decode_ok(model: Any) -> bool:
         getattr(cfg, "use_sliding_window", True) is False
 
 
+def _to_device(array: Any, device: str) -> Any:
+    """A numpy array as a tensor on `device`; to CUDA through pinned memory without blocking,
+    so the host does not wait for the work already queued there."""
+    import torch
+
+    t = torch.from_numpy(array)
+    if device.startswith("cuda"):
+        return t.pin_memory().to(device, non_blocking=True)
+    return t.to(device)
+
+
 def hidden_dtype(module: Any) -> Any:
     """The dtype activations take: that of the first floating-point parameter."""
     import torch
@@ -625,47 +690,60 @@ _REGISTERED = False
 
 
 def _register_attention() -> None:
-    """Registers "harness_sdpa" with transformers: sdpa, except that one query token with
-    grouped K/V heads folds each K/V head's query heads into the query axis, so K/V are read
-    once instead of repeated per query head (newer transformers do the same, eagerly only)."""
+    """Registers "harness_greedy" with transformers, the attention of `Engine._greedy`:
+    - several query tokens (the prompt pass, rows right-padded from slot 0): causal attention
+      over the first query-length slots, exact for every real token, and the flash kernel's
+      case (no mask; grouped K/V heads native);
+    - one query token (a decode step), on CUDA in half precision: flash attention's
+      variable-length kernel, each row reading its first `used` slots (`_varlen_decode`);
+      elsewhere each K/V head's query heads folded into the query axis, so K/V are read once,
+      not repeated per query head, under the [rows, 1, 1, slots] mask.
+    """
     global _REGISTERED
     if _REGISTERED:
         return
     import torch
     from transformers import AttentionInterface
-    from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
-    def harness_sdpa(module: Any, query: Any, key: Any, value: Any, attention_mask: Any,
-                     dropout: float = 0.0, scaling: float | None = None, **kwargs: Any,
-                     ) -> tuple[Any, None]:
+    sdpa = torch.nn.functional.scaled_dot_product_attention
+
+    def harness_greedy(module: Any, query: Any, key: Any, value: Any, attention_mask: Any,
+                       dropout: float = 0.0, scaling: float | None = None, **kwargs: Any,
+                       ) -> tuple[Any, None]:
         groups = getattr(module, "num_key_value_groups", 1)
-        if query.shape[2] != 1 or groups == 1 or kwargs.get("position_bias") is not None \
-                or kwargs.get("softcap") is not None:
-            return sdpa_attention_forward(module, query, key, value, attention_mask,
-                                          dropout=dropout, scaling=scaling, **kwargs)
-        b, h, _, d = query.shape
-        if attention_mask is not None:  # [b, 1, 1, keys]: broadcasts over the folded axis
-            attention_mask = attention_mask[:, :, :, : key.shape[-2]]
-        out = torch.nn.functional.scaled_dot_product_attention(
-            query.reshape(b, h // groups, groups, d), key, value, attn_mask=attention_mask,
-            dropout_p=dropout, scale=scaling)
+        b, h, n, d = query.shape
+        if n > 1:
+            out = sdpa(query, key[:, :, :n], value[:, :, :n], is_causal=True, scale=scaling,
+                       enable_gqa=groups > 1)
+            return out.transpose(1, 2).contiguous(), None
+        if _DECODE.get("fn") is not None and query.is_cuda and query.dtype in (
+                torch.float16, torch.bfloat16):
+            slots = key.shape[2]
+            flat_k = key.transpose(1, 2).reshape(b * slots, key.shape[1], d)
+            flat_v = value.transpose(1, 2).reshape(b * slots, value.shape[1], value.shape[-1])
+            out = _DECODE["fn"](query.reshape(b, h, d), flat_k, flat_v, _DECODE["cu_q"],
+                                _DECODE["cu_k"], slots, _DECODE["used"], scaling)
+            return out.reshape(b, 1, h, -1), None
+        q = query.reshape(b, h // groups, groups, d)
+        mask = attention_mask[:, :, :, : key.shape[-2]]
+        if os.environ.get("HARNESS_DECODE_ATTN") == "matmul":
+            scores = torch.matmul(q, key.transpose(-1, -2)).float() * (scaling or d ** -0.5)
+            probs = torch.softmax(scores.masked_fill(~mask, float("-inf")), dim=-1)
+            out = torch.matmul(probs.to(value.dtype), value)
+        else:
+            out = sdpa(q, key, value, attn_mask=mask, scale=scaling)
         return out.reshape(b, h, 1, d).transpose(1, 2).contiguous(), None
 
-    AttentionInterface.register("harness_sdpa", harness_sdpa)
+    AttentionInterface.register("harness_greedy", harness_greedy)
     _REGISTERED = True
 
 
-def _capture(step: Callable[[], Any], cache: Any) -> tuple[Any, Any]:
-    """`step` captured as a CUDA graph (after two warm-up runs on a side stream, whose cache
-    writes are undone by restoring the cache's position counters). (None, None) when capture
+def _capture(step: Callable[[], Any]) -> tuple[Any, Any]:
+    """`step` captured as a CUDA graph, after two warm-up runs on a side stream (a step only
+    rewrites the current slots, so repeating it changes nothing). (None, None) when capture
     is not possible here; the caller then runs the step eagerly."""
     import torch
 
-    counters = [layer.cumulative_length for layer in getattr(cache, "layers", [])
-                if isinstance(getattr(layer, "cumulative_length", None), torch.Tensor)]
-    if not counters or len(counters) != len(cache.layers):
-        return None, None
-    saved = [c.clone() for c in counters]
     try:
         side = torch.cuda.Stream()
         side.wait_stream(torch.cuda.current_stream())
@@ -673,8 +751,6 @@ def _capture(step: Callable[[], Any], cache: Any) -> tuple[Any, Any]:
             for _ in range(2):
                 step()
         torch.cuda.current_stream().wait_stream(side)
-        for c, v in zip(counters, saved, strict=True):
-            c.copy_(v)
         graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(graph):
             result = step()
@@ -683,9 +759,79 @@ def _capture(step: Callable[[], Any], cache: Any) -> tuple[Any, Any]:
     except Exception as exc:  # noqa: BLE001 - an uncapturable model still decodes eagerly
         import warnings
 
-        for c, v in zip(counters, saved, strict=True):
-            c.copy_(v)
         warnings.warn(f"decode step not captured as a CUDA graph ({exc}); running it eagerly",
                       stacklevel=2)
         return None, None
     return graph, result
+
+
+class _RowCache:
+    """The KV cache of `Engine._greedy`: per layer, K and V stored [rows, slots, kv heads, head
+    dim] (the layout flash attention's variable-length kernel reads) and handed to attention as
+    [rows, kv heads, slots, head dim] views. The prompt pass writes every row from slot 0 (rows
+    right-padded); a decode step writes row r's token at slot `at[r]`, its own length so far.
+    Duck-types the one method of transformers' Cache that the decoder layers call (`update`)."""
+
+    def __init__(self, at: Any, slots: int):
+        self.at = at
+        self.slots = slots
+        self.every = None
+        self.keys: dict[int, Any] = {}
+        self.values: dict[int, Any] = {}
+
+    def update(self, key: Any, value: Any, layer_idx: int, *args: Any, **kwargs: Any,
+               ) -> tuple[Any, Any]:
+        import torch
+
+        if layer_idx not in self.keys:  # the prompt pass
+            rows, heads, _, dim = key.shape
+            self.keys[layer_idx] = torch.zeros((rows, self.slots, heads, dim), dtype=key.dtype,
+                                               device=key.device)
+            self.values[layer_idx] = torch.zeros((rows, self.slots, heads, value.shape[-1]),
+                                                 dtype=value.dtype, device=value.device)
+        k, v = self.keys[layer_idx], self.values[layer_idx]
+        if key.shape[2] > 1:
+            k[:, : key.shape[2]] = key.transpose(1, 2)
+            v[:, : value.shape[2]] = value.transpose(1, 2)
+        else:
+            if self.every is None:
+                self.every = torch.arange(k.shape[0], device=k.device)
+            k[self.every, self.at] = key[:, :, 0]
+            v[self.every, self.at] = value[:, :, 0]
+        return k.transpose(1, 2), v.transpose(1, 2)
+
+
+def _varlen_decode() -> Callable[..., Any] | None:
+    """Flash attention's variable-length kernel with per-row K/V lengths (`seqused_k`), for
+    one query token per row: f(q [rows, heads, dim], k/v [rows * slots, kv heads, dim],
+    cu_q, cu_k, slots, used, scale). torch's public `varlen_attn` where it takes `seqused_k`,
+    else the aten op where its schema has it; None without either."""
+    import inspect
+
+    import torch
+
+    try:
+        from torch.nn.attention.varlen import varlen_attn
+
+        params = inspect.signature(varlen_attn).parameters
+        if "seqused_k" in params and "enable_gqa" in params:
+            def public(q: Any, k: Any, v: Any, cu_q: Any, cu_k: Any, slots: int, used: Any,
+                       scale: float | None) -> Any:
+                return varlen_attn(q, k, v, cu_q, cu_k, 1, slots, scale=scale, enable_gqa=True,
+                                   seqused_k=used)
+            return public
+    except ImportError:
+        pass
+    op = getattr(torch.ops.aten, "_flash_attention_forward", None)
+    if op is not None and "seqused_k" in str(op.default._schema):
+        def aten(q: Any, k: Any, v: Any, cu_q: Any, cu_k: Any, slots: int, used: Any,
+                 scale: float | None) -> Any:
+            return op.default(q, k, v, cu_q, cu_k, 1, slots, 0.0, False, False, scale=scale,
+                              seqused_k=used)[0]
+        return aten
+    return None
+
+
+# Inputs of the decode step's flash path, set by Engine._greedy (fixed buffers, so a captured
+# CUDA graph reads the current values): cu_q, cu_k, used, slots, fn.
+_DECODE: dict[str, Any] = {}

@@ -8,31 +8,46 @@ by the choice's length in characters (np.argmax: the first of equal values wins)
 from __future__ import annotations
 
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
 
 from harness.data import Example
-from harness.engine import Engine, encode_pairs
+from harness.engine import Choices, Engine, encode_pairs
 from harness.metrics import Scores
 from harness.progress import Progress
 from harness.prompts import prompt_hash, render
 from harness.specs import TaskSpec
 
+# Items tokenized per slice: a thread tokenizes the next slice while the device scores this one.
+SLICE = 512
+
 
 def run(task: TaskSpec, examples: Sequence[Example], engine: Engine, progress: Progress,
         label: str) -> list[dict[str, Any]]:
     contexts = [render(task.prompt, ex.fields) for ex in examples]
-    flat = [(context, task.target_delimiter + choice)
-            for ex, context in zip(examples, contexts, strict=True)
-            for choice in ex.fields[task.choices or ""]]
-    encoded = iter(encode_pairs(engine.tokenizer, flat))
-    groups = []
-    for ex in examples:
-        pairs = [next(encoded) for _ in ex.fields[task.choices or ""]]
-        # encode_pair's context part does not depend on the choice: one shared context.
-        groups.append((tuple(pairs[0][0]), [tuple(cont) for _, cont in pairs]))
-    grouped = engine.loglikelihood_choices(groups, progress, label)
+    options = [ex.fields[task.choices or ""] for ex in examples]
+
+    def encode(lo: int, hi: int) -> list[Choices]:
+        flat = [(contexts[i], task.target_delimiter + choice)
+                for i in range(lo, hi) for choice in options[i]]
+        encoded = iter(encode_pairs(engine.tokenizer, flat))
+        groups: list[Choices] = []
+        for i in range(lo, hi):
+            pairs = [next(encoded) for _ in options[i]]
+            # encode_pair's context part does not depend on the choice: one shared context.
+            groups.append((tuple(pairs[0][0]), [tuple(cont) for _, cont in pairs]))
+        return groups
+
+    task_id = progress.add(label, len(examples))
+    # The tokenizer releases the GIL, and submit_choices does not wait for the device: the
+    # worker tokenizes slice k + 1 while the device scores slice k.
+    with ThreadPoolExecutor(1) as pool:
+        slices = [pool.submit(encode, lo, min(lo + SLICE, len(examples)))
+                  for lo in range(0, len(examples), SLICE)]
+        handles = [engine.submit_choices(s.result(), progress, label) for s in slices]
+    grouped = [r for h in handles for r in engine.collect_choices(h, progress, task_id)]
     records = []
     for ex, context, results in zip(examples, contexts, grouped, strict=True):
         choices = ex.fields[task.choices or ""]

@@ -122,11 +122,12 @@ class TargetLoss(torch.nn.Module):
         mask = shifted != -100
         inner = self.peft_model.get_base_model()
         if self.fast:
-            hidden = inner.model(input_ids=input_ids,
-                                 attention_mask=attention_mask).last_hidden_state
+            # use_cache=False: no K/V cache built (and kept) during training.
+            hidden = inner.model(input_ids=input_ids, attention_mask=attention_mask,
+                                 use_cache=False).last_hidden_state
             logits = inner.lm_head(hidden[:, :-1][mask])
         else:
-            logits = self.peft_model(input_ids=input_ids,
-                                     attention_mask=attention_mask).logits[:, :-1][mask]
+            logits = self.peft_model(input_ids=input_ids, attention_mask=attention_mask,
+                                     use_cache=False).logits[:, :-1][mask]
         loss = F.cross_entropy(logits.float(), shifted[mask], reduction="sum")
         return loss, mask.sum()

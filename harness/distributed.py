@@ -37,6 +37,9 @@ def init() -> None:
         if cuda:
             torch.cuda.set_device(local_rank())
         dist.init_process_group(backend="nccl" if cuda else "gloo")
+        # NCCL builds its communicators at the first collective: do it now, not inside the
+        # first task's timing.
+        dist.barrier()
 
 
 def gather(obj: T) -> list[T]:

@@ -527,7 +527,11 @@ class Engine:
                 return head(h[:, -1]).argmax(-1)
 
             graph, result = None, None
-            if dev.startswith("cuda") and new_tokens > 2 and \
+            # A model split over several GPUs (--device auto) runs eagerly: a graph is
+            # captured on one device's stream.
+            one_device = len({str(d) for d in (getattr(inner, "hf_device_map", None) or {})
+                             .values()} - {"cpu", "disk"}) <= 1
+            if dev.startswith("cuda") and new_tokens > 2 and one_device and \
                     os.environ.get("HARNESS_CUDA_GRAPHS", "1") != "0":
                 graph, result = _capture(step)
             self.decode_mode = "cuda-graph" if graph is not None else "eager"

@@ -13,8 +13,14 @@ from pathlib import Path
 from common import QWEN3_1_7B, model, save_model, tokenizer
 save_model(model(QWEN3_1_7B), tokenizer(Path('/tmp/bench-tok')), Path('/tmp/qwen3-random'))
 ")
-ARGS="run --base /tmp/qwen3-random --dtype float32 --tasks hellaswag --limit 6000 --no-cache
-      --data hellaswag=bench/data/hellaswag_all.parquet"
+# Generation too: the cnn_dailymail task scored by ROUGE only (BERTScore's model is not here).
+mkdir -p /tmp/ddp-tasks
+sed -e 's/^name: cnn_dailymail/name: cnn_rouge/' -e 's/^metrics: .*/metrics: [rouge, words]/' \
+  tasks/cnn_dailymail.yaml > /tmp/ddp-tasks/cnn_rouge.yaml
+ARGS="run --base /tmp/qwen3-random --dtype float32 --tasks hellaswag,cnn_rouge --limit 6000
+      --tasks-dir /tmp/ddp-tasks --max-new-tokens 48 --no-cache
+      --data hellaswag=bench/data/hellaswag_all.parquet
+      --data cnn_rouge=bench/data/cnn_dailymail.jsonl"
 t0=$(date +%s.%N)
 python3 -m harness $ARGS --out /tmp/eval-1gpu
 t1=$(date +%s.%N)
@@ -28,28 +34,38 @@ from pathlib import Path
 t = list(map(float, sys.argv[1:]))
 def load(name):
     r = json.loads(Path(f"/tmp/eval-{name}/report.json").read_text())
-    timing = r["tasks"]["hellaswag"].pop("timings")
+    timing = {k: r["tasks"][k].pop("timings") for k in r["tasks"]}
     for k in ("created_at", "timings", "device"):
         r.pop(k, None)
-    samples = [json.loads(x) for x in
-               Path(f"/tmp/eval-{name}/samples/hellaswag.jsonl").read_text().splitlines()]
+    samples = {k: [json.loads(x) for x in
+                   Path(f"/tmp/eval-{name}/samples/{k}.jsonl").read_text().splitlines()]
+               for k in ("hellaswag", "cnn_rouge")}
     return r, timing, samples
 one, t1, s1 = load("1gpu")
-out = {"items": len(s1), "acc": one["tasks"]["hellaswag"]["metrics"]["acc"]["value"],
-       "1gpu": {"scoring_s": t1["model_seconds"], "command_wall_s": round(t[1] - t[0], 1)}}
+hs, gen = "hellaswag", "cnn_rouge"
+out = {"items": {k: len(v) for k, v in s1.items()},
+       "acc": one["tasks"][hs]["metrics"]["acc"]["value"],
+       "1gpu": {"scoring_s": {k: v["model_seconds"] for k, v in t1.items()},
+                "command_wall_s": round(t[1] - t[0], 1)}}
 for name, (a, b) in (("2gpu", (t[1], t[2])), ("auto", (t[2], t[3]))):
     r, tm, s = load(name)
-    diff = max(abs(x - y) for p, q in zip(s1, s, strict=True)
-               for x, y in zip(p["prediction"]["loglikelihoods"],
-                               q["prediction"]["loglikelihoods"], strict=True))
-    out[name] = {"scoring_s": tm["model_seconds"], "command_wall_s": round(b - a, 1),
-                 "scoring_speedup_vs_1gpu": round(t1["model_seconds"] / tm["model_seconds"], 2),
-                 "report_equal_except_timings_and_device": r == one,
-                 "choices_equal": sum(p["prediction"]["choice"] == q["prediction"]["choice"]
-                                      and p["prediction"]["choice_norm"]
-                                      == q["prediction"]["choice_norm"]
-                                      for p, q in zip(s1, s, strict=True)),
-                 "max_abs_loglikelihood_diff": diff}
+    pairs = list(zip(s1[hs], s[hs], strict=True))
+    out[name] = {
+        "scoring_s": {k: v["model_seconds"] for k, v in tm.items()},
+        "command_wall_s": round(b - a, 1),
+        "scoring_speedup_vs_1gpu": {k: round(t1[k]["model_seconds"] / v["model_seconds"], 2)
+                                    for k, v in tm.items()},
+        "report_equal_except_timings_and_device": r == one,
+        "tasks_equal": [k for k in one["tasks"] if r["tasks"][k] == one["tasks"][k]],
+        "hellaswag_choices_equal": sum(p["prediction"]["choice"] == q["prediction"]["choice"]
+                                       and p["prediction"]["choice_norm"]
+                                       == q["prediction"]["choice_norm"] for p, q in pairs),
+        "hellaswag_max_abs_loglikelihood_diff": max(
+            abs(x - y) for p, q in pairs for x, y in zip(
+                p["prediction"]["loglikelihoods"], q["prediction"]["loglikelihoods"],
+                strict=True)),
+        "generated_texts_equal": sum(p["prediction"] == q["prediction"]
+                                     for p, q in zip(s1[gen], s[gen], strict=True))}
 print(json.dumps(out, indent=1))
 Path(os.environ.get("OUT", "/tmp"), "ddp_eval.json").write_text(json.dumps(out, indent=1))
 PY

@@ -404,10 +404,12 @@ class Engine:
                              attention_mask=_mask_for(mask[:, None], impl, hidden_dtype(decoder)),
                              position_ids=_to_device(pos, dev),
                              use_cache=False).last_hidden_state
+            # The last layer's device (another GPU than the first under --device auto).
+            at = str(hidden.device)
             flat = hidden.reshape(-1, hidden.shape[-1])
-            lp, greedy = _gather_logprobs(head, flat[_to_device(np.array(sel), dev)],
-                                          _to_device(np.array(targets), dev))
-            idx_t = _to_device(idx, dev)
+            lp, greedy = _gather_logprobs(head, flat[_to_device(np.array(sel), at)],
+                                          _to_device(np.array(targets), str(flat.device)))
+            idx_t = _to_device(idx, str(lp.device))
             zero = lp.new_zeros(1)
             lp_sum = torch.cat([lp, zero]).double()[idx_t].sum(1)
             miss = torch.cat([(~greedy).to(torch.int32), zero.to(torch.int32)])[idx_t].sum(1)
@@ -507,7 +509,8 @@ class Engine:
             hidden = decoder(input_ids=ids.to(dev), attention_mask=(slot < 0)[None, None, None],
                              position_ids=torch.arange(width, device=dev)[None].expand(rows, -1),
                              past_key_values=cache, use_cache=True).last_hidden_state
-            out[:, 0] = head(hidden[every, lens - 1]).argmax(-1)
+            last = hidden[every.to(hidden.device), (lens - 1).to(hidden.device)]
+            out[:, 0] = head(last).argmax(-1).to(dev)
             del hidden
             token = out[:, :1].clone()
             used = (at + 1).to(torch.int32)
@@ -524,7 +527,7 @@ class Engine:
                 mask = (slot[None] <= at[:, None])[:, None, None, :]
                 h = decoder(input_ids=token, attention_mask=mask, position_ids=at[:, None],
                             past_key_values=cache, use_cache=True).last_hidden_state
-                return head(h[:, -1]).argmax(-1)
+                return head(h[:, -1]).argmax(-1).to(dev)
 
             graph, result = None, None
             # A model split over several GPUs (--device auto) runs eagerly: a graph is
@@ -725,8 +728,10 @@ def _register_attention() -> None:
             slots = key.shape[2]
             flat_k = key.transpose(1, 2).reshape(b * slots, key.shape[1], d)
             flat_v = value.transpose(1, 2).reshape(b * slots, value.shape[1], value.shape[-1])
-            out = _DECODE["fn"](query.reshape(b, h, d), flat_k, flat_v, _DECODE["cu_q"],
-                                _DECODE["cu_k"], slots, _DECODE["used"], scaling)
+            dev = query.device  # buffers live on the first GPU (--device auto: copies)
+            out = _DECODE["fn"](query.reshape(b, h, d), flat_k, flat_v,
+                                _DECODE["cu_q"].to(dev), _DECODE["cu_k"].to(dev), slots,
+                                _DECODE["used"].to(dev), scaling)
             return out.reshape(b, 1, h, -1), None
         q = query.reshape(b, h // groups, groups, d)
         mask = attention_mask[:, :, :, : key.shape[-2]]
@@ -800,8 +805,9 @@ class _RowCache:
         else:
             if self.every is None:
                 self.every = torch.arange(k.shape[0], device=k.device)
-            k[self.every, self.at] = key[:, :, 0]
-            v[self.every, self.at] = value[:, :, 0]
+            at = self.at.to(k.device)  # a no-op unless the layer is on another GPU
+            k[self.every, at] = key[:, :, 0]
+            v[self.every, at] = value[:, :, 0]
         return k.transpose(1, 2), v.transpose(1, 2)
 
 

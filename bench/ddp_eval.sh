@@ -22,11 +22,12 @@ ARGS="run --base /tmp/qwen3-random --dtype float32 --tasks hellaswag,cnn_rouge -
       --data hellaswag=bench/data/hellaswag_all.parquet
       --data cnn_rouge=bench/data/cnn_dailymail.jsonl"
 t0=$(date +%s.%N)
-python3 -m harness $ARGS --out /tmp/eval-1gpu
+# Each run may fail on its own; the summary compares what exists.
+python3 -m harness $ARGS --out /tmp/eval-1gpu || true
 t1=$(date +%s.%N)
-python3 -m torch.distributed.run --nproc_per_node 2 -m harness $ARGS --out /tmp/eval-2gpu
+python3 -m torch.distributed.run --nproc_per_node 2 -m harness $ARGS --out /tmp/eval-2gpu || true
 t2=$(date +%s.%N)
-python3 -m harness $ARGS --device auto --out /tmp/eval-auto
+python3 -m harness $ARGS --device auto --out /tmp/eval-auto || true
 t3=$(date +%s.%N)
 python3 - "$t0" "$t1" "$t2" "$t3" <<'PY'
 import json, os, sys
@@ -48,6 +49,9 @@ out = {"items": {k: len(v) for k, v in s1.items()},
        "1gpu": {"scoring_s": {k: v["model_seconds"] for k, v in t1.items()},
                 "command_wall_s": round(t[1] - t[0], 1)}}
 for name, (a, b) in (("2gpu", (t[1], t[2])), ("auto", (t[2], t[3]))):
+    if not Path(f"/tmp/eval-{name}/report.json").exists():
+        out[name] = "failed"
+        continue
     r, tm, s = load(name)
     pairs = list(zip(s1[hs], s[hs], strict=True))
     out[name] = {

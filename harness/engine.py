@@ -613,7 +613,7 @@ def _gather_logprobs(head: Any, hidden: Any, targets: Any, chunk: int = 4096) ->
     lps, greedy = [], []
     for i in range(0, hidden.shape[0], chunk):
         logits = head(hidden[i: i + chunk]).float()
-        t = targets[i: i + chunk]
+        t = targets[i: i + chunk].to(logits.device)  # the head may sit on another GPU
         lps.append(logits.gather(1, t[:, None])[:, 0] - torch.logsumexp(logits, dim=-1))
         greedy.append(logits.argmax(-1) == t)
     if not lps:

@@ -78,8 +78,9 @@ def _add_eval(p: argparse.ArgumentParser, tasks_required: bool = True) -> None:
     p.add_argument("--batch-size", type=_batch, default=None,
                    help="rows per batch, or auto (a token budget; default)")
     p.add_argument("--compile", action="store_true",
-                   help="torch.compile the decoder layers for log-likelihood scoring (pays off "
-                        "on thousands of items on a GPU; the first batch waits for the compile)")
+                   help="torch.compile the decoder layers for scoring and the norms and MLPs "
+                        "for greedy decoding (the first batch waits for the compile; pays off "
+                        "on long runs or several variants in one process)")
     p.add_argument("--max-new-tokens", type=_positive,
                    help="override every generation task's max_new_tokens")
     p.add_argument("--lm-eval-include", type=Path, action="append", default=[],

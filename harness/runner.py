@@ -120,7 +120,8 @@ def chunk_size(task: TaskSpec) -> int:
     env = os.environ.get("HARNESS_STORE_CHUNK")
     if env and env.isdigit() and int(env) > 0:
         return int(env)
-    return 128 if task.kind == "generation" else 512
+    # Multiple choice: four of its tokenize-while-scoring slices per chunk.
+    return {"generation": 128, "multiple_choice": 2048}.get(task.kind, 512)
 
 
 def run_task(task: TaskSpec, data: TaskData, engine: Engine, variant: Variant, spec: RunSpec,
@@ -137,7 +138,7 @@ def run_task(task: TaskSpec, data: TaskData, engine: Engine, variant: Variant, s
     missing = [e for e in data.examples if e.hash not in have]
     seen: set[str] = set()
     missing = [e for e in missing if not (e.hash in seen or seen.add(e.hash))]
-    # Longest first, so a static-cache generation run fixes its one shape in the first chunk.
+    # Longest first: a batch that does not fit in memory shows up (and backs off) at once.
     missing.sort(key=lambda e: -len(canonical_json(e.fields)))
     # Under a launcher each rank takes every world_size-th missing example.
     mine = missing[distributed.rank()::distributed.world_size()]

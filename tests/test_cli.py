@@ -217,3 +217,16 @@ def test_research_qa_perplexity(tiny_lm, tmp_path, capsys):
     assert metrics["perplexity"]["value"] == pytest.approx(math.exp(nll / tokens), rel=1e-9)
     lo, hi = metrics["perplexity"]["ci95"]
     assert lo <= metrics["perplexity"]["value"] <= hi
+
+
+def test_run_with_compile_matches_eager(tiny_lm, example_data, tmp_path, capsys):
+    """--compile reaches the engine and changes no number that matters."""
+    reports = {}
+    for flag in ([], ["--compile"]):
+        out = tmp_path / ("compiled" if flag else "eager")
+        code, cap = _run(capsys, "run", "--base", str(tiny_lm), "--tasks", "hellaswag",
+                         "--data", f"hellaswag={example_data['hellaswag']}", "--limit", "8",
+                         "--no-cache", "--out", str(out), *flag)
+        assert code == 0, cap.err
+        reports[bool(flag)] = _read(out)["tasks"]["hellaswag"]["metrics"]
+    assert reports[True] == reports[False]

@@ -551,7 +551,6 @@ class Engine:
                     out = out[:, : t + 1]
                     break
             del graph
-            _DECODE.clear()
         new = out.tolist()
         if eos is not None:
             new = [r[: r.index(eos) + 1] if eos in r else r for r in new]
@@ -691,6 +690,7 @@ def _attention(config: Any, impl: str) -> Iterator[None]:
         yield
     finally:
         config._attn_implementation = saved
+        _DECODE.clear()  # the decode-step buffers of this generation
 
 
 _REGISTERED = False

@@ -180,11 +180,13 @@ class Engine:
                     modules += [getattr(attn, name)] if hasattr(attn, name) else []
         else:
             modules = list(layers)
-        key = "parts" if parts else "layers"
-        if key not in self._compiled_calls:
-            self._compiled_calls[key] = [torch.compile(m._call_impl, dynamic=True)
-                                         for m in modules]
-        calls = self._compiled_calls[key]
+        # The compiled callables live on the modules, so every engine on this model (one per
+        # variant: base, then adapter) reuses them instead of compiling again.
+        for m in modules:
+            if getattr(m, "_harness_compiled", None) is None:
+                m._harness_compiled = torch.compile(m._call_impl, dynamic=True)
+        calls = self._compiled_calls.setdefault("parts" if parts else "layers",
+                                                [m._harness_compiled for m in modules])
         saved = [m._compiled_call_impl for m in modules]
         for m, call in zip(modules, calls, strict=True):
             m._compiled_call_impl = call
@@ -244,22 +246,28 @@ class Engine:
             width = max(len(inputs[i]) for i in batch)
             ids = torch.full((len(batch), width), self.pad_id, dtype=torch.long)
             mask = torch.zeros((len(batch), width), dtype=torch.long)
+            rows, cols, targets = [], [], []
             for row, i in enumerate(batch):
                 ids[row, : len(inputs[i])] = torch.tensor(inputs[i])
                 mask[row, : len(inputs[i])] = 1
+                cont, end = requests[i].continuation, len(inputs[i])
+                rows += [row] * len(cont)
+                cols += range(end - len(cont), end)
+                targets += cont
             with torch.no_grad():
-                hidden = self.model(input_ids=ids.to(self.device),
+                logits = self.model(input_ids=ids.to(self.device),
                                     attention_mask=mask.to(self.device),
                                     use_cache=False).logits
-            for row, i in enumerate(batch):
-                cont = requests[i].continuation
-                n, end = len(cont), len(inputs[i])
-                logits = hidden[row, end - n: end].float()
-                logprobs = torch.log_softmax(logits, dim=-1)
-                target = torch.tensor(cont, device=logprobs.device)
-                picked = logprobs.gather(1, target[:, None])[:, 0]
-                greedy = bool((logits.argmax(-1) == target).all())
-                results[i] = LoglikelihoodResult(float(picked.sum()), greedy, n)
+                lp, greedy = _gather_logprobs(
+                    lambda x: x, logits[torch.tensor(rows), torch.tensor(cols)],
+                    torch.tensor(targets))
+            lp_all, greedy_all = lp.tolist(), greedy.tolist()
+            at = 0
+            for i in batch:
+                n = len(requests[i].continuation)
+                results[i] = LoglikelihoodResult(float(sum(lp_all[at: at + n])),
+                                                 all(greedy_all[at: at + n]), n)
+                at += n
             if on_batch is not None:
                 on_batch(batch)
             progress.advance(task_id, len(batch))
@@ -418,12 +426,12 @@ class Engine:
     # -- generation ------------------------------------------------------------------------
     def generate(self, prompts: Sequence[Sequence[int]], spec: GenerationSpec,
                  progress: Progress, label: str) -> list[str]:
-        """Greedy (or seeded sampling) continuations of token-id prompts, left-padded batches
-        sorted by length and cut by the token budget.
+        """Greedy (or seeded sampling) continuations of token-id prompts, in batches sorted
+        by length and cut by the token budget.
 
-        Greedy decoding runs `_greedy` (a static KV cache, grouped-query attention without
-        repeated K/V, and on CUDA the decode step replayed as one CUDA graph); sampling, and
-        models that cannot take a static cache, run transformers' `generate`.
+        Greedy decoding runs `_greedy` (right-padded rows in a per-row-slot KV cache, flash
+        attention, on CUDA each decode step replayed as a CUDA graph); sampling, and models
+        `_greedy_loop_ok` turns away, run transformers' `generate` on left-padded batches.
         """
         import torch
 
@@ -432,7 +440,7 @@ class Engine:
         if spec.do_sample:
             torch.manual_seed(spec.seed)
         fast = not spec.do_sample and os.environ.get("HARNESS_FAST_DECODE", "1") != "0" \
-            and _static_decode_ok(self.model)
+            and _greedy_loop_ok(self.model)
         lengths = [len(p) + spec.max_new_tokens for p in prompts]
         eos = self.tokenizer.eos_token_id
 
@@ -630,10 +638,11 @@ def cut_at_stop(text: str, stop: Sequence[str]) -> str:
     return text[:cut].strip()
 
 
-
-def _static_decode_ok(model: Any) -> bool:
-    """Whether `Engine._greedy` can run this model: a plain causal LM whose every layer is a
-    full-attention layer (a static cache of one length for all) with sdpa or eager attention."""
+def _greedy_loop_ok(model: Any) -> bool:
+    """Whether `Engine._greedy` can run this model: a plain causal LM (`decoder_and_head`)
+    with sdpa or eager attention, every layer full attention (one cache length for all), of
+    the families transformers marks compileable (their layers write the cache through
+    `Cache.update` and take a prepared 4D mask)."""
     if decoder_and_head(model) is None:
         return False
     inner = model.get_base_model() if hasattr(model, "get_base_model") else model
@@ -734,13 +743,8 @@ def _register_attention() -> None:
                                 _DECODE["used"].to(dev), scaling)
             return out.reshape(b, 1, h, -1), None
         q = query.reshape(b, h // groups, groups, d)
-        mask = attention_mask[:, :, :, : key.shape[-2]]
-        if os.environ.get("HARNESS_DECODE_ATTN") == "matmul":
-            scores = torch.matmul(q, key.transpose(-1, -2)).float() * (scaling or d ** -0.5)
-            probs = torch.softmax(scores.masked_fill(~mask, float("-inf")), dim=-1)
-            out = torch.matmul(probs.to(value.dtype), value)
-        else:
-            out = sdpa(q, key, value, attn_mask=mask, scale=scaling)
+        out = sdpa(q, key, value, attn_mask=attention_mask[:, :, :, : key.shape[-2]],
+                   scale=scaling)
         return out.reshape(b, h, 1, d).transpose(1, 2).contiguous(), None
 
     AttentionInterface.register("harness_greedy", harness_greedy)
@@ -843,5 +847,6 @@ def _varlen_decode() -> Callable[..., Any] | None:
 
 
 # Inputs of the decode step's flash path, set by Engine._greedy (fixed buffers, so a captured
-# CUDA graph reads the current values): cu_q, cu_k, used, slots, fn.
+# CUDA graph reads the current values): fn (None: sdpa instead), cu_q, cu_k, used. Cleared
+# when `_attention` restores the model's attention implementation.
 _DECODE: dict[str, Any] = {}

@@ -202,16 +202,13 @@ def test_bad_recipes(tiny_lm, news_files, tmp_path, capsys):
     train, evals = news_files
     data = ["--data", f"cnn_dailymail={train}", "--data", f"cnn_dailymail:eval={evals}",
             "--out", str(tmp_path / "o")]
-    _fails(capsys, ["train", str(recipe), "--set", "training.learnig_rate=1"] + data,
-           r"unknown key 'training.learnig_rate'")
-    _fails(capsys, ["train", str(recipe), "--set", "training.learning_rate=0"] + data,
-           r"'training.learning_rate' must be > 0")
-    _fails(capsys, ["train", str(recipe), "--set", "lora.target_modules=[q_proj,c_attn]"] + data,
-           r"c_attn not in the model; its linear layers are: .*q_proj")
-    _fails(capsys, ["train", str(recipe), "--set", "training.max_length=8"] + data,
-           r"max_length 8 is shorter than the task's template")
-    _fails(capsys, ["train", str(recipe), "--set", "training.optimizer=paged_adamw_8bit"] + data,
-           r"paged_adamw_8bit needs a CUDA device")
-    _fails(capsys, ["train", str(recipe), "--set", "training.precision=fp16"] + data,
-           r"fp16 needs a CUDA device")
+    for setting, error in (
+            ("training.learnig_rate=1", r"unknown key 'training.learnig_rate'"),
+            ("training.learning_rate=0", r"'training.learning_rate' must be > 0"),
+            ("lora.target_modules=[q_proj,c_attn]",
+             r"c_attn not in the model; its linear layers are: .*q_proj"),
+            ("training.max_length=8", r"max_length 8 is shorter than the task's template"),
+            ("training.optimizer=paged_adamw_8bit", r"paged_adamw_8bit needs a CUDA device"),
+            ("training.precision=fp16", r"fp16 needs a CUDA device")):
+        _fails(capsys, ["train", str(recipe), "--set", setting] + data, error)
     _fails(capsys, ["train", str(tmp_path / "none.yaml")] + data, r"does not exist")

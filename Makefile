@@ -13,6 +13,9 @@ $(STAMP): requirements.lock pyproject.toml
 	# to the normal CUDA wheel elsewhere.
 	$(BIN)/python -m pip install -q torch==2.13.0
 	$(BIN)/python -m pip install -q -r requirements.lock
+	# Triton: CUDA builds of torch bring their own; on CPU the tests run the fused kernels
+	# (harness/kernels.py) through its interpreter.
+	$(BIN)/python -c "import triton" 2>/dev/null || $(BIN)/python -m pip install -q triton==3.9.0
 	$(BIN)/python -m pip install -q --no-deps -e .
 	touch $(STAMP)
 

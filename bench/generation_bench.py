@@ -126,28 +126,32 @@ def main() -> None:
                         "tokens_per_s": round(n / t.seconds), "peak_gib": round(t.peak_gib, 1),
                         "decode_mode": eng.decode_mode,
                         "decode_attention": eng.decode_attention,
+                        "fused": eng.fused_kernels,
                         "texts_equal_to_plain_generate": f"{agree}/{len(out)}"})
 
     ours(f"harness, transformers generate path, batch {args.batch}", args.batch,
          {"HARNESS_FAST_DECODE": "0"})
-    ours("harness, static cache, eager decode loop, batch auto", None,
-         {"HARNESS_CUDA_GRAPHS": "0"})
-    ours("harness, static cache + CUDA graph, batch auto, first call", None, {})
-    ours("harness, static cache + CUDA graph, batch auto, second call", None, {})
+    ours("harness decode loop, eager steps, batch auto", None, {"HARNESS_CUDA_GRAPHS": "0"})
+    ours("harness decode loop + CUDA graph, batch auto, first call", None, {})
+    ours("harness decode loop + CUDA graph, batch auto, second call", None, {})
+    ours("harness decode loop + CUDA graph, unfused (HARNESS_FUSED=0)", None,
+         {"HARNESS_FUSED": "0"})
     ours("harness --compile (norms, MLPs), CUDA graph, batch auto, first call (compiles)",
          None, {}, compile=True)
     ours("harness --compile (norms, MLPs), CUDA graph, batch auto, second call", None, {},
          compile=True)
+    ours("harness, prompt pass only (1 new token), batch auto", None, {}, new=1)
+    ours("harness, prompt pass only, unfused (HARNESS_FUSED=0)", None, {"HARNESS_FUSED": "0"},
+         new=1)
     ours("harness --compile, prompt pass only (1 new token), batch auto", None, {}, new=1,
          compile=True)
-    ours("harness, prompt pass only (1 new token), batch auto", None, {}, new=1)
-    ours(f"harness, static cache + CUDA graph, batch {args.batch}", args.batch, {})
+    ours(f"harness decode loop + CUDA graph, batch {args.batch}", args.batch, {})
     # With a LoRA adapter (r=8 on q/v), un-merged, as the harness evaluates adapters.
     from peft import LoraConfig, get_peft_model
 
     lora = get_peft_model(m, LoraConfig(r=8, lora_alpha=16, target_modules=["q_proj", "v_proj"],
                                         task_type="CAUSAL_LM")).eval()
-    ours("harness, static cache + CUDA graph, batch auto, LoRA r=8 un-merged", None, {}, lora)
+    ours("harness decode loop + CUDA graph, batch auto, LoRA r=8 un-merged", None, {}, lora)
     m = lora.unload()
     weights = sum(p.numel() * p.element_size() for p in m.parameters())
     floor = {"weights_bytes": weights, "decode_steps_at_batch_128": NEW,

@@ -156,6 +156,7 @@ class Engine:
         self._compiled_calls: dict[str, list[Any]] = {}
         self.decode_mode = ""  # how the last greedy generation ran: cuda-graph, eager, generate
         self.decode_attention = ""  # its decode-step attention: flash varlen or sdpa
+        self.fused_kernels: list[str] = []  # what the last scoring/decoding call ran fused
 
     @contextmanager
     def _compiled(self, decoder: Any, parts: bool = False) -> Iterator[None]:
@@ -195,6 +196,21 @@ class Engine:
         finally:
             for m, call in zip(modules, saved, strict=True):
                 m._compiled_call_impl = call
+
+    @contextmanager
+    def _fast_layers(self, decoder: Any, parts: bool = False) -> Iterator[None]:
+        """With `compile`, the torch.compile'd layers (`_compiled`); otherwise the fused
+        kernels of `harness.kernels` for the norms, MLPs and rotary embedding, where they
+        serve (CUDA, half precision, Triton)."""
+        if self.compile:
+            with self._compiled(decoder, parts):
+                yield
+            return
+        from harness.kernels import fused
+
+        with fused(decoder) as kinds:
+            self.fused_kernels = kinds
+            yield
 
     def _with_backoff(self, batch: list[int], run: Callable[[list[int]], None],
                       describe: Callable[[int], str]) -> None:
@@ -407,7 +423,7 @@ class Engine:
         for k, (a, b) in enumerate(spans):
             idx[k, : b - a] = np.arange(a, b)
         impl = getattr(decoder.config, "_attn_implementation", "sdpa")
-        with torch.no_grad(), self._compiled(decoder):
+        with torch.no_grad(), self._fast_layers(decoder):
             hidden = decoder(input_ids=_to_device(ids, dev),
                              attention_mask=_mask_for(mask[:, None], impl, hidden_dtype(decoder)),
                              position_ids=_to_device(pos, dev),
@@ -485,9 +501,10 @@ class Engine:
         """Greedy decoding of a batch of prompts; each row's new tokens, cut after its first
         EOS (as `generate`, which pads a finished row).
 
-        Rows are right-padded into a KV cache where each row writes its next token at its own
-        slot (`_RowCache`), so the prompt pass is plain causal attention (flash kernels, no
-        padding mask) and positions are the unpadded ones. Each decode step is one token per
+        The prompt pass runs the prompts packed into one sequence, no padding, attention causal
+        within each prompt (flash attention's variable-length kernel on CUDA); each prompt's
+        K/V land in its row of a cache where each row then writes its next token at its own
+        slot (`_RowCache`), so positions are the unpadded ones. Each decode step is one token per
         row whose inputs live in fixed buffers, so on CUDA the step is captured once as a CUDA
         graph and replayed: no per-step kernel launches or Python. Attention in decode reads
         each K/V head once for all its query heads. Stops early (checked every 32 steps) once
@@ -499,25 +516,37 @@ class Engine:
         dev = self.device if self.device != "auto" else str(self.model.device)
         inner = self.model.get_base_model() if hasattr(self.model, "get_base_model") \
             else self.model
-        rows, width = len(prompts), max(len(p) for p in prompts)
+        rows = len(prompts)
+        sizes = [len(p) for p in prompts]
+        width = max(sizes)
         length = -(-(width + new_tokens) // 64) * 64  # aligned for the fused attention kernels
-        ids = torch.full((rows, width), self.pad_id, dtype=torch.long)
-        for r, p in enumerate(prompts):
-            ids[r, : len(p)] = torch.tensor(list(p), dtype=torch.long)
-        lens = torch.tensor([len(p) for p in prompts], device=dev)
+        # The prompts packed into one sequence (no padding): each token's row and position.
+        ids = torch.tensor([t for p in prompts for t in p], dtype=torch.long)[None]
+        pos = torch.cat([torch.arange(n) for n in sizes])
+        row_of = torch.repeat_interleave(torch.arange(rows), torch.tensor(sizes))
+        bounds = [0]
+        for n in sizes:
+            bounds.append(bounds[-1] + n)
+        cu = torch.tensor(bounds, dtype=torch.int32, device=dev)
+        lens = torch.tensor(sizes, device=dev)
         at = lens.clone()                 # each row's next slot, and its next position
-        cache = _RowCache(at, length)
+        cache = _RowCache(at, length, rows)
+        cache.prefill = (row_of.to(dev), pos.to(dev))
         slot = torch.arange(length, device=dev)
         out = torch.empty(rows, new_tokens, dtype=torch.long, device=dev)
-        every = torch.arange(rows, device=dev)
         with torch.no_grad(), _attention(inner.config, "harness_greedy"), \
-                self._compiled(decoder, parts=True):
-            # Prompt pass. The mask is not used by harness_greedy's causal prompt path; it is
-            # passed in 4D so transformers does not build one from the cache.
+                self._fast_layers(decoder, parts=True):
+            # Prompt pass over the packed prompts: attention causal within each prompt (flash's
+            # variable-length kernel on CUDA), K/V written to each row's slots 0..len-1. The
+            # mask is not used there; it is passed in 4D so transformers builds none.
+            _DECODE["prefill"] = {"cu": cu, "longest": width,
+                                  "spans": list(zip(bounds[:-1], bounds[1:], strict=True))}
             hidden = decoder(input_ids=ids.to(dev), attention_mask=(slot < 0)[None, None, None],
-                             position_ids=torch.arange(width, device=dev)[None].expand(rows, -1),
-                             past_key_values=cache, use_cache=True).last_hidden_state
-            last = hidden[every.to(hidden.device), (lens - 1).to(hidden.device)]
+                             position_ids=pos[None].to(dev), past_key_values=cache,
+                             use_cache=True).last_hidden_state
+            del _DECODE["prefill"]
+            cache.prefill = None
+            last = hidden[0, (cu[1:] - 1).to(hidden.device)]
             out[:, 0] = head(last).argmax(-1).to(dev)
             del hidden
             token = out[:, :1].clone()
@@ -614,13 +643,22 @@ def _split_model(model: Any) -> tuple[Any, Any] | None:
 
 def _gather_logprobs(head: Any, hidden: Any, targets: Any, chunk: int = 4096) -> tuple[Any, Any]:
     """log p(target) and argmax == target at each row of `hidden`, the head and a float32
-    log-softmax computed a chunk of rows at a time to bound memory."""
+    log-softmax computed a chunk of rows at a time to bound memory (on CUDA in half precision
+    one fused pass over each chunk's logits: `kernels.target_logprobs`)."""
     import torch
+
+    from harness.kernels import target_logprobs
 
     lps, greedy = [], []
     for i in range(0, hidden.shape[0], chunk):
-        logits = head(hidden[i: i + chunk]).float()
+        logits = head(hidden[i: i + chunk])
         t = targets[i: i + chunk].to(logits.device)  # the head may sit on another GPU
+        fused = target_logprobs(logits, t)
+        if fused is not None:
+            lps.append(fused[0])
+            greedy.append(fused[1])
+            continue
+        logits = logits.float()
         lps.append(logits.gather(1, t[:, None])[:, 0] - torch.logsumexp(logits, dim=-1))
         greedy.append(logits.argmax(-1) == t)
     if not lps:
@@ -707,10 +745,11 @@ _REGISTERED = False
 
 def _register_attention() -> None:
     """Registers "harness_greedy" with transformers, the attention of `Engine._greedy`:
-    - several query tokens (the prompt pass, rows right-padded from slot 0): causal attention
-      over the first query-length slots, exact for every real token, and the flash kernel's
-      case (no mask; grouped K/V heads native);
-    - one query token (a decode step), on CUDA in half precision: flash attention's
+    - the prompt pass (`_DECODE["prefill"]` set): the prompts packed into one sequence,
+      attention causal within each prompt — on CUDA in half precision flash attention's
+      variable-length kernel over the prompts' boundaries (grouped K/V heads native), else
+      causal sdpa prompt by prompt;
+    - one query token per row (a decode step), on CUDA in half precision: flash attention's
       variable-length kernel, each row reading its first `used` slots (`_varlen_decode`);
       elsewhere each K/V head's query heads folded into the query axis, so K/V are read once,
       not repeated per query head, under the [rows, 1, 1, slots] mask.
@@ -722,15 +761,26 @@ def _register_attention() -> None:
     from transformers import AttentionInterface
 
     sdpa = torch.nn.functional.scaled_dot_product_attention
+    flash = getattr(torch.ops.aten, "_flash_attention_forward", None)
 
     def harness_greedy(module: Any, query: Any, key: Any, value: Any, attention_mask: Any,
                        dropout: float = 0.0, scaling: float | None = None, **kwargs: Any,
                        ) -> tuple[Any, None]:
         groups = getattr(module, "num_key_value_groups", 1)
         b, h, n, d = query.shape
-        if n > 1:
-            out = sdpa(query, key[:, :, :n], value[:, :, :n], is_causal=True, scale=scaling,
-                       enable_gqa=groups > 1)
+        pre = _DECODE.get("prefill")
+        if pre is not None:  # [1, heads, packed tokens, dim]
+            if flash is not None and query.is_cuda and query.dtype in (torch.float16,
+                                                                       torch.bfloat16):
+                cu = pre["cu"].to(query.device)
+                out = flash.default(query[0].transpose(0, 1), key[0].transpose(0, 1),
+                                    value[0].transpose(0, 1), cu, cu, pre["longest"],
+                                    pre["longest"], 0.0, True, False, scale=scaling)[0]
+                return out[None], None
+            out = query.new_empty(b, h, n, value.shape[-1])
+            for a, z in pre["spans"]:
+                out[:, :, a:z] = sdpa(query[:, :, a:z], key[:, :, a:z], value[:, :, a:z],
+                                      is_causal=True, scale=scaling, enable_gqa=groups > 1)
             return out.transpose(1, 2).contiguous(), None
         if _DECODE.get("fn") is not None and query.is_cuda and query.dtype in (
                 torch.float16, torch.bfloat16):
@@ -781,13 +831,16 @@ def _capture(step: Callable[[], Any]) -> tuple[Any, Any]:
 class _RowCache:
     """The KV cache of `Engine._greedy`: per layer, K and V stored [rows, slots, kv heads, head
     dim] (the layout flash attention's variable-length kernel reads) and handed to attention as
-    [rows, kv heads, slots, head dim] views. The prompt pass writes every row from slot 0 (rows
-    right-padded); a decode step writes row r's token at slot `at[r]`, its own length so far.
+    [rows, kv heads, slots, head dim] views. The prompt pass (`prefill`: each packed token's
+    row and position) writes each prompt's K/V to its row's first slots and hands attention the
+    packed K/V; a decode step writes row r's token at slot `at[r]`, its own length so far.
     Duck-types the one method of transformers' Cache that the decoder layers call (`update`)."""
 
-    def __init__(self, at: Any, slots: int):
+    def __init__(self, at: Any, slots: int, rows: int):
         self.at = at
         self.slots = slots
+        self.rows = rows
+        self.prefill: tuple[Any, Any] | None = None
         self.every = None
         self.keys: dict[int, Any] = {}
         self.values: dict[int, Any] = {}
@@ -796,22 +849,24 @@ class _RowCache:
                ) -> tuple[Any, Any]:
         import torch
 
-        if layer_idx not in self.keys:  # the prompt pass
-            rows, heads, _, dim = key.shape
-            self.keys[layer_idx] = torch.zeros((rows, self.slots, heads, dim), dtype=key.dtype,
-                                               device=key.device)
-            self.values[layer_idx] = torch.zeros((rows, self.slots, heads, value.shape[-1]),
+        if layer_idx not in self.keys:
+            _, heads, _, dim = key.shape
+            self.keys[layer_idx] = torch.zeros((self.rows, self.slots, heads, dim),
+                                               dtype=key.dtype, device=key.device)
+            self.values[layer_idx] = torch.zeros((self.rows, self.slots, heads,
+                                                  value.shape[-1]),
                                                  dtype=value.dtype, device=value.device)
         k, v = self.keys[layer_idx], self.values[layer_idx]
-        if key.shape[2] > 1:
-            k[:, : key.shape[2]] = key.transpose(1, 2)
-            v[:, : value.shape[2]] = value.transpose(1, 2)
-        else:
-            if self.every is None:
-                self.every = torch.arange(k.shape[0], device=k.device)
-            at = self.at.to(k.device)  # a no-op unless the layer is on another GPU
-            k[self.every, at] = key[:, :, 0]
-            v[self.every, at] = value[:, :, 0]
+        if self.prefill is not None:
+            row, pos = (t.to(k.device) for t in self.prefill)  # no-ops but across GPUs
+            k[row, pos] = key[0].transpose(0, 1)
+            v[row, pos] = value[0].transpose(0, 1)
+            return key, value
+        if self.every is None:
+            self.every = torch.arange(k.shape[0], device=k.device)
+        at = self.at.to(k.device)  # a no-op unless the layer is on another GPU
+        k[self.every, at] = key[:, :, 0]
+        v[self.every, at] = value[:, :, 0]
         return k.transpose(1, 2), v.transpose(1, 2)
 
 

@@ -7,6 +7,9 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["HF_DATASETS_OFFLINE"] = "1"
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ["HARNESS_NO_PROGRESS"] = "1"
+# Triton, where installed, runs its interpreter: the tests run on CPU (test_kernels.py runs the
+# fused kernels through it; elsewhere they stay off on CPU).
+os.environ["TRITON_INTERPRET"] = "1"
 if "HARNESS_CACHE" not in os.environ:  # keep the tests' result store out of ~/.cache
     import tempfile
 

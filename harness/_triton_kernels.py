@@ -1,0 +1,108 @@
+"""The Triton kernels of `harness.kernels` (imported only where Triton is: CUDA builds of
+torch ship it; the tests install it and run these through its interpreter)."""
+
+import os
+
+import triton
+import triton.language as tl
+
+try:
+    from triton.language.extra import libdevice
+except ImportError:  # pragma: no cover - older Triton
+    libdevice = None
+
+# On the GPU: libdevice's exp (CUDA's expf, as torch's silu) and IEEE adds that the compiler
+# cannot contract into FMAs. The interpreter (TRITON_INTERPRET=1) has neither.
+ACCURATE = libdevice is not None and os.environ.get("TRITON_INTERPRET", "0") != "1"
+
+
+@triton.jit
+def rms_norm_kernel(X, W, Y, M, stride_x, eps, N: tl.constexpr, BLOCK: tl.constexpr,
+                    ROWS: tl.constexpr):
+    rows = tl.program_id(0).to(tl.int64) * ROWS + tl.arange(0, ROWS)
+    cols = tl.arange(0, BLOCK)
+    mask = (rows[:, None] < M) & (cols[None, :] < N)
+    x = tl.load(X + rows[:, None] * stride_x + cols[None, :], mask=mask,
+                other=0.0).to(tl.float32)
+    var = tl.sum(x * x, axis=1) * (1.0 / N)
+    normed = (x * tl.rsqrt(var + eps)[:, None]).to(X.dtype.element_ty)
+    w = tl.load(W + cols, mask=cols < N, other=0.0).to(tl.float32)
+    y = normed.to(tl.float32) * w[None, :]
+    tl.store(Y + rows[:, None] * N + cols[None, :], y.to(Y.dtype.element_ty), mask=mask)
+
+
+@triton.jit
+def silu_mul_kernel(G, U, Y, n, BLOCK: tl.constexpr, ACCURATE: tl.constexpr):
+    offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
+    mask = offs < n
+    g = tl.load(G + offs, mask=mask, other=0.0).to(tl.float32)
+    u = tl.load(U + offs, mask=mask, other=0.0).to(tl.float32)
+    if ACCURATE:  # noqa: SIM108 - a compile-time branch: libdevice is not interpreted
+        e = libdevice.exp(-g)
+    else:
+        e = tl.exp(-g)
+    s = tl.div_rn(g, 1.0 + e).to(G.dtype.element_ty)
+    tl.store(Y + offs, (s.to(tl.float32) * u).to(Y.dtype.element_ty), mask=mask)
+
+
+@triton.jit
+def rope_rows(X, Out, b, t, sb, sh, st, ob, oh, ot, c, s, H: tl.constexpr, BH: tl.constexpr,
+              D: tl.constexpr, ACCURATE: tl.constexpr):
+    d = tl.arange(0, D)
+    half: tl.constexpr = D // 2
+    h = tl.arange(0, BH)[:, None]
+    at = X + b * sb + t * st + h * sh
+    x = tl.load(at + d[None, :], mask=h < H, other=0.0)
+    xp = tl.load(at + ((d + half) % D)[None, :], mask=h < H, other=0.0)
+    rot = tl.where(d[None, :] < half, -xp, xp)
+    a = (x.to(tl.float32) * c).to(x.dtype).to(tl.float32)
+    r = (rot.to(tl.float32) * s).to(x.dtype).to(tl.float32)
+    # An IEEE add the compiler cannot contract with a multiply into an FMA (that would
+    # skip the products' rounding, which eager torch does).
+    if ACCURATE:  # noqa: SIM108 - a compile-time branch: libdevice is not interpreted
+        y = libdevice.add_rn(a, r)
+    else:
+        y = a + r
+    tl.store(Out + b * ob + t * ot + h * oh + d[None, :], y.to(Out.dtype.element_ty),
+             mask=h < H)
+
+
+@triton.jit
+def rope_kernel(Q, K, C, S, QO, KO, T, sqb, sqh, sqt, skb, skh, skt, oqb, oqh, oqt,
+                okb, okh, okt, scb, sct, HQ: tl.constexpr, HK: tl.constexpr,
+                D: tl.constexpr, BHQ: tl.constexpr, BHK: tl.constexpr,
+                ACCURATE: tl.constexpr):
+    pid = tl.program_id(0).to(tl.int64)
+    b = pid // T
+    t = pid % T
+    d = tl.arange(0, D)
+    c = tl.load(C + b * scb + t * sct + d).to(tl.float32)[None, :]
+    s = tl.load(S + b * scb + t * sct + d).to(tl.float32)[None, :]
+    rope_rows(Q, QO, b, t, sqb, sqh, sqt, oqb, oqh, oqt, c, s, HQ, BHQ, D, ACCURATE)
+    rope_rows(K, KO, b, t, skb, skh, skt, okb, okh, okt, c, s, HK, BHK, D, ACCURATE)
+
+
+@triton.jit
+def target_logprob_kernel(L, T, LP, HIT, V, stride, BLOCK: tl.constexpr):
+    """Per row of logits: log_softmax at the target (float32, online over the vocabulary)
+    and whether the target is the first argmax (torch.argmax's choice among ties)."""
+    row = tl.program_id(0).to(tl.int64)
+    base = L + row * stride
+    cols = tl.arange(0, BLOCK)
+    m = tl.full((), float("-inf"), tl.float32)
+    s = tl.zeros((), tl.float32)
+    best = tl.full((), float("-inf"), tl.float32)
+    best_at = tl.zeros((), tl.int64)
+    for lo in range(0, V, BLOCK):
+        x = tl.load(base + lo + cols, mask=lo + cols < V, other=float("-inf")).to(tl.float32)
+        cmax, cidx = tl.max(x, axis=0, return_indices=True, return_indices_tie_break_left=True)
+        m_new = tl.maximum(m, cmax)
+        s = s * tl.exp(m - m_new) + tl.sum(tl.exp(x - m_new), axis=0)
+        m = m_new
+        take = cmax > best
+        best_at = tl.where(take, lo + cidx.to(tl.int64), best_at)
+        best = tl.where(take, cmax, best)
+    t = tl.load(T + row)
+    xt = tl.load(base + t).to(tl.float32)
+    tl.store(LP + row, xt - (m + tl.log(s)))
+    tl.store(HIT + row, (best_at == t).to(tl.int8))

@@ -1,0 +1,333 @@
+"""Fused GPU kernels for the small elementwise work of an eager decoder layer.
+
+In an eager transformers layer, RMSNorm is eight kernels (a float32 copy, square, mean, add,
+rsqrt, multiply, a cast back, the weight multiply), rotary embedding ten (multiplies, a
+negation, a concatenation, an add, for queries and keys), SwiGLU's `act(gate) * up` two. They
+move more bytes than the layer's matmuls read for short rows, and in a decode step each is a
+kernel launch of a few microseconds. `fused(decoder)` replaces them, for the engine's calls
+only, with one Triton kernel each:
+
+- `rms_norm`: the norm in float32, the normalised value rounded to the input dtype, then the
+  weight multiply rounded to the output dtype, as transformers' Llama-family RMSNorm does;
+- `silu_mul`: silu in float32 (IEEE division, libdevice exp as CUDA's expf) rounded to the
+  dtype, then the multiply rounded again, as `act_fn(gate) * up`;
+- `rope`: `q * cos + rotate_half(q) * sin` with each product and the sum rounded to the
+  dtype, as `apply_rotary_pos_emb`, queries and keys in one launch.
+
+Each replacement is installed only for module classes (and rotary functions) whose output it
+reproduces on a probe input — a norm with a different formula (Gemma's `1 + weight`), another
+activation, partial rotary, all keep their own code. The sum inside RMSNorm's mean runs in a
+different order than torch's, so outputs can differ from the module's by one unit in the last
+place of the half-precision result; everything else rounds where the modules round
+(`bench/gpu_checks.py` counts the exactly equal elements on the GPU). Used on CUDA in half
+precision; float32 runs, where results are compared exactly, keep the modules' own code.
+`HARNESS_FUSED=0` turns it off; `HARNESS_FUSED=1` with `TRITON_INTERPRET=1` (the tests) also
+runs them on CPU tensors, float32 included, through Triton's interpreter.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+
+def _interpreting() -> bool:
+    return os.environ.get("TRITON_INTERPRET", "0") == "1"
+
+
+def _kernels() -> dict[str, Any] | None:
+    """The Triton kernels, compiled on first use; None where Triton is not importable."""
+    try:
+        import triton
+
+        from harness import _triton_kernels as kt
+    except ImportError:
+        return None
+    return {"triton": triton, "rms_norm": kt.rms_norm_kernel, "silu_mul": kt.silu_mul_kernel,
+            "rope": kt.rope_kernel, "target_logprob": kt.target_logprob_kernel,
+            "accurate": kt.ACCURATE}
+
+
+def _setting() -> str:
+    return os.environ.get("HARNESS_FUSED", "auto")
+
+
+def _runs_here(t: Any) -> bool:
+    """Whether the kernels run on this tensor: CUDA in half precision; with HARNESS_FUSED=1
+    under the Triton interpreter (tests), CPU tensors of any float dtype."""
+    import torch
+
+    if t.is_cuda:
+        return t.dtype in (torch.float16, torch.bfloat16)
+    return t.device.type == "cpu" and _interpreting() and _setting() == "1" and \
+        t.dtype in (torch.float32, torch.float16, torch.bfloat16)
+
+
+def rms_norm(x: Any, weight: Any, eps: float) -> Any:
+    """transformers' RMSNorm: `weight * (x * rsqrt(mean(x²) + eps)).to(x.dtype)`."""
+    import torch
+
+    k = _kernels()
+    assert k is not None
+    n = x.shape[-1]
+    x2 = x.reshape(-1, n)
+    if x2.stride(-1) != 1:
+        x2 = x2.contiguous()
+    y = torch.empty(x2.shape, dtype=torch.promote_types(x.dtype, weight.dtype),
+                    device=x.device)
+    block = k["triton"].next_power_of_2(n)
+    rows = max(1, min(64, 4096 // block))
+    k["rms_norm"][(k["triton"].cdiv(x2.shape[0], rows),)](
+        x2, weight, y, x2.shape[0], x2.stride(0), float(eps), N=n, BLOCK=block, ROWS=rows,
+        num_warps=4 if block * rows <= 4096 else 8)
+    return y.view(x.shape)
+
+
+def silu_mul(gate: Any, up: Any) -> Any:
+    """`silu(gate) * up`, each op rounded to the dtype as in eager torch."""
+    import torch
+
+    k = _kernels()
+    assert k is not None
+    gate, up = gate.contiguous(), up.contiguous()
+    y = torch.empty(gate.shape, dtype=torch.promote_types(gate.dtype, up.dtype),
+                    device=gate.device)
+    n = gate.numel()
+    block = 2048
+    k["silu_mul"][(k["triton"].cdiv(n, block),)](gate, up, y, n, BLOCK=block,
+                                                  ACCURATE=k["accurate"], num_warps=8)
+    return y
+
+
+def rope(q: Any, k_: Any, cos: Any, sin: Any) -> tuple[Any, Any]:
+    """`apply_rotary_pos_emb(q, k, cos, sin)` for q/k [batch, heads, tokens, head_dim] (any
+    strides with a contiguous last axis) and cos/sin [batch or 1, tokens, head_dim]."""
+    k = _kernels()
+    assert k is not None
+    b, hq, t, d = q.shape
+    hk = k_.shape[1]
+    qo, ko = q.new_empty(q.shape), k_.new_empty(k_.shape)
+    cb = cos.stride(0) if cos.shape[0] > 1 else 0
+    k["rope"][(b * t,)](
+        q, k_, cos, sin, qo, ko, t, q.stride(0), q.stride(1), q.stride(2),
+        k_.stride(0), k_.stride(1), k_.stride(2), qo.stride(0), qo.stride(1), qo.stride(2),
+        ko.stride(0), ko.stride(1), ko.stride(2), cb, cos.stride(1), HQ=hq, HK=hk, D=d,
+        BHQ=k["triton"].next_power_of_2(hq), BHK=k["triton"].next_power_of_2(hk),
+        ACCURATE=k["accurate"], num_warps=4)
+    return qo, ko
+
+
+def target_logprobs(logits: Any, targets: Any) -> tuple[Any, Any] | None:
+    """(log_softmax(logits.float())[i, targets[i]], logits[i].argmax() == targets[i]) per row
+    in one read of the logits, without a float32 copy of them; None where the kernels do not
+    serve (the caller computes it with torch)."""
+    import torch
+
+    if _setting() == "0" or not _runs_here(logits) or logits.dim() != 2 or \
+            logits.stride(-1) != 1 or (k := _kernels()) is None:
+        return None
+    rows, vocab = logits.shape
+    lp = torch.empty(rows, dtype=torch.float32, device=logits.device)
+    hit = torch.empty(rows, dtype=torch.int8, device=logits.device)
+    if rows:
+        k["target_logprob"][(rows,)](logits, targets.to(logits.device).long().contiguous(),
+                                     lp, hit, vocab, logits.stride(0), BLOCK=4096,
+                                     num_warps=8)
+    return lp, hit.bool()
+
+
+# -- installing them --------------------------------------------------------------------------
+
+def _norm_call(m: Any) -> Callable[..., Any] | None:
+    eps = getattr(m, "variance_epsilon", getattr(m, "eps", None))
+    w = getattr(m, "weight", None)
+    if eps is None or w is None or w.dim() != 1 or getattr(m, "bias", None) is not None:
+        return None
+
+    def call(x: Any, *args: Any, **kwargs: Any) -> Any:
+        if args or kwargs or not _runs_here(x) or x.shape[-1] != w.shape[0] or \
+                w.device != x.device:
+            return m.forward(x, *args, **kwargs)
+        return rms_norm(x, w, eps)
+    return call
+
+
+def _mlp_call(m: Any) -> Callable[..., Any] | None:
+    import torch
+
+    # transformers' SiLUActivation or torch's SiLU; the probe checks the whole MLP anyway.
+    if not all(hasattr(m, n) for n in ("gate_proj", "up_proj", "down_proj", "act_fn")) or \
+            not (isinstance(m.act_fn, torch.nn.SiLU) or
+                 type(m.act_fn).__name__ == "SiLUActivation"):
+        return None
+
+    def call(x: Any, *args: Any, **kwargs: Any) -> Any:
+        if args or kwargs or not _runs_here(x):
+            return m.forward(x, *args, **kwargs)
+        g, u = m.gate_proj(x), m.up_proj(x)
+        if g.dtype != u.dtype or g.shape != u.shape or not _runs_here(g):
+            return m.down_proj(m.act_fn(g) * u)
+        return m.down_proj(silu_mul(g, u))
+    return call
+
+
+def _rope_fn(original: Callable[..., Any]) -> Callable[..., Any]:
+    def apply_rotary_pos_emb(q: Any, k: Any, cos: Any, sin: Any, *args: Any,
+                             **kwargs: Any) -> Any:
+        unsqueeze = kwargs.pop("unsqueeze_dim", 1) if not args else None
+        ok = unsqueeze == 1 and not kwargs and q.dim() == 4 and k.dim() == 4 and \
+            cos.dim() == 3 and cos.shape == sin.shape and _runs_here(q) and \
+            q.dtype == k.dtype == cos.dtype == sin.dtype and q.shape[0] == k.shape[0] and \
+            q.shape[2:] == k.shape[2:] and cos.shape[1:] == q.shape[2:] and \
+            cos.shape[0] in (1, q.shape[0]) and q.shape[-1] in (16, 32, 64, 128, 256) and \
+            q.stride(-1) == k.stride(-1) == 1 and cos.stride() == sin.stride() and \
+            cos.stride(-1) == 1
+        if not ok:
+            if unsqueeze is not None:
+                kwargs["unsqueeze_dim"] = unsqueeze
+            return original(q, k, cos, sin, *args, **kwargs)
+        return rope(q, k, cos, sin)
+    apply_rotary_pos_emb.__wrapped__ = original  # type: ignore[attr-defined]
+    return apply_rotary_pos_emb
+
+
+def _close(a: Any, b: Any) -> bool:
+    """Outputs equal up to the last place of the dtype (one ulp: RMSNorm's sum order)."""
+    import torch
+
+    if a.shape != b.shape or a.dtype != b.dtype:
+        return False
+    tol = {torch.bfloat16: 2 ** -7, torch.float16: 2 ** -10}.get(a.dtype, 1e-5)
+    return bool(torch.allclose(a.float(), b.float(), rtol=tol, atol=tol))
+
+
+# Probe verdicts by (what, class or function, dtype, device type): checked once each.
+_VERDICT: dict[tuple[str, str, str, str], bool] = {}
+
+
+def _probe(what: str, owner: Any, dtype: Any, device: Any, check: Callable[[], bool]) -> bool:
+    name = owner if isinstance(owner, str) else \
+        f"{type(owner).__module__}.{type(owner).__qualname__}"
+    key = (what, name, str(dtype), device.type)
+    if key not in _VERDICT:
+        import torch
+
+        try:
+            with torch.no_grad():
+                _VERDICT[key] = bool(check())
+        except Exception:  # noqa: BLE001 - a replacement that fails its probe is not used
+            _VERDICT[key] = False
+    return _VERDICT[key]
+
+
+def _plan(decoder: Any, dtype: Any, device: Any,
+          ) -> tuple[list[tuple[Any, Any]], list[tuple[Any, str, Any]], list[str]]:
+    """The replacements that pass their probes: (module, call) pairs, (python module, name,
+    function) globals, and a description of each kind installed."""
+    import torch
+
+    gen = torch.Generator(device="cpu").manual_seed(0)
+
+    def rand(*shape: int) -> Any:
+        return torch.randn(*shape, generator=gen).to(device=device, dtype=dtype)
+
+    calls: list[tuple[Any, Any]] = []
+    kinds: dict[str, int] = {}
+    rope_mods: dict[str, Any] = {}
+    for m in decoder.modules():
+        name = type(m).__name__
+        call = None
+        if name.endswith("RMSNorm"):
+            call = _norm_call(m)
+            if call is not None:
+                n = m.weight.shape[0]
+                x = rand(3, n) * 3
+                ok = _probe("rms_norm", m, dtype, device,
+                            lambda c=call, m=m, x=x: _close(c(x), m.forward(x)))
+                call = call if ok else None
+        elif name.endswith("MLP"):
+            call = _mlp_call(m)
+            h = getattr(getattr(m, "gate_proj", None), "in_features", None)
+            if call is not None and h:
+                x = rand(2, 3, h)
+                ok = _probe("silu_mul", m, dtype, device,
+                            lambda c=call, m=m, x=x: _close(c(x), m.forward(x)))
+                call = call if ok else None
+            else:
+                call = None
+        elif hasattr(m, "q_proj") and hasattr(m, "k_proj"):
+            mod = sys.modules.get(type(m).__module__)
+            if mod is not None and callable(getattr(mod, "apply_rotary_pos_emb", None)):
+                rope_mods[mod.__name__] = mod
+        if call is not None:
+            calls.append((m, call))
+            kinds[name] = kinds.get(name, 0) + 1
+    globals_: list[tuple[Any, str, Any]] = []
+    for mod in rope_mods.values():
+        original = mod.apply_rotary_pos_emb
+        fused_fn = _rope_fn(original)
+
+        def check(o: Any = original, f: Any = fused_fn) -> bool:
+            t, d = 5, 64
+            q = rand(2, t, 4, d).transpose(1, 2)  # the layers' layout: a transposed view
+            k = rand(2, t, 2, d).transpose(1, 2)
+            cos, sin = rand(1, t, d), rand(1, t, d)
+            a, b = o(q, k, cos, sin), f(q, k, cos, sin)
+            return _close(a[0], b[0]) and _close(a[1], b[1])
+        if _probe("rope", f"{mod.__name__}.apply_rotary_pos_emb", dtype, device, check):
+            globals_.append((mod, "apply_rotary_pos_emb", fused_fn))
+            kinds[f"{mod.__name__.rsplit('.', 1)[-1]}.apply_rotary_pos_emb"] = 1
+    return calls, globals_, [f"{k} x{v}" for k, v in kinds.items()]
+
+
+def usable(decoder: Any) -> tuple[Any, Any] | None:
+    """(dtype, device) when the fused kernels can serve this decoder: Triton importable,
+    HARNESS_FUSED not 0, every parameter on one device where the kernels run (`_runs_here`);
+    None else."""
+    import torch
+
+    if _setting() == "0":
+        return None
+    devices, dtype = set(), None
+    for p in decoder.parameters():
+        devices.add(p.device)
+        if dtype is None and p.is_floating_point():
+            dtype = p.dtype
+    if len(devices) != 1 or dtype is None:
+        return None
+    device = devices.pop()
+    if not _runs_here(torch.empty(0, dtype=dtype, device=device)) or _kernels() is None:
+        return None
+    return dtype, device
+
+
+@contextmanager
+def fused(decoder: Any) -> Iterator[list[str]]:
+    """Inside the block, the decoder's RMSNorms, SiLU MLPs and rotary embedding run the fused
+    kernels (those that pass their probes); their own code again after it. Yields what was
+    installed (empty where nothing could be)."""
+    where = usable(decoder)
+    if where is None:
+        yield []
+        return
+    plan = getattr(decoder, "_harness_fused", None)
+    if plan is None or plan[0] != where:
+        plan = (where, *_plan(decoder, *where))
+        decoder._harness_fused = plan
+    _, calls, globals_, kinds = plan
+    saved = [m._compiled_call_impl for m, _ in calls]
+    saved_g = [getattr(mod, name) for mod, name, _ in globals_]
+    for m, call in calls:
+        m._compiled_call_impl = call
+    for mod, name, fn in globals_:
+        setattr(mod, name, fn)
+    try:
+        yield kinds
+    finally:
+        for (m, _), call in zip(calls, saved, strict=True):
+            m._compiled_call_impl = call
+        for (mod, name, _), fn in zip(globals_, saved_g, strict=True):
+            setattr(mod, name, fn)

@@ -244,14 +244,27 @@ def choices_check(tok) -> dict:
     packed = Engine(m, tok, DEVICE, 4096).loglikelihood_choices(groups, Progress(False), "mc")
     flat = [LoglikelihoodRequest(c, x) for c, xs in groups for x in xs]
     single = Engine(m, tok, DEVICE, 4096, batch_size=32).loglikelihood(flat, Progress(False), "l")
-    got = [r.logprob for item in packed for r in item]
     ref = [r.logprob for r in single]
-    pick = [max(range(4), key=lambda j, i=i: got[4 * i + j]) for i in range(len(groups))]
-    pick_ref = [max(range(4), key=lambda j, i=i: ref[4 * i + j]) for i in range(len(groups))]
-    return {"items": len(groups),
-            "max_abs_logprob_diff": max(abs(a - b) for a, b in zip(got, ref, strict=True)),
-            "choices_equal": f"{sum(a == b for a, b in zip(pick, pick_ref, strict=True))}"
-                             f"/{len(groups)}"}
+
+    def versus_ref(results):
+        got = [r.logprob for item in results for r in item]
+        pick = [max(range(4), key=lambda j, i=i: got[4 * i + j]) for i in range(len(groups))]
+        pick_ref = [max(range(4), key=lambda j, i=i: ref[4 * i + j]) for i in range(len(groups))]
+        return {"max_abs_logprob_diff": max(abs(a - b) for a, b in zip(got, ref, strict=True)),
+                "choices_equal": f"{sum(a == b for a, b in zip(pick, pick_ref, strict=True))}"
+                                 f"/{len(groups)}"}
+
+    out = {"items": len(groups), "fp32 packed rows vs fp32 one row per continuation":
+           versus_ref(packed)}
+    # bf16, the same weights: flash segments (the CUDA default) and masked rows, each against
+    # the fp32 reference; a wrong segment layout would show as a far larger error.
+    mb = small_model(torch.bfloat16)
+    for name in ("flash", "mask"):
+        os.environ["HARNESS_CHOICES_ATTN"] = name
+        res = Engine(mb, tok, DEVICE, 4096).loglikelihood_choices(groups, Progress(False), "mc")
+        out[f"bf16 {name} vs fp32 one row per continuation"] = versus_ref(res)
+    del os.environ["HARNESS_CHOICES_ATTN"]
+    return out
 
 
 def main() -> None:

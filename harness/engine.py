@@ -373,6 +373,8 @@ class Engine:
 
         decoder, head = parts
         dev = self.device
+        if self._flash_choices_ok(decoder):
+            return self._choices_flash(rows, parts)
         width = max(sum(len(ctx) + sum(len(c) for c in conts) for ctx, conts in row)
                     for row in rows)
         n = len(rows)
@@ -434,6 +436,97 @@ class Engine:
             lp, greedy = _gather_logprobs(head, flat[_to_device(np.array(sel), at)],
                                           _to_device(np.array(targets), str(flat.device)))
             idx_t = _to_device(idx, str(lp.device))
+            zero = lp.new_zeros(1)
+            lp_sum = torch.cat([lp, zero]).double()[idx_t].sum(1)
+            miss = torch.cat([(~greedy).to(torch.int32), zero.to(torch.int32)])[idx_t].sum(1)
+        return lp_sum, miss
+
+    def _flash_choices_ok(self, decoder: Any) -> bool:
+        """Whether `_choices_flash` serves: CUDA, half precision, flash attention's
+        variable-length kernel in this torch, one device, a model `_greedy_loop_ok` accepts
+        (full attention through transformers' attention interface), not --compile
+        (`HARNESS_CHOICES_ATTN=mask` keeps the masked rows)."""
+        import torch
+
+        if self.compile or not self.device.startswith("cuda") or \
+                os.environ.get("HARNESS_CHOICES_ATTN", "flash") != "flash" or \
+                getattr(torch.ops.aten, "_flash_attention_forward", None) is None or \
+                hidden_dtype(decoder) not in (torch.float16, torch.bfloat16) or \
+                not _greedy_loop_ok(self.model):
+            return False
+        inner = self.model.get_base_model() if hasattr(self.model, "get_base_model") \
+            else self.model
+        return len({str(d) for d in (getattr(inner, "hf_device_map", None) or {}).values()}
+                   - {"cpu", "disk"}) <= 1
+
+    def _choices_flash(self, rows: Sequence[Sequence[Choices]], parts: tuple[Any, Any],
+                       ) -> tuple[Any, Any]:
+        """`_choices_batch` on CUDA: the batch's items packed into one sequence, no padding
+        and no mask. Attention runs flash's variable-length kernel over segments — each
+        context attends causally to itself; each continuation to its context and causally to
+        itself — with each continuation's keys gathered as [context, continuation]
+        (`harness_choices`). Same inputs and positions as the masked rows."""
+        import numpy as np
+        import torch
+
+        decoder, head = parts
+        dev = self.device
+        ids: list[int] = []
+        pos: list[int] = []
+        kv: list[int] = []                  # the packed positions each segment's keys read
+        q_bounds, k_bounds = [0], [0]
+        longest_q = longest_k = 1
+        sel: list[int] = []
+        targets: list[int] = []
+        spans: list[tuple[int, int]] = []
+        at = 0
+        for row in rows:
+            for ctx, conts in row:
+                lc = len(ctx)
+                ids.extend(ctx)
+                pos.extend(range(lc))
+                kv.extend(range(at, at + lc))
+                q_bounds.append(at + lc)
+                k_bounds.append(k_bounds[-1] + lc)
+                longest_q, longest_k = max(longest_q, lc), max(longest_k, lc)
+                s = at + lc
+                for c in conts:
+                    m = len(c)
+                    ids.extend(c)
+                    pos.extend(range(lc, lc + m))
+                    kv.extend(range(at, at + lc))
+                    kv.extend(range(s, s + m))
+                    q_bounds.append(s + m)
+                    k_bounds.append(k_bounds[-1] + lc + m)
+                    longest_q, longest_k = max(longest_q, m), max(longest_k, lc + m)
+                    # Token 0 is predicted at the context's last position, token t at s + t - 1.
+                    spans.append((len(sel), len(sel) + m))
+                    sel.append(at + lc - 1)
+                    sel.extend(range(s, s + m - 1))
+                    targets.extend(c)
+                    s += m
+                at = s
+        longest = max(b - a for a, b in spans)
+        idx = np.full((len(spans), longest), len(sel), dtype=np.int64)
+        for k, (a, b) in enumerate(spans):
+            idx[k, : b - a] = np.arange(a, b)
+        i32 = np.int32
+        state = {"cu_q": _to_device(np.array(q_bounds, dtype=i32), dev),
+                 "cu_k": _to_device(np.array(k_bounds, dtype=i32), dev),
+                 "kv": _to_device(np.array(kv, dtype=np.int64), dev),
+                 "longest_q": longest_q, "longest_k": longest_k}
+        with torch.no_grad(), _attention(decoder.config, "harness_choices"), \
+                self._fast_layers(decoder):
+            _DECODE["choices"] = state
+            hidden = decoder(input_ids=_to_device(np.array(ids)[None], dev),
+                             attention_mask=torch.ones(1, 1, 1, 1, dtype=torch.bool,
+                                                       device=dev),
+                             position_ids=_to_device(np.array(pos)[None], dev),
+                             use_cache=False).last_hidden_state
+            flat = hidden[0]
+            lp, greedy = _gather_logprobs(head, flat[_to_device(np.array(sel), dev)],
+                                          _to_device(np.array(targets), dev))
+            idx_t = _to_device(idx, dev)
             zero = lp.new_zeros(1)
             lp_sum = torch.cat([lp, zero]).double()[idx_t].sum(1)
             miss = torch.cat([(~greedy).to(torch.int32), zero.to(torch.int32)])[idx_t].sum(1)
@@ -729,7 +822,8 @@ def _mask_for(mask: Any, impl: str, dtype: Any) -> Any:
 
 @contextmanager
 def _attention(config: Any, impl: str) -> Iterator[None]:
-    """The model's attention implementation set to `impl` inside the block."""
+    """The model's attention implementation set to `impl` (one of `_register_attention`'s)
+    inside the block."""
     _register_attention()
     saved = config._attn_implementation
     config._attn_implementation = impl
@@ -797,7 +891,21 @@ def _register_attention() -> None:
                    scale=scaling)
         return out.reshape(b, h, 1, d).transpose(1, 2).contiguous(), None
 
+    def harness_choices(module: Any, query: Any, key: Any, value: Any, attention_mask: Any,
+                        dropout: float = 0.0, scaling: float | None = None, **kwargs: Any,
+                        ) -> tuple[Any, None]:
+        """Packed multiple-choice segments (`Engine._choices_flash`): query [1, heads,
+        tokens, dim]; each segment's keys gathered from the packed K/V."""
+        st = _DECODE["choices"]
+        k = key[0].transpose(0, 1).index_select(0, st["kv"])
+        v = value[0].transpose(0, 1).index_select(0, st["kv"])
+        out = flash.default(query[0].transpose(0, 1), k, v, st["cu_q"], st["cu_k"],
+                            st["longest_q"], st["longest_k"], 0.0, True, False,
+                            scale=scaling)[0]
+        return out[None], None
+
     AttentionInterface.register("harness_greedy", harness_greedy)
+    AttentionInterface.register("harness_choices", harness_choices)
     _REGISTERED = True
 
 

@@ -105,11 +105,15 @@ def silu_mul(gate: Any, up: Any) -> Any:
 def rope(q: Any, k_: Any, cos: Any, sin: Any) -> tuple[Any, Any]:
     """`apply_rotary_pos_emb(q, k, cos, sin)` for q/k [batch, heads, tokens, head_dim] (any
     strides with a contiguous last axis) and cos/sin [batch or 1, tokens, head_dim]."""
+    import torch
+
     k = _kernels()
     assert k is not None
     b, hq, t, d = q.shape
     hk = k_.shape[1]
-    qo, ko = q.new_empty(q.shape), k_.new_empty(k_.shape)
+    # Outputs in the inputs' memory layout (the layers hand over transposed views), as eager
+    # torch's elementwise ops do.
+    qo, ko = torch.empty_like(q), torch.empty_like(k_)
     cb = cos.stride(0) if cos.shape[0] > 1 else 0
     k["rope"][(b * t,)](
         q, k_, cos, sin, qo, ko, t, q.stride(0), q.stride(1), q.stride(2),

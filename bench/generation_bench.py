@@ -11,7 +11,17 @@ import gc
 import os
 from pathlib import Path
 
-from common import DATA, DEVICE, QWEN3_1_7B, Timer, model, read_jsonl, tokenizer, write_result
+from common import (
+    DATA,
+    DEVICE,
+    LLAMA3_8B,
+    QWEN3_1_7B,
+    Timer,
+    model,
+    read_jsonl,
+    tokenizer,
+    write_result,
+)
 
 NEW = 128
 
@@ -39,9 +49,13 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--prompts", type=int, default=128)
     ap.add_argument("--batch", type=int, default=64)
+    ap.add_argument("--arch", choices=["qwen3", "llama3"], default="qwen3")
+    ap.add_argument("--core", action="store_true",
+                    help="only the peers, the default engine (two calls), unfused, prompt pass")
     args = ap.parse_args()
     tok = tokenizer(Path("/tmp/bench-tok"))
-    m = model(QWEN3_1_7B)
+    m = model(QWEN3_1_7B if args.arch == "qwen3" else LLAMA3_8B,
+              kind="qwen3" if args.arch == "qwen3" else "llama")
     # Random weights rarely pick EOS, but make sure every row runs the full 128 tokens.
     m.generation_config.eos_token_id = None
     prompts = prompts_for(tok, args.prompts)
@@ -129,34 +143,43 @@ def main() -> None:
                         "fused": eng.fused_kernels,
                         "texts_equal_to_plain_generate": f"{agree}/{len(out)}"})
 
-    ours(f"harness, transformers generate path, batch {args.batch}", args.batch,
-         {"HARNESS_FAST_DECODE": "0"})
-    ours("harness decode loop, eager steps, batch auto", None, {"HARNESS_CUDA_GRAPHS": "0"})
-    ours("harness decode loop + CUDA graph, batch auto, first call", None, {})
-    ours("harness decode loop + CUDA graph, batch auto, second call", None, {})
-    ours("harness decode loop + CUDA graph, unfused (HARNESS_FUSED=0)", None,
-         {"HARNESS_FUSED": "0"})
-    ours("harness --compile (norms, MLPs), CUDA graph, batch auto, first call (compiles)",
-         None, {}, compile=True)
-    ours("harness --compile (norms, MLPs), CUDA graph, batch auto, second call", None, {},
-         compile=True)
-    ours("harness, prompt pass only (1 new token), batch auto", None, {}, new=1)
-    ours("harness, prompt pass only, unfused (HARNESS_FUSED=0)", None, {"HARNESS_FUSED": "0"},
-         new=1)
-    ours("harness --compile, prompt pass only (1 new token), batch auto", None, {}, new=1,
-         compile=True)
-    ours(f"harness decode loop + CUDA graph, batch {args.batch}", args.batch, {})
+    if args.core:
+        ours("harness decode loop + CUDA graph, batch auto, first call", None, {})
+        ours("harness decode loop + CUDA graph, batch auto, second call", None, {})
+        ours("harness decode loop + CUDA graph, unfused (HARNESS_FUSED=0)", None,
+             {"HARNESS_FUSED": "0"})
+        ours("harness, prompt pass only (1 new token), batch auto", None, {}, new=1)
+    else:
+        ours(f"harness, transformers generate path, batch {args.batch}", args.batch,
+             {"HARNESS_FAST_DECODE": "0"})
+        ours("harness decode loop, eager steps, batch auto", None, {"HARNESS_CUDA_GRAPHS": "0"})
+        ours("harness decode loop + CUDA graph, batch auto, first call", None, {})
+        ours("harness decode loop + CUDA graph, batch auto, second call", None, {})
+        ours("harness decode loop + CUDA graph, unfused (HARNESS_FUSED=0)", None,
+             {"HARNESS_FUSED": "0"})
+        ours("harness --compile (norms, MLPs), CUDA graph, batch auto, first call (compiles)",
+             None, {}, compile=True)
+        ours("harness --compile (norms, MLPs), CUDA graph, batch auto, second call", None, {},
+             compile=True)
+        ours("harness, prompt pass only (1 new token), batch auto", None, {}, new=1)
+        ours("harness, prompt pass only, unfused (HARNESS_FUSED=0)", None, {"HARNESS_FUSED": "0"},
+             new=1)
+        ours("harness --compile, prompt pass only (1 new token), batch auto", None, {}, new=1,
+             compile=True)
+        ours(f"harness decode loop + CUDA graph, batch {args.batch}", args.batch, {})
     # With a LoRA adapter (r=8 on q/v), un-merged, as the harness evaluates adapters.
     from peft import LoraConfig, get_peft_model
 
     lora = get_peft_model(m, LoraConfig(r=8, lora_alpha=16, target_modules=["q_proj", "v_proj"],
                                         task_type="CAUSAL_LM")).eval()
-    ours("harness decode loop + CUDA graph, batch auto, LoRA r=8 un-merged", None, {}, lora)
+    if not args.core:
+        ours("harness decode loop + CUDA graph, batch auto, LoRA r=8 un-merged", None, {},
+             lora)
     m = lora.unload()
     weights = sum(p.numel() * p.element_size() for p in m.parameters())
     floor = {"weights_bytes": weights, "decode_steps_at_batch_128": NEW,
              "floor_s_weights_only": round(NEW * weights / 4.3e12, 3)}
-    write_result("generation_qwen3", {"prompts": len(prompts), "new_tokens": NEW,
+    write_result(f"generation_{args.arch}", {"prompts": len(prompts), "new_tokens": NEW,
                                       "mean_prompt_tokens": sum(map(len, prompts)) / len(prompts),
                                       "results": results, "floor": floor})
 

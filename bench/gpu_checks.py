@@ -15,7 +15,7 @@ from pathlib import Path
 from common import DATA, DEVICE, read_jsonl, tokenizer, write_result
 
 
-def attention_check() -> dict:
+def attention_check(heads: int = 16, kv: int = 8) -> dict:
     """harness_greedy's decode step (one query per row, per-row K/V lengths) vs float64."""
     import torch
 
@@ -26,7 +26,7 @@ def attention_check() -> dict:
 
     fn = AttentionInterface()["harness_greedy"]
     torch.manual_seed(0)
-    rows, heads, kv, dim, slots = 64, 16, 8, 128, 832
+    rows, dim, slots = 64, 128, 832
     at = torch.randint(10, slots - 1, (rows,), device=DEVICE)
     q = torch.randn(rows, heads, 1, dim, device=DEVICE, dtype=torch.bfloat16)
     store_k = torch.randn(rows, slots, kv, dim, device=DEVICE, dtype=torch.bfloat16)
@@ -269,7 +269,9 @@ def choices_check(tok) -> dict:
 
 def main() -> None:
     tok = tokenizer(Path("/tmp/bench-tok"))
-    result = {"decode_attention": attention_check(), "generation": generation_check(tok),
+    result = {"decode_attention": {"16 query / 8 K/V heads": attention_check(16, 8),
+                                   "32 query / 8 K/V heads": attention_check(32, 8)},
+              "generation": generation_check(tok),
               "multiple_choice_fp32": choices_check(tok)}
     if DEVICE == "cuda":
         result["fused_kernels"] = kernels_check()

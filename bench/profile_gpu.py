@@ -9,7 +9,7 @@ import sys
 import time
 from pathlib import Path
 
-from common import DATA, DEVICE, QWEN3_1_7B, Timer, model, tokenizer, write_result  # noqa: I001
+from common import DATA, DEVICE, LLAMA3_8B, QWEN3_1_7B, Timer, model, tokenizer, write_result  # noqa: I001
 
 
 def hellaswag_phases(tok) -> list[dict]:
@@ -170,7 +170,7 @@ def profile_choices(tok) -> dict:
     return _table(prof, wall)
 
 
-def profile_generation(tok) -> dict:
+def profile_generation(tok, arch: str = "qwen3") -> dict:
     """torch.profiler around greedy generation of 128 CNN/DailyMail prompts: the prompt pass
     alone, and 16 eager decode steps (CUDA graphs off, so kernels show one by one)."""
     import os
@@ -182,7 +182,7 @@ def profile_generation(tok) -> dict:
     from harness.progress import Progress
     from harness.specs import GenerationSpec
 
-    m = model(QWEN3_1_7B)
+    m = model(QWEN3_1_7B) if arch == "qwen3" else model(LLAMA3_8B, kind="llama")
     prompts = prompts_for(tok, 128)
     eng = Engine(m, tok, DEVICE, 4096)
     os.environ["HARNESS_CUDA_GRAPHS"] = "0"
@@ -227,6 +227,8 @@ def main() -> None:
         result["choices"] = profile_choices(tok)
     if "gen" in sys.argv:
         result["generation"] = profile_generation(tok)
+    if "gen-llama" in sys.argv:
+        result["generation_llama3"] = profile_generation(tok, "llama3")
     write_result("profile", result)
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from typing import Any
 
@@ -627,7 +627,9 @@ class Engine:
         cache.prefill = (row_of.to(dev), pos.to(dev))
         slot = torch.arange(length, device=dev)
         out = torch.empty(rows, new_tokens, dtype=torch.long, device=dev)
-        with torch.no_grad(), _attention(inner.config, "harness_greedy"), \
+        # The current CUDA device made the model's: graph capture and Triton launch there.
+        on_device = torch.cuda.device(dev) if dev.startswith("cuda") else nullcontext()
+        with torch.no_grad(), on_device, _attention(inner.config, "harness_greedy"), \
                 self._fast_layers(decoder, parts=True):
             # Prompt pass over the packed prompts: attention causal within each prompt (flash's
             # variable-length kernel on CUDA), K/V written to each row's slots 0..len-1. The
@@ -923,7 +925,9 @@ def _capture(step: Callable[[], Any]) -> tuple[Any, Any]:
                 step()
         torch.cuda.current_stream().wait_stream(side)
         graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph):
+        # On a stream of the current device: torch.cuda.graph's default capture stream is
+        # made once per process, on whichever device was current then.
+        with torch.cuda.graph(graph, stream=side):
             result = step()
     except torch.cuda.OutOfMemoryError:
         raise

@@ -30,7 +30,7 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from typing import Any
 
 
@@ -137,9 +137,10 @@ def target_logprobs(logits: Any, targets: Any) -> tuple[Any, Any] | None:
     lp = torch.empty(rows, dtype=torch.float32, device=logits.device)
     hit = torch.empty(rows, dtype=torch.int8, device=logits.device)
     if rows:
-        k["target_logprob"][(rows,)](logits, targets.to(logits.device).long().contiguous(),
-                                     lp, hit, vocab, logits.stride(0), BLOCK=4096,
-                                     num_warps=8)
+        with torch.cuda.device(logits.device) if logits.is_cuda else nullcontext():
+            k["target_logprob"][(rows,)](logits, targets.to(logits.device).long().contiguous(),
+                                         lp, hit, vocab, logits.stride(0), BLOCK=4096,
+                                         num_warps=8)
     return lp, hit.bool()
 
 
@@ -328,8 +329,12 @@ def fused(decoder: Any) -> Iterator[list[str]]:
         m._compiled_call_impl = call
     for mod, name, fn in globals_:
         setattr(mod, name, fn)
+    import torch
+
     try:
-        yield kinds
+        # Triton launches on the current CUDA device: make it the model's (--device cuda:1).
+        with torch.cuda.device(where[1]) if where[1].type == "cuda" else nullcontext():
+            yield kinds
     finally:
         for (m, _), call in zip(calls, saved, strict=True):
             m._compiled_call_impl = call

@@ -16,9 +16,10 @@ except ImportError:  # pragma: no cover - older Triton
 ACCURATE = libdevice is not None and os.environ.get("TRITON_INTERPRET", "0") != "1"
 
 
-# Shape and stride arguments are not specialised on (divisibility by 16), so a new batch
-# shape does not compile a new variant mid-run.
-@triton.jit(do_not_specialize=["M", "stride_x"])
+# Token counts, which change from batch to batch, are not specialised on (divisibility by 16),
+# so a new batch does not compile a new variant mid-run; strides and element counts keep it:
+# it lets loads vectorise, and for these models it does not change between batches.
+@triton.jit(do_not_specialize=["M"])
 def rms_norm_kernel(X, W, Y, M, stride_x, eps, N: tl.constexpr, BLOCK: tl.constexpr,
                     ROWS: tl.constexpr):
     rows = tl.program_id(0).to(tl.int64) * ROWS + tl.arange(0, ROWS)
@@ -33,7 +34,7 @@ def rms_norm_kernel(X, W, Y, M, stride_x, eps, N: tl.constexpr, BLOCK: tl.conste
     tl.store(Y + rows[:, None] * N + cols[None, :], y.to(Y.dtype.element_ty), mask=mask)
 
 
-@triton.jit(do_not_specialize=["n"])
+@triton.jit
 def silu_mul_kernel(G, U, Y, n, BLOCK: tl.constexpr, ACCURATE: tl.constexpr):
     offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
     mask = offs < n
@@ -69,8 +70,7 @@ def rope_rows(X, Out, b, t, sb, sh, st, ob, oh, ot, c, s, H: tl.constexpr, BH: t
              mask=h < H)
 
 
-@triton.jit(do_not_specialize=["T", "sqb", "sqh", "sqt", "skb", "skh", "skt", "oqb", "oqh",
-                               "oqt", "okb", "okh", "okt", "scb", "sct"])
+@triton.jit(do_not_specialize=["T"])
 def rope_kernel(Q, K, C, S, QO, KO, T, sqb, sqh, sqt, skb, skh, skt, oqb, oqh, oqt,
                 okb, okh, okt, scb, sct, HQ: tl.constexpr, HK: tl.constexpr,
                 D: tl.constexpr, BHQ: tl.constexpr, BHK: tl.constexpr,
@@ -85,7 +85,7 @@ def rope_kernel(Q, K, C, S, QO, KO, T, sqb, sqh, sqt, skb, skh, skt, oqb, oqh, o
     rope_rows(K, KO, b, t, skb, skh, skt, okb, okh, okt, c, s, HK, BHK, D, ACCURATE)
 
 
-@triton.jit(do_not_specialize=["V", "stride"])
+@triton.jit
 def target_logprob_kernel(L, T, LP, HIT, V, stride, BLOCK: tl.constexpr):
     """Per row of logits: log_softmax at the target (float32, online over the vocabulary)
     and whether the target is the first argmax (torch.argmax's choice among ties)."""

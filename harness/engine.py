@@ -418,12 +418,6 @@ class Engine:
         # Padding queries see themselves only, so no row of the softmax is empty (no NaN).
         mask = (causal[None] & same_doc & shared & valid) | \
             torch.eye(width, dtype=torch.bool, device=dev)[None]
-        # Each continuation's tokens, as a [continuations, longest] index into the scored
-        # positions (padding points at an appended zero): summed per row on the device.
-        longest = max(b - a for a, b in spans)
-        idx = np.full((len(spans), longest), len(sel), dtype=np.int64)
-        for k, (a, b) in enumerate(spans):
-            idx[k, : b - a] = np.arange(a, b)
         impl = getattr(decoder.config, "_attn_implementation", "sdpa")
         with torch.no_grad(), self._fast_layers(decoder):
             hidden = decoder(input_ids=_to_device(ids, dev),
@@ -435,37 +429,37 @@ class Engine:
             flat = hidden.reshape(-1, hidden.shape[-1])
             lp, greedy = _gather_logprobs(head, flat[_to_device(np.array(sel), at)],
                                           _to_device(np.array(targets), str(flat.device)))
-            idx_t = _to_device(idx, str(lp.device))
-            zero = lp.new_zeros(1)
-            lp_sum = torch.cat([lp, zero]).double()[idx_t].sum(1)
-            miss = torch.cat([(~greedy).to(torch.int32), zero.to(torch.int32)])[idx_t].sum(1)
-        return lp_sum, miss
+            return _per_continuation(lp, greedy, spans)
 
     def _flash_choices_ok(self, decoder: Any) -> bool:
         """Whether `_choices_flash` serves: CUDA, half precision, flash attention's
         variable-length kernel in this torch, one device, a model `_greedy_loop_ok` accepts
-        (full attention through transformers' attention interface), not --compile
-        (`HARNESS_CHOICES_ATTN=mask` keeps the masked rows)."""
+        (full attention through transformers' attention interface), not --compile.
+        `HARNESS_CHOICES_ATTN=mask` keeps the masked rows; `=segments` takes the segment
+        layout on any device and dtype (attention per segment through sdpa off CUDA: for
+        tests and diagnosis)."""
         import torch
 
-        if self.compile or not self.device.startswith("cuda") or \
-                os.environ.get("HARNESS_CHOICES_ATTN", "flash") != "flash" or \
-                getattr(torch.ops.aten, "_flash_attention_forward", None) is None or \
-                hidden_dtype(decoder) not in (torch.float16, torch.bfloat16) or \
-                not _greedy_loop_ok(self.model):
+        setting = os.environ.get("HARNESS_CHOICES_ATTN", "flash")
+        if self.compile or setting == "mask" or not _greedy_loop_ok(self.model):
             return False
         inner = self.model.get_base_model() if hasattr(self.model, "get_base_model") \
             else self.model
-        return len({str(d) for d in (getattr(inner, "hf_device_map", None) or {}).values()}
-                   - {"cpu", "disk"}) <= 1
+        if len({str(d) for d in (getattr(inner, "hf_device_map", None) or {}).values()}
+               - {"cpu", "disk"}) > 1:
+            return False
+        return setting == "segments" or (
+            self.device.startswith("cuda") and
+            getattr(torch.ops.aten, "_flash_attention_forward", None) is not None and
+            hidden_dtype(decoder) in (torch.float16, torch.bfloat16))
 
     def _choices_flash(self, rows: Sequence[Sequence[Choices]], parts: tuple[Any, Any],
                        ) -> tuple[Any, Any]:
-        """`_choices_batch` on CUDA: the batch's items packed into one sequence, no padding
-        and no mask. Attention runs flash's variable-length kernel over segments — each
-        context attends causally to itself; each continuation to its context and causally to
-        itself — with each continuation's keys gathered as [context, continuation]
-        (`harness_choices`). Same inputs and positions as the masked rows."""
+        """`_choices_batch` on CUDA (see `_flash_choices_ok`): the batch's items packed into
+        one sequence, no padding and no mask. Attention runs flash's variable-length kernel
+        over segments — each context attends causally to itself; each continuation to its
+        context and causally to itself — with each continuation's keys gathered as [context,
+        continuation] (`harness_choices`). Same inputs and positions as the masked rows."""
         import numpy as np
         import torch
 
@@ -506,15 +500,13 @@ class Engine:
                     targets.extend(c)
                     s += m
                 at = s
-        longest = max(b - a for a, b in spans)
-        idx = np.full((len(spans), longest), len(sel), dtype=np.int64)
-        for k, (a, b) in enumerate(spans):
-            idx[k, : b - a] = np.arange(a, b)
         i32 = np.int32
         state = {"cu_q": _to_device(np.array(q_bounds, dtype=i32), dev),
                  "cu_k": _to_device(np.array(k_bounds, dtype=i32), dev),
                  "kv": _to_device(np.array(kv, dtype=np.int64), dev),
-                 "longest_q": longest_q, "longest_k": longest_k}
+                 "longest_q": longest_q, "longest_k": longest_k,
+                 "spans": list(zip(q_bounds[:-1], q_bounds[1:], k_bounds[:-1], k_bounds[1:],
+                                   strict=True))}
         with torch.no_grad(), _attention(decoder.config, "harness_choices"), \
                 self._fast_layers(decoder):
             _DECODE["choices"] = state
@@ -526,11 +518,7 @@ class Engine:
             flat = hidden[0]
             lp, greedy = _gather_logprobs(head, flat[_to_device(np.array(sel), dev)],
                                           _to_device(np.array(targets), dev))
-            idx_t = _to_device(idx, dev)
-            zero = lp.new_zeros(1)
-            lp_sum = torch.cat([lp, zero]).double()[idx_t].sum(1)
-            miss = torch.cat([(~greedy).to(torch.int32), zero.to(torch.int32)])[idx_t].sum(1)
-        return lp_sum, miss
+            return _per_continuation(lp, greedy, spans)
 
     # -- generation ------------------------------------------------------------------------
     def generate(self, prompts: Sequence[Sequence[int]], spec: GenerationSpec,
@@ -761,6 +749,26 @@ def _gather_logprobs(head: Any, hidden: Any, targets: Any, chunk: int = 4096) ->
     return torch.cat(lps), torch.cat(greedy)
 
 
+def _per_continuation(lp: Any, greedy: Any, spans: Sequence[tuple[int, int]],
+                      ) -> tuple[Any, Any]:
+    """Per-token log-probabilities and argmax flags summed per continuation on the device:
+    (float64 sums, counts of tokens that are not the argmax), in `spans` order. Each
+    continuation's tokens are a row of a [continuations, longest] index into the scored
+    positions, padding pointing at an appended zero."""
+    import numpy as np
+    import torch
+
+    longest = max(b - a for a, b in spans)
+    idx = np.full((len(spans), longest), lp.shape[0], dtype=np.int64)
+    for k, (a, b) in enumerate(spans):
+        idx[k, : b - a] = np.arange(a, b)
+    idx_t = _to_device(idx, str(lp.device))
+    zero = lp.new_zeros(1)
+    lp_sum = torch.cat([lp, zero]).double()[idx_t].sum(1)
+    miss = torch.cat([(~greedy).to(torch.int32), zero.to(torch.int32)])[idx_t].sum(1)
+    return lp_sum, miss
+
+
 def cut_at_stop(text: str, stop: Sequence[str]) -> str:
     """Text up to the first stop string, stripped."""
     cut = len(text)
@@ -901,9 +909,21 @@ def _register_attention() -> None:
         st = _DECODE["choices"]
         k = key[0].transpose(0, 1).index_select(0, st["kv"])
         v = value[0].transpose(0, 1).index_select(0, st["kv"])
-        out = flash.default(query[0].transpose(0, 1), k, v, st["cu_q"], st["cu_k"],
-                            st["longest_q"], st["longest_k"], 0.0, True, False,
-                            scale=scaling)[0]
+        q = query[0].transpose(0, 1)  # [tokens, heads, dim]
+        if flash is not None and q.is_cuda and q.dtype in (torch.float16, torch.bfloat16):
+            out = flash.default(q, k, v, st["cu_q"], st["cu_k"], st["longest_q"],
+                                st["longest_k"], 0.0, True, False, scale=scaling)[0]
+            return out[None], None
+        # Elsewhere segment by segment: causal aligned to the end of each segment's keys
+        # (flash's convention when a segment has fewer queries than keys).
+        out = q.new_empty(q.shape[0], q.shape[1], v.shape[-1])
+        groups = q.shape[1] // k.shape[1]
+        for qa, qz, ka, kz in st["spans"]:
+            n, m = qz - qa, kz - ka
+            allowed = torch.ones(n, m, dtype=torch.bool, device=q.device).tril(m - n)
+            out[qa:qz] = sdpa(q[qa:qz].transpose(0, 1), k[ka:kz].transpose(0, 1),
+                              v[ka:kz].transpose(0, 1), attn_mask=allowed, scale=scaling,
+                              enable_gqa=groups > 1).transpose(0, 1)
         return out[None], None
 
     AttentionInterface.register("harness_greedy", harness_greedy)

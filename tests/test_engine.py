@@ -282,3 +282,31 @@ def test_compiled_engine_gives_the_same_results(engine_parts, monkeypatch):
     assert compiled._compiled_calls.keys() == {"parts", "layers"}
     # Back to eager after each call: no module keeps a compiled call.
     assert all(m._compiled_call_impl is None for m in model.modules())
+
+
+@pytest.mark.parametrize("impl", ["sdpa", "eager"])
+def test_segment_layout_equals_masked_rows(plain_lm, impl, monkeypatch):
+    """Multiple choice as segments of one packed sequence (the CUDA default, flash attention
+    there; here sdpa per segment) scores as the masked rows do, over several batches."""
+    tok = AutoTokenizer.from_pretrained(plain_lm)
+    model = AutoModelForCausalLM.from_pretrained(plain_lm, dtype=torch.float32,
+                                                 attn_implementation=impl).eval()
+    groups = []
+    for k, p in enumerate(PROMPTS + LONG):
+        conts = [" the end", " a river in Calder", " yes", " " + "word " * (k + 1)]
+        pairs = [encode_pair(tok, p, c) for c in conts]
+        groups.append((tuple(pairs[0][0]), [tuple(c) for _, c in pairs]))
+    groups = groups * 3
+
+    def run(setting):
+        monkeypatch.setenv("HARNESS_CHOICES_ATTN", setting)
+        eng = Engine(model, tok, "cpu", 512, token_budget=600)
+        assert eng._flash_choices_ok(model.model) == (setting == "segments")
+        return [r for item in eng.loglikelihood_choices(groups, Progress(False), "mc")
+                for r in item]
+
+    seg, masked = run("segments"), run("mask")
+    assert [r.logprob for r in seg] == pytest.approx([r.logprob for r in masked], abs=1e-4)
+    assert [r.is_greedy for r in seg] == [r.is_greedy for r in masked]
+    assert [r.n_tokens for r in seg] == [r.n_tokens for r in masked]
+    assert model.config._attn_implementation == impl  # restored after the calls

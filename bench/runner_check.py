@@ -1,6 +1,7 @@
-"""Why `harness run` scores HellaSwag slower than the engine bench: the same 10,042 rows
-through (a) the CLI's loader + the runner, (b) the CLI's loader + multiple_choice.run, (c) the
-bench's in-memory model + multiple_choice.run. python bench/runner_check.py"""
+"""Why `harness run` scores HellaSwag slower than the engine bench (RESULTS.md §2d): the same
+10,042 rows through the CLI's loader (a model read back from disk) in one call, in the
+runner's chunks of 2,048, in chunks with the garbage collector off, and through the bench's
+in-memory model. python bench/runner_check.py (GPU; BENCH_SMOKE=1 on CPU)"""
 
 from __future__ import annotations
 
@@ -54,6 +55,11 @@ def main() -> None:
     timed("cli loader, first call, 2,000", loaded.model, loaded.tokenizer, ex[:2000])
     timed("cli loader, 10,042 in one call", loaded.model, loaded.tokenizer, ex)
     timed("cli loader, 10,042 in chunks of 2,048", loaded.model, loaded.tokenizer, ex, 2048)
+    import gc
+
+    gc.disable()  # does the cyclic collector's pausing of the main thread matter?
+    timed("cli loader, 10,042 in chunks, gc off", loaded.model, loaded.tokenizer, ex, 2048)
+    gc.enable()
     del loaded
     torch.cuda.empty_cache()
     m = model(QWEN3_1_7B)

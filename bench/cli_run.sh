@@ -4,17 +4,9 @@
 # CNN/DailyMail summaries (128 new tokens, ROUGE). Carry .whl and bench/data:
 #   bash bench/cli_run.sh
 set -euo pipefail
-python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
-  --target /tmp/site .whl/*.whl >/dev/null 2>&1 || true
-export PYTHONPATH="/tmp/site:$PWD" PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 HARNESS_NO_PROGRESS=1
-(cd bench && python3 -c "
-from pathlib import Path
-from common import QWEN3_1_7B, model, save_model, tokenizer
-save_model(model(QWEN3_1_7B), tokenizer(Path('/tmp/bench-tok')), Path('/tmp/qwen3-random'))
-")
-mkdir -p /tmp/cli-tasks
-sed -e 's/^name: cnn_dailymail/name: cnn_rouge/' -e 's/^metrics: .*/metrics: [rouge, words]/' \
-  tasks/cnn_dailymail.yaml > /tmp/cli-tasks/cnn_rouge.yaml
+source bench/gpu_env.sh
+save_qwen3
+write_cnn_rouge_task /tmp/cli-tasks
 t0=$(date +%s.%N)
 python3 -m harness run --base /tmp/qwen3-random --dtype bfloat16 --tasks hellaswag,cnn_rouge \
   --tasks-dir /tmp/cli-tasks --max-new-tokens 128 \

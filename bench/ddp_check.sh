@@ -3,9 +3,7 @@
 # recipe on 1 GPU and on 2, a small model built on the spot. On an nvidia-h200-x2 machine:
 #   bash bench/ddp_check.sh
 set -euo pipefail
-python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
-  --target /tmp/site .whl/*.whl >/dev/null 2>&1 || true
-export PYTHONPATH="/tmp/site:$PWD" PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 HARNESS_NO_PROGRESS=1
+source bench/gpu_env.sh
 nvidia-smi -L
 python3 - <<'PY'
 from pathlib import Path

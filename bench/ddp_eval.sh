@@ -5,18 +5,10 @@
 # bench/data:
 #   bash bench/ddp_eval.sh
 set -euo pipefail
-python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
-  --target /tmp/site .whl/*.whl >/dev/null 2>&1 || true
-export PYTHONPATH="/tmp/site:$PWD" PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 HARNESS_NO_PROGRESS=1
-(cd bench && python3 -c "
-from pathlib import Path
-from common import QWEN3_1_7B, model, save_model, tokenizer
-save_model(model(QWEN3_1_7B), tokenizer(Path('/tmp/bench-tok')), Path('/tmp/qwen3-random'))
-")
-# Generation too: the cnn_dailymail task scored by ROUGE only (BERTScore's model is not here).
-mkdir -p /tmp/ddp-tasks
-sed -e 's/^name: cnn_dailymail/name: cnn_rouge/' -e 's/^metrics: .*/metrics: [rouge, words]/' \
-  tasks/cnn_dailymail.yaml > /tmp/ddp-tasks/cnn_rouge.yaml
+source bench/gpu_env.sh
+save_qwen3
+# Generation too: cnn_dailymail scored by ROUGE only.
+write_cnn_rouge_task /tmp/ddp-tasks
 ARGS="run --base /tmp/qwen3-random --dtype float32 --tasks hellaswag,cnn_rouge --limit 6000
       --tasks-dir /tmp/ddp-tasks --max-new-tokens 48 --no-cache
       --data hellaswag=bench/data/hellaswag_all.parquet

@@ -47,20 +47,18 @@ def attention_check(heads: int = 16, kv: int = 8) -> dict:
     out = {}
     for name in ("varlen", "sdpa"):
         os.environ["HARNESS_DECODE_ATTN"] = name
-        engine._DECODE.clear()
+        engine._ATTN_STATE.clear()
         if name == "varlen":
-            engine._DECODE.update(fn=engine._varlen_decode(), used=(at + 1).to(torch.int32),
-                                  cu_q=torch.arange(rows + 1, dtype=torch.int32,
-                                                    device=DEVICE),
-                                  cu_k=torch.arange(rows + 1, dtype=torch.int32,
-                                                    device=DEVICE) * slots)
-            if engine._DECODE["fn"] is None:
+            cu = torch.arange(rows + 1, dtype=torch.int32, device=DEVICE)
+            engine._ATTN_STATE.update(fn=engine._varlen_decode(),
+                                      used=(at + 1).to(torch.int32), cu_q=cu, cu_k=cu * slots)
+            if engine._ATTN_STATE["fn"] is None:
                 out[name] = "not available in this torch"
                 continue
         got, _ = fn(Module(), q, k, v, mask, scaling=dim ** -0.5)
         out[name] = {"max_abs_err_vs_float64": float((got.double() - ref).abs().max())}
     del os.environ["HARNESS_DECODE_ATTN"]
-    engine._DECODE.clear()
+    engine._ATTN_STATE.clear()
     return out
 
 

@@ -443,10 +443,7 @@ class Engine:
         setting = os.environ.get("HARNESS_CHOICES_ATTN", "flash")
         if self.compile or setting == "mask" or not _greedy_loop_ok(self.model):
             return False
-        inner = self.model.get_base_model() if hasattr(self.model, "get_base_model") \
-            else self.model
-        if len({str(d) for d in (getattr(inner, "hf_device_map", None) or {}).values()}
-               - {"cpu", "disk"}) > 1:
+        if _split_over_gpus(self.model):
             return False
         return setting == "segments" or (
             self.device.startswith("cuda") and
@@ -509,7 +506,7 @@ class Engine:
                                    strict=True))}
         with torch.no_grad(), _attention(decoder.config, "harness_choices"), \
                 self._fast_layers(decoder):
-            _DECODE["choices"] = state
+            _ATTN_STATE["choices"] = state
             hidden = decoder(input_ids=_to_device(np.array(ids)[None], dev),
                              attention_mask=torch.ones(1, 1, 1, 1, dtype=torch.bool,
                                                        device=dev),
@@ -526,9 +523,10 @@ class Engine:
         """Greedy (or seeded sampling) continuations of token-id prompts, in batches sorted
         by length and cut by the token budget.
 
-        Greedy decoding runs `_greedy` (right-padded rows in a per-row-slot KV cache, flash
-        attention, on CUDA each decode step replayed as a CUDA graph); sampling, and models
-        `_greedy_loop_ok` turns away, run transformers' `generate` on left-padded batches.
+        Greedy decoding runs `_greedy` (the prompts packed into one prompt pass, a
+        per-row-slot KV cache, flash attention, on CUDA each decode step replayed as a CUDA
+        graph); sampling, and models `_greedy_loop_ok` turns away, run transformers'
+        `generate` on left-padded batches.
         """
         import torch
 
@@ -622,12 +620,12 @@ class Engine:
             # Prompt pass over the packed prompts: attention causal within each prompt (flash's
             # variable-length kernel on CUDA), K/V written to each row's slots 0..len-1. The
             # mask is not used there; it is passed in 4D so transformers builds none.
-            _DECODE["prefill"] = {"cu": cu, "longest": width,
-                                  "spans": list(zip(bounds[:-1], bounds[1:], strict=True))}
+            _ATTN_STATE["prefill"] = {"cu": cu, "longest": width,
+                                      "spans": list(zip(bounds[:-1], bounds[1:], strict=True))}
             hidden = decoder(input_ids=ids.to(dev), attention_mask=(slot < 0)[None, None, None],
                              position_ids=pos[None].to(dev), past_key_values=cache,
                              use_cache=True).last_hidden_state
-            del _DECODE["prefill"]
+            del _ATTN_STATE["prefill"]
             cache.prefill = None
             last = hidden[0, (cu[1:] - 1).to(hidden.device)]
             out[:, 0] = head(last).argmax(-1).to(dev)
@@ -636,9 +634,9 @@ class Engine:
             used = (at + 1).to(torch.int32)
             fn = _varlen_decode() if dev.startswith("cuda") and os.environ.get(
                 "HARNESS_DECODE_ATTN", "varlen") == "varlen" else None
-            _DECODE.update(fn=fn, used=used,
-                           cu_q=torch.arange(rows + 1, dtype=torch.int32, device=dev),
-                           cu_k=torch.arange(rows + 1, dtype=torch.int32, device=dev) * length)
+            _ATTN_STATE.update(fn=fn, used=used,
+                               cu_q=torch.arange(rows + 1, dtype=torch.int32, device=dev),
+                               cu_k=torch.arange(rows + 1, dtype=torch.int32, device=dev) * length)
             self.decode_attention = "flash varlen" if fn is not None and hidden_dtype(
                 inner) in (torch.float16, torch.bfloat16) else "sdpa"
 
@@ -652,9 +650,7 @@ class Engine:
             graph, result = None, None
             # A model split over several GPUs (--device auto) runs eagerly: a graph is
             # captured on one device's stream.
-            one_device = len({str(d) for d in (getattr(inner, "hf_device_map", None) or {})
-                             .values()} - {"cpu", "disk"}) <= 1
-            if dev.startswith("cuda") and new_tokens > 2 and one_device and \
+            if dev.startswith("cuda") and new_tokens > 2 and not _split_over_gpus(inner) and \
                     os.environ.get("HARNESS_CUDA_GRAPHS", "1") != "0":
                 graph, result = _capture(step)
             self.decode_mode = "cuda-graph" if graph is not None else "eager"
@@ -798,6 +794,14 @@ def _greedy_loop_ok(model: Any) -> bool:
         getattr(cfg, "use_sliding_window", True) is False
 
 
+def _split_over_gpus(model: Any) -> bool:
+    """Whether accelerate placed the model (PEFT-wrapped or not) over several GPUs
+    (--device auto)."""
+    inner = model.get_base_model() if hasattr(model, "get_base_model") else model
+    placed = getattr(inner, "hf_device_map", None) or {}
+    return len({str(d) for d in placed.values()} - {"cpu", "disk"}) > 1
+
+
 def _to_device(array: Any, device: str) -> Any:
     """A numpy array as a tensor on `device`; to CUDA through pinned memory without blocking,
     so the host does not wait for the work already queued there."""
@@ -841,7 +845,7 @@ def _attention(config: Any, impl: str) -> Iterator[None]:
         yield
     finally:
         config._attn_implementation = saved
-        _DECODE.clear()  # the decode-step buffers of this generation
+        _ATTN_STATE.clear()  # the state of this call
 
 
 _REGISTERED = False
@@ -849,7 +853,7 @@ _REGISTERED = False
 
 def _register_attention() -> None:
     """Registers "harness_greedy" with transformers, the attention of `Engine._greedy`:
-    - the prompt pass (`_DECODE["prefill"]` set): the prompts packed into one sequence,
+    - the prompt pass (`_ATTN_STATE["prefill"]` set): the prompts packed into one sequence,
       attention causal within each prompt — on CUDA in half precision flash attention's
       variable-length kernel over the prompts' boundaries (grouped K/V heads native), else
       causal sdpa prompt by prompt;
@@ -872,7 +876,7 @@ def _register_attention() -> None:
                        ) -> tuple[Any, None]:
         groups = getattr(module, "num_key_value_groups", 1)
         b, h, n, d = query.shape
-        pre = _DECODE.get("prefill")
+        pre = _ATTN_STATE.get("prefill")
         if pre is not None:  # [1, heads, packed tokens, dim]
             if flash is not None and query.is_cuda and query.dtype in (torch.float16,
                                                                        torch.bfloat16):
@@ -886,15 +890,15 @@ def _register_attention() -> None:
                 out[:, :, a:z] = sdpa(query[:, :, a:z], key[:, :, a:z], value[:, :, a:z],
                                       is_causal=True, scale=scaling, enable_gqa=groups > 1)
             return out.transpose(1, 2).contiguous(), None
-        if _DECODE.get("fn") is not None and query.is_cuda and query.dtype in (
+        if _ATTN_STATE.get("fn") is not None and query.is_cuda and query.dtype in (
                 torch.float16, torch.bfloat16):
             slots = key.shape[2]
             flat_k = key.transpose(1, 2).reshape(b * slots, key.shape[1], d)
             flat_v = value.transpose(1, 2).reshape(b * slots, value.shape[1], value.shape[-1])
             dev = query.device  # buffers live on the first GPU (--device auto: copies)
-            out = _DECODE["fn"](query.reshape(b, h, d), flat_k, flat_v,
-                                _DECODE["cu_q"].to(dev), _DECODE["cu_k"].to(dev), slots,
-                                _DECODE["used"].to(dev), scaling)
+            out = _ATTN_STATE["fn"](query.reshape(b, h, d), flat_k, flat_v,
+                                _ATTN_STATE["cu_q"].to(dev), _ATTN_STATE["cu_k"].to(dev), slots,
+                                _ATTN_STATE["used"].to(dev), scaling)
             return out.reshape(b, 1, h, -1), None
         q = query.reshape(b, h // groups, groups, d)
         out = sdpa(q, key, value, attn_mask=attention_mask[:, :, :, : key.shape[-2]],
@@ -906,7 +910,7 @@ def _register_attention() -> None:
                         ) -> tuple[Any, None]:
         """Packed multiple-choice segments (`Engine._choices_flash`): query [1, heads,
         tokens, dim]; each segment's keys gathered from the packed K/V."""
-        st = _DECODE["choices"]
+        st = _ATTN_STATE["choices"]
         k = key[0].transpose(0, 1).index_select(0, st["kv"])
         v = value[0].transpose(0, 1).index_select(0, st["kv"])
         q = query[0].transpose(0, 1)  # [tokens, heads, dim]
@@ -1033,7 +1037,10 @@ def _varlen_decode() -> Callable[..., Any] | None:
     return None
 
 
-# Inputs of the decode step's flash path, set by Engine._greedy (fixed buffers, so a captured
-# CUDA graph reads the current values): fn (None: sdpa instead), cu_q, cu_k, used. Cleared
-# when `_attention` restores the model's attention implementation.
-_DECODE: dict[str, Any] = {}
+# What the registered attention functions read, set by the engine around its calls and
+# cleared when `_attention` restores the model's attention implementation:
+# - "prefill" (Engine._greedy's prompt pass): cu, longest, spans of the packed prompts;
+# - fn (None: sdpa instead), cu_q, cu_k, used: the decode step's flash inputs, fixed buffers
+#   so that a captured CUDA graph reads the current values;
+# - "choices" (Engine._choices_flash): the segments' bounds and gathered key positions.
+_ATTN_STATE: dict[str, Any] = {}

@@ -153,6 +153,17 @@ LONG = [tok_text * k for k, tok_text in enumerate(
     ["a cohort of patients ", "the river ", "Northwind said ", "in the end "], start=3)]
 
 
+def choice_groups(tok):
+    """Multiple-choice items of varied lengths: every prompt with four continuations, the
+    last one longer for each prompt."""
+    groups = []
+    for k, p in enumerate(PROMPTS + LONG):
+        conts = [" the end", " a river in Calder", " yes", " " + "word " * (k + 1)]
+        pairs = [encode_pair(tok, p, c) for c in conts]
+        groups.append((tuple(pairs[0][0]), [tuple(c) for _, c in pairs]))
+    return groups
+
+
 def _generate_both(model, tok, monkeypatch, new_tokens=40, batch_size=3):
     """(static-cache greedy loop, transformers generate) on the same batches."""
     ids = [tok.encode(p) for p in PROMPTS + LONG]
@@ -233,12 +244,7 @@ def test_packed_choices_equal_one_row_per_continuation(plain_lm, impl):
     tok = AutoTokenizer.from_pretrained(plain_lm)
     model = AutoModelForCausalLM.from_pretrained(plain_lm, dtype=torch.float32,
                                                  attn_implementation=impl).eval()
-    groups = []
-    for k, p in enumerate(PROMPTS + LONG):
-        conts = [" the end", " a river in Calder", " yes", " " + "word " * (k + 1)]
-        pairs = [encode_pair(tok, p, c) for c in conts]
-        groups.append((tuple(pairs[0][0]), [tuple(c) for _, c in pairs]))
-    groups = groups * 4  # about 1,400 tokens: three 512-wide rows, one per batch
+    groups = choice_groups(tok) * 4  # about 1,400 tokens: three 512-wide rows, one per batch
     eng = Engine(model, tok, "cpu", 512, token_budget=600)
     packed = eng.loglikelihood_choices(groups, Progress(False), "mc")
     flat = [LoglikelihoodRequest(ctx, c) for ctx, conts in groups for c in conts]
@@ -291,12 +297,7 @@ def test_segment_layout_equals_masked_rows(plain_lm, impl, monkeypatch):
     tok = AutoTokenizer.from_pretrained(plain_lm)
     model = AutoModelForCausalLM.from_pretrained(plain_lm, dtype=torch.float32,
                                                  attn_implementation=impl).eval()
-    groups = []
-    for k, p in enumerate(PROMPTS + LONG):
-        conts = [" the end", " a river in Calder", " yes", " " + "word " * (k + 1)]
-        pairs = [encode_pair(tok, p, c) for c in conts]
-        groups.append((tuple(pairs[0][0]), [tuple(c) for _, c in pairs]))
-    groups = groups * 3
+    groups = choice_groups(tok) * 3
 
     def run(setting):
         monkeypatch.setenv("HARNESS_CHOICES_ATTN", setting)

@@ -128,8 +128,8 @@ def run_task(task: TaskSpec, data: TaskData, engine: Engine, variant: Variant, s
              store: Store | None, progress: Progress, label: str,
              ) -> tuple[list[dict[str, Any]], int]:
     """Records for every example: from the store where it has them, computed (and stored a
-    chunk at a time, so a crash loses at most one chunk) where not. Returns (records, number
-    computed)."""
+    chunk at a time, so a crash loses at most the chunks in flight) where not. Returns
+    (records, number computed)."""
     key = store_key(task, spec, engine.max_length)
     model_fp = variant.fingerprint["id"]
     hashes = [e.hash for e in data.examples]
@@ -144,11 +144,30 @@ def run_task(task: TaskSpec, data: TaskData, engine: Engine, variant: Variant, s
     mine = missing[distributed.rank()::distributed.world_size()]
     size = chunk_size(task)
     computed: list[dict[str, Any]] = []
-    for i in range(0, len(mine), size):
-        records = _run_kind(task, mine[i: i + size], engine, progress, spec, label)
+
+    def keep(records: list[dict[str, Any]]) -> None:
         if store is not None:
             store.put(model_fp, key, task.name, records)
-        computed += records
+        computed.extend(records)
+
+    # Multiple choice is pipelined: chunk k + 1's device work is queued before chunk k's
+    # records are built and stored, so the store writes overlap the device. If queueing
+    # chunk k + 1 fails, chunk k is still finished and stored before the error propagates.
+    finish: Any = None
+    for i in range(0, len(mine), size):
+        part = mine[i: i + size]
+        if task.kind != "multiple_choice":
+            keep(_run_kind(task, part, engine, progress, spec, label))
+            continue
+        try:
+            queued = multiple_choice.start(task, part, engine, progress, label)
+        finally:
+            if finish is not None:
+                keep(finish())
+                finish = None
+        finish = queued
+    if finish is not None:
+        keep(finish())
     for part in distributed.gather(computed):
         have.update({r["example_hash"]: r for r in part})
     out = []

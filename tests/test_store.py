@@ -219,3 +219,52 @@ def test_ctrl_c_keeps_finished_examples_and_says_how_to_resume(tiny_lm, rouge_ta
     assert "run the same command again to resume" in err
     assert "Traceback" not in err
     assert _rows(cache) >= 4 and not (out / "report.json").exists()
+
+
+def test_multiple_choice_chunks_pipelined_and_kept_on_interrupt(tiny_lm, example_data, tmp_path,
+                                                                 monkeypatch, capsys):
+    """The runner queues chunk k + 1 before storing chunk k: an interrupt while queueing chunk
+    3 still stores chunks 1 and 2, and the resumed run equals an uninterrupted one."""
+    from harness.kinds import multiple_choice
+
+    def run(name, cache=None):
+        out = tmp_path / name
+        where = ["--cache-dir", str(cache)] if cache else ["--no-cache"]
+        code = main(["run", "--base", str(tiny_lm), "--tasks", "hellaswag", "--data",
+                     f"hellaswag={example_data['hellaswag']}", "--limit", "20", *where,
+                     "--out", str(out)])
+        return code, out
+
+    def samples(out):
+        return [json.loads(line) for line in (out / "samples" / "hellaswag.jsonl").open()]
+
+    code, whole = run("whole")  # one chunk
+    assert code == 0
+    monkeypatch.setenv("HARNESS_STORE_CHUNK", "3")
+    code, chunked = run("chunked")  # seven chunks, uninterrupted
+    assert code == 0
+    real_start, calls = multiple_choice.start, []
+
+    def start(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real_start(*args, **kwargs)
+
+    monkeypatch.setattr(multiple_choice, "start", start)
+    cache = tmp_path / "cache"
+    code, out = run("resumed", cache)
+    assert code == 130 and _rows(cache) == 6 and not (out / "report.json").exists()
+    monkeypatch.setattr(multiple_choice, "start", real_start)
+    code, out = run("resumed", cache)
+    assert code == 0
+    timings = _report(out)["tasks"]["hellaswag"]["timings"]
+    assert (timings["examples_from_store"], timings["examples_computed"]) == (6, 14)
+    assert strip_report(_report(out)) == strip_report(_report(chunked))
+    assert (out / "samples" / "hellaswag.jsonl").read_bytes() == \
+        (chunked / "samples" / "hellaswag.jsonl").read_bytes()
+    # Chunks pack items into other rows than one call does: float rounding only.
+    for a, b in zip(samples(out), samples(whole), strict=True):
+        assert a["prediction"]["choice"] == b["prediction"]["choice"]
+        assert a["prediction"]["loglikelihoods"] == pytest.approx(
+            b["prediction"]["loglikelihoods"], rel=1e-5)

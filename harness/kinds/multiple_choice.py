@@ -7,7 +7,7 @@ by the choice's length in characters (np.argmax: the first of equal values wins)
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -26,6 +26,14 @@ SLICE = 512
 
 def run(task: TaskSpec, examples: Sequence[Example], engine: Engine, progress: Progress,
         label: str) -> list[dict[str, Any]]:
+    return start(task, examples, engine, progress, label)()
+
+
+def start(task: TaskSpec, examples: Sequence[Example], engine: Engine, progress: Progress,
+          label: str) -> Callable[[], list[dict[str, Any]]]:
+    """`run` in two halves: this one tokenizes and queues the device work, and returns a
+    function that waits for it and builds the records. The runner queues chunk k + 1 before
+    finishing chunk k, so the device does not sit idle while records are built and stored."""
     contexts = [render(task.prompt, ex.fields) for ex in examples]
     options = [ex.fields[task.choices or ""] for ex in examples]
 
@@ -47,6 +55,12 @@ def run(task: TaskSpec, examples: Sequence[Example], engine: Engine, progress: P
         slices = [pool.submit(encode, lo, min(lo + SLICE, len(examples)))
                   for lo in range(0, len(examples), SLICE)]
         handles = [engine.submit_choices(s.result(), progress, label) for s in slices]
+    return lambda: _records(task, examples, contexts, engine, handles, progress, task_id)
+
+
+def _records(task: TaskSpec, examples: Sequence[Example], contexts: Sequence[str],
+             engine: Engine, handles: Sequence[Any], progress: Progress, task_id: Any,
+             ) -> list[dict[str, Any]]:
     grouped = [r for h in handles for r in engine.collect_choices(h, progress, task_id)]
     records = []
     for ex, context, results in zip(examples, contexts, grouped, strict=True):

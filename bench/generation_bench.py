@@ -139,6 +139,7 @@ def main() -> None:
         results.append({"engine": label, "seconds": round(t.seconds, 2),
                         "tokens_per_s": round(n / t.seconds), "peak_gib": round(t.peak_gib, 1),
                         "decode_mode": eng.decode_mode,
+                        "batches_planned": eng.generate_batches,
                         "decode_attention": eng.decode_attention,
                         "fused": eng.fused_kernels,
                         "texts_equal_to_plain_generate": f"{agree}/{len(out)}"})

@@ -18,6 +18,9 @@ from harness.specs import GenerationSpec
 # Token budget per batch (padded tokens x rows) on CPU when --batch-size is auto; on CUDA it
 # is sized from free memory (auto_token_budget).
 CPU_TOKEN_BUDGET = 8192
+# Share of the free GPU memory a greedy-decoding batch plans for (`greedy_batches`): the rest
+# covers the allocator's fragmentation, the CUDA graph's pool and transient copies.
+GREEDY_MEMORY_SHARE = 0.6
 # Row width for packed multiple-choice items (wider when an item is longer). Attention over a
 # 512-wide row costs about 4% of a layer's matmuls for a 2k-hidden model.
 PACK_WIDTH = 512
@@ -152,10 +155,13 @@ class Engine:
         self.token_budget = token_budget or auto_token_budget(model, device)
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
         self.backoffs = 0
+        # Share of free GPU memory a greedy-decoding batch may plan for (halved on OOM).
+        self.memory_share = GREEDY_MEMORY_SHARE
         self.compile = compile
         self._compiled_calls: dict[str, list[Any]] = {}
         self.decode_mode = ""  # how the last greedy generation ran: cuda-graph, eager, generate
         self.decode_attention = ""  # its decode-step attention: flash varlen or sdpa
+        self.generate_batches = 0  # how many batches the last `generate` call planned
         self.fused_kernels: list[str] = []  # what the last scoring/decoding call ran fused
 
     @contextmanager
@@ -232,6 +238,7 @@ class Engine:
                              f"lower max_new_tokens or --max-length, or use a larger GPU")
         self.backoffs += 1
         self.token_budget = max(self.token_budget // 2, 1)
+        self.memory_share /= 2
         if self.batch_size:
             self.batch_size = max(self.batch_size // 2, 1)
         half = len(batch) // 2
@@ -569,7 +576,17 @@ class Engine:
                     self.tokenizer.decode(new[row], skip_special_tokens=True), spec.stop)
             progress.advance(task_id, len(batch))
 
-        for batch in _batches(lengths, self.batch_size, self.token_budget):
+        inner = self.model.get_base_model() if hasattr(self.model, "get_base_model") \
+            else self.model
+        if fast and self.batch_size is None and self.device.startswith("cuda") and \
+                not _split_over_gpus(inner):
+            free, _ = torch.cuda.mem_get_info(torch.device(self.device))
+            batches = greedy_batches([len(p) for p in prompts], spec.max_new_tokens,
+                                     greedy_costs(inner), free * self.memory_share)
+        else:
+            batches = _batches(lengths, self.batch_size, self.token_budget)
+        self.generate_batches = len(batches)
+        for batch in batches:
             self._with_backoff(batch, run,
                                lambda i: f"prompt {i} ({len(prompts[i])} tokens + "
                                          f"{spec.max_new_tokens} new)")
@@ -671,6 +688,53 @@ class Engine:
         if eos is not None:
             new = [r[: r.index(eos) + 1] if eos in r else r for r in new]
         return new
+
+
+def greedy_costs(model: Any) -> tuple[int, int, int]:
+    """Bytes that `Engine._greedy` holds, from the model's config: per cache slot (K and V
+    of every layer), per packed prompt token in the prompt pass (one layer's activations at
+    a time: residual stream, norms, Q/K/V, attention output, the MLP's gate, up and their
+    product), and per row (the last position's logits in float32)."""
+    cfg = getattr(model.config, "text_config", model.config)
+    hidden = getattr(cfg, "hidden_size", 4096)
+    layers = getattr(cfg, "num_hidden_layers", 32)
+    heads = getattr(cfg, "num_attention_heads", 32)
+    kv = getattr(cfg, "num_key_value_heads", heads) or heads
+    head_dim = getattr(cfg, "head_dim", None) or hidden // heads
+    inter = getattr(cfg, "intermediate_size", 4 * hidden)
+    vocab = getattr(cfg, "vocab_size", 32000)
+    size = hidden_dtype(model).itemsize
+    per_slot = 2 * layers * kv * head_dim * size
+    per_token = (4 * hidden + 3 * inter + 2 * (heads + 2 * kv) * head_dim) * size
+    return per_slot, per_token, 4 * vocab
+
+
+def greedy_batches(sizes: Sequence[int], new_tokens: int, costs: tuple[int, int, int],
+                   budget: float) -> list[list[int]]:
+    """Prompts (by token count) cut into greedy-decoding batches, longest first, each as
+    large as `budget` bytes allow: its cache holds rows × (longest prompt + new tokens,
+    rounded up to 64) slots, its prompt pass one layer's activations over the packed
+    prompts. Decoding reads every weight once a step whatever the batch, so one large batch
+    beats two small ones. A prompt that does not fit alone still gets a batch of its own (the
+    out-of-memory back-off reports it)."""
+    per_slot, per_token, per_row = costs
+    order = sorted(range(len(sizes)), key=lambda i: -sizes[i])
+    batches: list[list[int]] = []
+    current: list[int] = []
+    slots = packed = 0
+    for i in order:
+        width = slots or -(-(sizes[i] + new_tokens) // 64) * 64  # the longest comes first
+        need = (len(current) + 1) * (width * per_slot + per_row) + \
+            (packed + sizes[i]) * per_token
+        if current and need > budget:
+            batches.append(current)
+            current, packed = [], 0
+            width = -(-(sizes[i] + new_tokens) // 64) * 64
+        current.append(i)
+        slots, packed = width, packed + sizes[i]
+    if current:
+        batches.append(current)
+    return batches
 
 
 def auto_token_budget(model: Any, device: str) -> int:

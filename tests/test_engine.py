@@ -11,6 +11,8 @@ from harness.engine import (
     _pack,
     cut_at_stop,
     encode_pair,
+    greedy_batches,
+    greedy_costs,
 )
 from harness.progress import Progress
 from harness.specs import GenerationSpec
@@ -87,6 +89,24 @@ def test_batches_by_token_budget_sorted_longest_first():
     batches = _batches([5, 50, 10, 40], batch_size=None, budget=100)
     assert batches == [[1, 3], [2, 0]]
     assert _batches([1, 2, 3], batch_size=2, budget=0) == [[2, 1], [0]]
+
+
+def test_greedy_batches_by_cache_and_prompt_pass_memory(engine_parts):
+    # Prompt sizes 100, 50, 30 with 14 new tokens: cache widths 128, 64, 64 slots.
+    costs = (10, 1, 0)  # bytes per cache slot, per packed prompt token, per row
+    assert greedy_batches([100, 50, 30], 14, costs, 1e9) == [[0, 1, 2]]
+    # Two rows of the longest width: 2 * 128 * 10 + 150 = 2,710 bytes; three: 4,020.
+    assert greedy_batches([100, 50, 30], 14, costs, 4020) == [[0, 1, 2]]
+    assert greedy_batches([100, 50, 30], 14, costs, 4019) == [[0, 1], [2]]
+    assert greedy_batches([30, 100, 50], 14, costs, 2709) == [[1], [2, 0]]  # 2 * 640 + 80
+    assert greedy_batches([100, 50, 30], 14, costs, 1) == [[0], [1], [2]]  # each alone
+    assert greedy_batches([], 14, costs, 1e9) == []
+    model, _ = engine_parts
+    cfg = model.config
+    per_slot, per_token, per_row = greedy_costs(model)  # float32 model
+    assert per_slot == 2 * cfg.num_hidden_layers * cfg.num_key_value_heads * \
+        (cfg.hidden_size // cfg.num_attention_heads) * 4
+    assert per_token > 4 * cfg.hidden_size * 4 and per_row == 4 * cfg.vocab_size
 
 
 def test_cut_at_stop():

@@ -149,6 +149,8 @@ def main() -> None:
         ours("harness decode loop + CUDA graph, batch auto, second call", None, {})
         ours("harness decode loop + CUDA graph, unfused (HARNESS_FUSED=0)", None,
              {"HARNESS_FUSED": "0"})
+        ours("harness default but flash varlen decode attention (HARNESS_DECODE_ATTN=varlen)",
+             None, {"HARNESS_DECODE_ATTN": "varlen"})
         ours("harness, prompt pass only (1 new token), batch auto", None, {}, new=1)
     else:
         ours(f"harness, transformers generate path, batch {args.batch}", args.batch,

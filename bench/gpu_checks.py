@@ -26,7 +26,7 @@ def attention_check(heads: int = 16, kv: int = 8) -> dict:
 
     fn = AttentionInterface()["harness_greedy"]
     torch.manual_seed(0)
-    rows, dim, slots = 64, 128, 832
+    rows, dim, slots = 128, 128, 832
     at = torch.randint(10, slots - 1, (rows,), device=DEVICE)
     q = torch.randn(rows, heads, 1, dim, device=DEVICE, dtype=torch.bfloat16)
     store_k = torch.randn(rows, slots, kv, dim, device=DEVICE, dtype=torch.bfloat16)
@@ -45,9 +45,11 @@ def attention_check(heads: int = 16, kv: int = 8) -> dict:
     ref = torch.softmax(scores.masked_fill(~mask, float("-inf")), -1) @ vr  # [rows, h, 1, d]
     ref = ref.transpose(1, 2)
     out = {}
-    for name in ("varlen", "sdpa"):
+    for name in ("grouped", "varlen", "sdpa"):
         os.environ["HARNESS_DECODE_ATTN"] = name
         engine._ATTN_STATE.clear()
+        if name == "grouped":
+            engine._ATTN_STATE.update(grouped=True, used=(at + 1).to(torch.int32))
         if name == "varlen":
             cu = torch.arange(rows + 1, dtype=torch.int32, device=DEVICE)
             engine._ATTN_STATE.update(fn=engine._varlen_decode(),
@@ -56,7 +58,17 @@ def attention_check(heads: int = 16, kv: int = 8) -> dict:
                 out[name] = "not available in this torch"
                 continue
         got, _ = fn(Module(), q, k, v, mask, scaling=dim ** -0.5)
-        out[name] = {"max_abs_err_vs_float64": float((got.double() - ref).abs().max())}
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        for _ in range(50):
+            fn(Module(), q, k, v, mask, scaling=dim ** -0.5)
+        end.record()
+        torch.cuda.synchronize()
+        kv_bytes = 2 * int((at + 1).sum()) * kv * dim * 2
+        out[name] = {"max_abs_err_vs_float64": float((got.double() - ref).abs().max()),
+                     "us_per_call": round(start.elapsed_time(end) / 50 * 1e3, 1),
+                     "kv_TBps": round(kv_bytes / (start.elapsed_time(end) / 50 * 1e-3) / 1e12,
+                                      2)}
     del os.environ["HARNESS_DECODE_ATTN"]
     engine._ATTN_STATE.clear()
     return out

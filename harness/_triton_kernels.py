@@ -109,3 +109,42 @@ def target_logprob_kernel(L, T, LP, HIT, V, stride, BLOCK: tl.constexpr):
     xt = tl.load(base + t).to(tl.float32)
     tl.store(LP + row, xt - (m + tl.log(s)))
     tl.store(HIT + row, (best_at == t).to(tl.int8))
+
+
+@triton.jit
+def decode_attn_kernel(Q, K, V, USED, Out, scale, sqb, sqh, skb, skh, sks, svb, svh, svs,
+                       sob, soh, G: tl.constexpr, BG: tl.constexpr, D: tl.constexpr,
+                       BLOCK_N: tl.constexpr):
+    """One decode step's attention for one row and one K/V head: the G query heads that
+    share the K/V head attend to the row's first USED[row] keys, each key read once for all
+    of them (online softmax over blocks of BLOCK_N keys; P rounded to the value dtype for
+    the P·V product, as flash attention does)."""
+    row = tl.program_id(0).to(tl.int64)
+    kvh = tl.program_id(1).to(tl.int64)
+    g = tl.arange(0, BG)
+    d = tl.arange(0, D)
+    heads = kvh * G + g
+    q = tl.load(Q + row * sqb + heads[:, None] * sqh + d[None, :], mask=(g < G)[:, None],
+                other=0.0)
+    n_used = tl.load(USED + row)
+    m_i = tl.full((BG,), float("-inf"), tl.float32)
+    l_i = tl.zeros((BG,), tl.float32)
+    acc = tl.zeros((BG, D), tl.float32)
+    k_at = K + row * skb + kvh * skh
+    v_at = V + row * svb + kvh * svh
+    for start in range(0, n_used, BLOCK_N):
+        n = start + tl.arange(0, BLOCK_N)
+        valid = n < n_used
+        k = tl.load(k_at + n[:, None] * sks + d[None, :], mask=valid[:, None], other=0.0)
+        s = tl.dot(q, tl.trans(k)) * scale
+        s = tl.where(valid[None, :], s, float("-inf"))
+        m_new = tl.maximum(m_i, tl.max(s, axis=1))
+        p = tl.exp(s - m_new[:, None])
+        alpha = tl.exp(m_i - m_new)
+        l_i = l_i * alpha + tl.sum(p, axis=1)
+        v = tl.load(v_at + n[:, None] * svs + d[None, :], mask=valid[:, None], other=0.0)
+        acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v)
+        m_i = m_new
+    out = acc / l_i[:, None]
+    tl.store(Out + row * sob + heads[:, None] * soh + d[None, :], out.to(Out.dtype.element_ty),
+             mask=(g < G)[:, None])

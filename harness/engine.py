@@ -649,13 +649,13 @@ class Engine:
             del hidden
             token = out[:, :1].clone()
             used = (at + 1).to(torch.int32)
-            fn = _varlen_decode() if dev.startswith("cuda") and os.environ.get(
-                "HARNESS_DECODE_ATTN", "varlen") == "varlen" else None
-            _ATTN_STATE.update(fn=fn, used=used,
+            choice = os.environ.get("HARNESS_DECODE_ATTN", "auto")
+            fn = _varlen_decode() if dev.startswith("cuda") and choice in (
+                "auto", "varlen") else None
+            _ATTN_STATE.update(fn=fn, used=used, grouped=choice in ("auto", "grouped"),
                                cu_q=torch.arange(rows + 1, dtype=torch.int32, device=dev),
                                cu_k=torch.arange(rows + 1, dtype=torch.int32, device=dev) * length)
-            self.decode_attention = "flash varlen" if fn is not None and hidden_dtype(
-                inner) in (torch.float16, torch.bfloat16) else "sdpa"
+            self.decode_attention = _decode_attention_label(inner, dev, fn)
 
             def step() -> Any:
                 used.copy_(at + 1)
@@ -921,8 +921,11 @@ def _register_attention() -> None:
       attention causal within each prompt — on CUDA in half precision flash attention's
       variable-length kernel over the prompts' boundaries (grouped K/V heads native), else
       causal sdpa prompt by prompt;
-    - one query token per row (a decode step), on CUDA in half precision: flash attention's
-      variable-length kernel, each row reading its first `used` slots (`_varlen_decode`);
+    - one query token per row (a decode step), where the Triton kernels serve (CUDA, half
+      precision): `kernels.decode_attention`, each row's query heads that share a K/V head
+      reading its first `used` slots once; else on CUDA in half precision flash
+      attention's variable-length kernel (`_varlen_decode`; HARNESS_DECODE_ATTN=varlen
+      picks it first);
       elsewhere each K/V head's query heads folded into the query axis, so K/V are read once,
       not repeated per query head, under the [rows, 1, 1, slots] mask.
     """
@@ -954,6 +957,13 @@ def _register_attention() -> None:
                 out[:, :, a:z] = sdpa(query[:, :, a:z], key[:, :, a:z], value[:, :, a:z],
                                       is_causal=True, scale=scaling, enable_gqa=groups > 1)
             return out.transpose(1, 2).contiguous(), None
+        if _ATTN_STATE.get("grouped"):
+            from harness import kernels
+
+            if kernels.decode_attention_serves(query[:, :, 0], key):
+                out = kernels.decode_attention(query[:, :, 0], key, value,
+                                               _ATTN_STATE["used"].to(query.device), scaling)
+                return out[:, None], None
         if _ATTN_STATE.get("fn") is not None and query.is_cuda and query.dtype in (
                 torch.float16, torch.bfloat16):
             slots = key.shape[2]
@@ -1068,6 +1078,27 @@ class _RowCache:
         k[self.every, at] = key[:, :, 0]
         v[self.every, at] = value[:, :, 0]
         return k.transpose(1, 2), v.transpose(1, 2)
+
+
+def _decode_attention_label(model: Any, device: str, fn: Any) -> str:
+    """Which decode-step attention `harness_greedy` takes for this model: the grouped Triton
+    kernel (`kernels.decode_attention`), flash's variable-length kernel, or sdpa."""
+    import torch
+
+    from harness import kernels
+
+    cfg = getattr(model.config, "text_config", model.config)
+    heads = cfg.num_attention_heads
+    kv = getattr(cfg, "num_key_value_heads", heads) or heads
+    d = getattr(cfg, "head_dim", None) or cfg.hidden_size // heads
+    dtype = hidden_dtype(model)
+    if _ATTN_STATE.get("grouped") and kernels.decode_attention_serves(
+            torch.empty(1, heads, d, dtype=dtype, device=device),
+            torch.empty(1, kv, 1, d, dtype=dtype, device=device)):
+        return "grouped (Triton)"
+    if fn is not None and dtype in (torch.float16, torch.bfloat16):
+        return "flash varlen"
+    return "sdpa"
 
 
 def _varlen_decode() -> Callable[..., Any] | None:

@@ -48,7 +48,7 @@ def _kernels() -> dict[str, Any] | None:
         return None
     return {"triton": triton, "rms_norm": kt.rms_norm_kernel, "silu_mul": kt.silu_mul_kernel,
             "rope": kt.rope_kernel, "target_logprob": kt.target_logprob_kernel,
-            "accurate": kt.ACCURATE}
+            "decode_attn": kt.decode_attn_kernel, "accurate": kt.ACCURATE}
 
 
 def _setting() -> str:
@@ -142,6 +142,40 @@ def target_logprobs(logits: Any, targets: Any) -> tuple[Any, Any] | None:
                                          lp, hit, vocab, logits.stride(0), BLOCK=4096,
                                          num_warps=8)
     return lp, hit.bool()
+
+
+def decode_attention_serves(query: Any, key: Any) -> bool:
+    """Whether `decode_attention` serves these tensors (the kernels' device and dtypes, a
+    head size its matrix products take, whole query groups per K/V head)."""
+    d = query.shape[-1]
+    return _setting() != "0" and _runs_here(query) and key.dtype == query.dtype and \
+        d >= 16 and d & (d - 1) == 0 and query.shape[1] % key.shape[1] == 0 and \
+        _kernels() is not None
+
+
+def decode_attention(query: Any, key: Any, value: Any, used: Any, scale: float | None,
+                     ) -> Any:
+    """Attention of one query token per row over that row's first `used[row]` cached keys:
+    query [rows, heads, head_dim], key/value [rows, kv heads, slots, head_dim] (any strides
+    with a contiguous last axis); returns [rows, heads, head_dim]. Each program takes one
+    row and one K/V head with all the query heads that share it, so each key and value is
+    read once (grouped-query attention)."""
+    import torch
+
+    k = _kernels()
+    assert k is not None
+    rows, heads, d = query.shape
+    kv_heads = key.shape[1]
+    groups = heads // kv_heads
+    out = torch.empty(rows, heads, d, dtype=query.dtype, device=query.device)
+    if rows:
+        k["decode_attn"][(rows, kv_heads)](
+            query, key, value, used, out, float(scale if scale is not None else d ** -0.5),
+            query.stride(0), query.stride(1), key.stride(0), key.stride(1), key.stride(2),
+            value.stride(0), value.stride(1), value.stride(2), out.stride(0), out.stride(1),
+            G=groups, BG=max(16, k["triton"].next_power_of_2(groups)), D=d, BLOCK_N=64,
+            num_warps=4, num_stages=3)
+    return out
 
 
 # -- installing them --------------------------------------------------------------------------

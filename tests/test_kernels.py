@@ -124,8 +124,9 @@ def test_switched_off_or_unsupported_installs_nothing(monkeypatch):
 
 
 def test_engine_with_fused_kernels_gives_the_same_results(plain_lm, monkeypatch):
-    """Scoring (packed choices) and greedy decoding (packed prompt pass, decode steps) with
-    the fused kernels give the unfused engine's log-likelihoods and texts."""
+    """Scoring (packed choices) and greedy decoding (packed prompt pass, decode steps with
+    the grouped attention kernel) with the fused kernels give the unfused engine's
+    log-likelihoods and texts."""
     tok = AutoTokenizer.from_pretrained(plain_lm)
     model = AutoModelForCausalLM.from_pretrained(plain_lm, dtype=torch.float32).eval()
     prompts = ["Northwind will open a new factory in", "What are the symptoms of", "The"]
@@ -139,13 +140,15 @@ def test_engine_with_fused_kernels_gives_the_same_results(plain_lm, monkeypatch)
     def run():
         eng = Engine(model, tok, "cpu", 512, batch_size=3)
         return (eng.loglikelihood_choices(groups, Progress(False), "mc"),
-                eng.generate(ids, spec, Progress(False), "g"), eng.fused_kernels)
+                eng.generate(ids, spec, Progress(False), "g"),
+                eng.fused_kernels + [eng.decode_attention])
 
     fused_mc, fused_text, kinds = run()
     assert "LlamaRMSNorm x5" in kinds and "LlamaMLP x2" in kinds
+    assert "grouped (Triton)" in kinds  # the decode steps' attention kernel
     monkeypatch.setenv("HARNESS_FUSED", "0")
     plain_mc, plain_text, none = run()
-    assert none == []
+    assert none == ["sdpa"]
     assert fused_text == plain_text
     assert [r.logprob for x in fused_mc for r in x] == pytest.approx(
         [r.logprob for x in plain_mc for r in x], abs=1e-4)
@@ -164,3 +167,27 @@ def test_target_logprobs_match_log_softmax_and_first_argmax():
     assert hit.tolist() == (logits.argmax(-1) == targets).tolist()
     lp, hit = kernels.target_logprobs(logits, torch.tensor([1, 4500, 7, 8999, 0, 7]))
     assert hit[2] and not hit[5]
+
+
+@pytest.mark.parametrize("heads,kv_heads", [(4, 2), (6, 6), (8, 1)])
+def test_decode_attention_matches_softmax_over_each_rows_keys(heads, kv_heads):
+    """One query token per row over the row's first `used` keys (from a [rows, slots, kv
+    heads, dim] cache seen as [rows, kv heads, slots, dim], as the engine hands it over),
+    against float64 softmax attention; grouped query heads share their K/V head."""
+    torch.manual_seed(0)
+    rows, slots, d = 3, 150, 16
+    q = torch.randn(rows, 1, heads, d).transpose(1, 2)[:, :, 0]  # [rows, heads, d], strided
+    cache_k = torch.randn(rows, slots, kv_heads, d)
+    cache_v = torch.randn(rows, slots, kv_heads, d)
+    used = torch.tensor([150, 70, 1], dtype=torch.int32)
+    key, value = cache_k.transpose(1, 2), cache_v.transpose(1, 2)
+    assert kernels.decode_attention_serves(q, key)
+    out = kernels.decode_attention(q, key, value, used, 0.3)
+    group = heads // kv_heads
+    for r in range(rows):
+        n = int(used[r])
+        k = key[r, :, :n].double().repeat_interleave(group, 0)  # [heads, n, d]
+        v = value[r, :, :n].double().repeat_interleave(group, 0)
+        w = torch.softmax((q[r].double()[:, None] @ k.transpose(1, 2))[:, 0] * 0.3, -1)
+        ref = (w[:, None] @ v)[:, 0]
+        assert torch.allclose(out[r].double(), ref, atol=1e-5), (r, (out[r] - ref).abs().max())

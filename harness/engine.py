@@ -690,23 +690,42 @@ class Engine:
         return new
 
 
+@dataclass(frozen=True)
+class _Shape:
+    hidden: int
+    layers: int
+    heads: int
+    kv_heads: int
+    head_dim: int
+    inter: int
+    vocab: int
+
+
+def _shape(model: Any) -> _Shape:
+    """The sizes the memory estimates and kernel checks need, from the (inner, text) config,
+    with Llama-7B-like defaults where a config lacks one."""
+    inner = model.get_base_model() if hasattr(model, "get_base_model") else model
+    cfg = getattr(inner.config, "text_config", inner.config)
+    hidden = getattr(cfg, "hidden_size", 4096)
+    heads = getattr(cfg, "num_attention_heads", 32)
+    return _Shape(hidden=hidden, layers=getattr(cfg, "num_hidden_layers", 32), heads=heads,
+                  kv_heads=getattr(cfg, "num_key_value_heads", heads) or heads,
+                  head_dim=getattr(cfg, "head_dim", None) or hidden // heads,
+                  inter=getattr(cfg, "intermediate_size", 4 * hidden),
+                  vocab=getattr(cfg, "vocab_size", 32000))
+
+
 def greedy_costs(model: Any) -> tuple[int, int, int]:
     """Bytes that `Engine._greedy` holds, from the model's config: per cache slot (K and V
     of every layer), per packed prompt token in the prompt pass (one layer's activations at
     a time: residual stream, norms, Q/K/V, attention output, the MLP's gate, up and their
     product), and per row (the last position's logits in float32)."""
-    cfg = getattr(model.config, "text_config", model.config)
-    hidden = getattr(cfg, "hidden_size", 4096)
-    layers = getattr(cfg, "num_hidden_layers", 32)
-    heads = getattr(cfg, "num_attention_heads", 32)
-    kv = getattr(cfg, "num_key_value_heads", heads) or heads
-    head_dim = getattr(cfg, "head_dim", None) or hidden // heads
-    inter = getattr(cfg, "intermediate_size", 4 * hidden)
-    vocab = getattr(cfg, "vocab_size", 32000)
+    c = _shape(model)
     size = hidden_dtype(model).itemsize
-    per_slot = 2 * layers * kv * head_dim * size
-    per_token = (4 * hidden + 3 * inter + 2 * (heads + 2 * kv) * head_dim) * size
-    return per_slot, per_token, 4 * vocab
+    per_slot = 2 * c.layers * c.kv_heads * c.head_dim * size
+    per_token = (4 * c.hidden + 3 * c.inter + 2 * (c.heads + 2 * c.kv_heads) * c.head_dim) \
+        * size
+    return per_slot, per_token, 4 * c.vocab
 
 
 def greedy_batches(sizes: Sequence[int], new_tokens: int, costs: tuple[int, int, int],
@@ -718,20 +737,19 @@ def greedy_batches(sizes: Sequence[int], new_tokens: int, costs: tuple[int, int,
     beats two small ones. A prompt that does not fit alone still gets a batch of its own (the
     out-of-memory back-off reports it)."""
     per_slot, per_token, per_row = costs
-    order = sorted(range(len(sizes)), key=lambda i: -sizes[i])
     batches: list[list[int]] = []
     current: list[int] = []
-    slots = packed = 0
-    for i in order:
-        width = slots or -(-(sizes[i] + new_tokens) // 64) * 64  # the longest comes first
-        need = (len(current) + 1) * (width * per_slot + per_row) + \
+    slots = packed = 0  # the current batch's cache width (its first, longest prompt's)
+    for i in sorted(range(len(sizes)), key=lambda i: -sizes[i]):
+        need = (len(current) + 1) * (slots * per_slot + per_row) + \
             (packed + sizes[i]) * per_token
-        if current and need > budget:
-            batches.append(current)
+        if not current or need > budget:
+            if current:
+                batches.append(current)
             current, packed = [], 0
-            width = -(-(sizes[i] + new_tokens) // 64) * 64
+            slots = -(-(sizes[i] + new_tokens) // 64) * 64
         current.append(i)
-        slots, packed = width, packed + sizes[i]
+        packed += sizes[i]
     if current:
         batches.append(current)
     return batches
@@ -744,15 +762,8 @@ def auto_token_budget(model: Any, device: str) -> int:
         return CPU_TOKEN_BUDGET
     import torch
 
-    cfg = model.get_base_model().config if hasattr(model, "get_base_model") else model.config
-    cfg = getattr(cfg, "text_config", cfg)
-    hidden = getattr(cfg, "hidden_size", 4096)
-    layers = getattr(cfg, "num_hidden_layers", 32)
-    heads = getattr(cfg, "num_attention_heads", 32)
-    kv = getattr(cfg, "num_key_value_heads", heads) or heads
-    head_dim = getattr(cfg, "head_dim", None) or hidden // heads
-    inter = getattr(cfg, "intermediate_size", 4 * hidden)
-    per_token = 2 * (2 * layers * kv * head_dim + 8 * hidden + 3 * inter)  # bf16 bytes
+    c = _shape(model)
+    per_token = 2 * (2 * c.layers * c.kv_heads * c.head_dim + 8 * c.hidden + 3 * c.inter)
     free, _ = torch.cuda.mem_get_info(torch.device(device))
     # A third of the free memory: the rest covers transient copies (cache concatenation,
     # grouped-query K/V expansion, logits chunks) and the allocator's fragmentation.
@@ -1087,14 +1098,11 @@ def _decode_attention_label(model: Any, device: str, fn: Any) -> str:
 
     from harness import kernels
 
-    cfg = getattr(model.config, "text_config", model.config)
-    heads = cfg.num_attention_heads
-    kv = getattr(cfg, "num_key_value_heads", heads) or heads
-    d = getattr(cfg, "head_dim", None) or cfg.hidden_size // heads
+    c = _shape(model)
     dtype = hidden_dtype(model)
     if _ATTN_STATE.get("grouped") and kernels.decode_attention_serves(
-            torch.empty(1, heads, d, dtype=dtype, device=device),
-            torch.empty(1, kv, 1, d, dtype=dtype, device=device)):
+            torch.empty(1, c.heads, c.head_dim, dtype=dtype, device=device),
+            torch.empty(1, c.kv_heads, 1, c.head_dim, dtype=dtype, device=device)):
         return "grouped (Triton)"
     if fn is not None and dtype in (torch.float16, torch.bfloat16):
         return "flash varlen"

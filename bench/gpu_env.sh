@@ -21,3 +21,12 @@ write_cnn_rouge_task() {
   sed -e 's/^name: cnn_dailymail/name: cnn_rouge/' -e 's/^metrics: .*/metrics: [rouge, words]/' \
     tasks/cnn_dailymail.yaml > "$1/cnn_rouge.yaml"
 }
+
+# The random-weight Llama-3-8B (16 GB in bf16) saved to /tmp/llama3-random.
+save_llama3() {
+  (cd bench && python3 -c "
+from pathlib import Path
+from common import LLAMA3_8B, model, save_model, tokenizer
+save_model(model(LLAMA3_8B, kind='llama'), tokenizer(Path('/tmp/bench-tok')), Path('/tmp/llama3-random'))
+")
+}

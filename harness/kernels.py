@@ -262,6 +262,16 @@ def _probe(what: str, owner: Any, dtype: Any, device: Any, check: Callable[[], b
     return _VERDICT[key]
 
 
+def _heads(attn: Any) -> tuple[int, int, int]:
+    """(query heads, K/V heads, head size) of an attention module, small defaults where it
+    does not say (the rotary probe then compiles a variant of its own)."""
+    cfg = getattr(attn, "config", None)
+    heads = getattr(cfg, "num_attention_heads", None) or 4
+    kv = getattr(cfg, "num_key_value_heads", None) or heads
+    d = getattr(attn, "head_dim", None) or 64
+    return (heads, kv, d) if heads % kv == 0 and d in (16, 32, 64, 128, 256) else (4, 2, 64)
+
+
 def _plan(decoder: Any, dtype: Any, device: Any,
           ) -> tuple[list[tuple[Any, Any]], list[tuple[Any, str, Any]], list[str]]:
     """The replacements that pass their probes: (module, call) pairs, (python module, name,
@@ -300,19 +310,21 @@ def _plan(decoder: Any, dtype: Any, device: Any,
         elif hasattr(m, "q_proj") and hasattr(m, "k_proj"):
             mod = sys.modules.get(type(m).__module__)
             if mod is not None and callable(getattr(mod, "apply_rotary_pos_emb", None)):
-                rope_mods[mod.__name__] = mod
+                rope_mods.setdefault(mod.__name__, (mod, _heads(m)))
         if call is not None:
             calls.append((m, call))
             kinds[name] = kinds.get(name, 0) + 1
     globals_: list[tuple[Any, str, Any]] = []
-    for mod in rope_mods.values():
+    for mod, (hq, hk, d) in rope_mods.values():
         original = mod.apply_rotary_pos_emb
         fused_fn = _rope_fn(original)
 
-        def check(o: Any = original, f: Any = fused_fn) -> bool:
-            t, d = 5, 64
-            q = rand(2, t, 4, d).transpose(1, 2)  # the layers' layout: a transposed view
-            k = rand(2, t, 2, d).transpose(1, 2)
+        # The model's head counts and size: the probe compiles the variant the layers use.
+        def check(o: Any = original, f: Any = fused_fn, hq: int = hq, hk: int = hk,
+                  d: int = d) -> bool:
+            t = 5
+            q = rand(1, t, hq, d).transpose(1, 2)  # the layers' layout: a transposed view
+            k = rand(1, t, hk, d).transpose(1, 2)
             cos, sin = rand(1, t, d), rand(1, t, d)
             a, b = o(q, k, cos, sin), f(q, k, cos, sin)
             return _close(a[0], b[0]) and _close(a[1], b[1])

@@ -11,6 +11,7 @@ import contextlib
 import hashlib
 import json
 import os
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,17 +25,76 @@ TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_ma
                    "chat_template.jinja", "tokenizer.model", "vocab.json", "merges.txt")
 
 
-def hash_files(folder: Path, names: list[str] | None = None) -> str:
-    """sha256 over the weight files of a folder (names and contents, sorted by name)."""
+HASH_CACHE = "file-hashes.json"  # in the result store's folder: digests by file identity
+_HASH_CACHE_SIZE = 512
+
+
+def hash_files(folder: Path, names: list[str] | None = None,
+               stop: threading.Event | None = None) -> str:
+    """sha256 over the weight files of a folder (names and contents, sorted by name).
+
+    Reading 16 GB of an 8B model's weights takes seconds, so the digest is remembered (in
+    `file-hashes.json` beside the result store) under the files' identity: path, size,
+    modification and status-change times, inode. Rewriting or replacing a file changes its
+    status-change time, which no tool sets back, so a changed file is hashed again. `stop`
+    set: returns "" at the next chunk (the load failed; nobody needs the digest)."""
     files = sorted(p for p in folder.iterdir()
                    if p.is_file() and (p.name in names if names else p.suffix in WEIGHT_SUFFIXES))
+    stats = [p.stat() for p in files]
+    identity = json.dumps([str(folder.resolve()), names,
+                           [[p.name, st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino]
+                            for p, st in zip(files, stats, strict=True)]])
+    key = hashlib.sha256(identity.encode()).hexdigest()
+    known = _hash_cache()
+    if key in known:
+        return known[key]
     digest = hashlib.sha256()
     for p in files:
         digest.update(p.name.encode() + b"\0")
         with p.open("rb") as fh:
-            for chunk in iter(lambda fh=fh: fh.read(1 << 22), b""):
+            for chunk in iter(lambda fh=fh: fh.read(1 << 24), b""):
+                if stop is not None and stop.is_set():
+                    return ""
                 digest.update(chunk)
-    return digest.hexdigest()
+    value = digest.hexdigest()
+    if [p.stat() for p in files] == stats:  # unchanged while read
+        _remember_hash(key, value)
+    return value
+
+
+def _hash_cache_path() -> Path:
+    from harness.store import default_cache_dir
+
+    return default_cache_dir() / HASH_CACHE
+
+
+def _hash_cache() -> dict[str, str]:
+    try:
+        data = json.loads(_hash_cache_path().read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _remember_hash(key: str, value: str) -> None:
+    """Adds one digest to the cache file (the newest _HASH_CACHE_SIZE kept), written whole to
+    a temporary file and renamed over it; a cache that cannot be written is skipped."""
+    import tempfile
+
+    path = _hash_cache_path()
+    known = _hash_cache()
+    known.pop(key, None)
+    known[key] = value
+    known = dict(list(known.items())[-_HASH_CACHE_SIZE:])
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile("w", dir=path.parent, delete=False,
+                                         suffix=".tmp", encoding="utf-8") as fh:
+            json.dump(known, fh)
+        os.replace(fh.name, path)
+    except OSError:
+        with contextlib.suppress(OSError, UnboundLocalError):
+            os.unlink(fh.name)
 
 
 def fingerprint_id(fp: dict[str, Any]) -> str:
@@ -58,6 +118,7 @@ class LoadedModel:
     dtype: str
     max_length: int
     variants: list[Variant] = field(default_factory=list)
+    load_seconds: float = 0.0  # load_model's wall time (weights, adapters, fingerprints)
 
     @contextlib.contextmanager
     def use(self, variant: Variant) -> Iterator[None]:
@@ -217,9 +278,23 @@ def load_model(spec: ModelSpec) -> LoadedModel:
         kwargs["dtype"] = dtype
         if device == "auto":
             kwargs["device_map"] = "auto"
+        elif device.startswith("cuda") and os.environ.get("HARNESS_LOAD_VIA_CPU") != "1":
+            # Straight from the files to the GPU: no copy of the weights in host memory, no
+            # host-to-device copy after (HARNESS_LOAD_VIA_CPU=1: the old way, for comparison).
+            kwargs["device_map"] = {"": device}
+    # A local folder's weights are hashed (for the fingerprint) while they load: sha256
+    # releases the GIL, and the files are read from the page cache the load fills.
+    stop = threading.Event()
+    hashing: list[str] = []
+    hasher = threading.Thread(target=lambda: hashing.append(hash_files(folder, stop=stop)),
+                              name="harness-hash", daemon=True) \
+        if is_local and folder is not None else None
+    if hasher is not None:
+        hasher.start()
     try:
         model = AutoModelForCausalLM.from_pretrained(spec.base, **kwargs)
     except Exception as err:
+        stop.set()
         hint = " (offline? give a local folder)" if not is_local else ""
         raise ModelError(f"cannot load model {spec.base}{hint}: {_first_line(err)}") from None
     if device == "auto":  # inputs go where the embeddings are
@@ -232,7 +307,10 @@ def load_model(spec: ModelSpec) -> LoadedModel:
 
     if is_local and folder is not None:
         tok_files = [n for n in TOKENIZER_FILES if (folder / n).exists()]
-        base_fp = {"id": str(spec.base), "weights_sha256": hash_files(folder),
+        if hasher is not None:
+            hasher.join()
+        base_fp = {"id": str(spec.base),
+                   "weights_sha256": hashing[0] if hashing else hash_files(folder),
                    "tokenizer_sha256": hash_files(folder, tok_files) if tok_files else None}
     else:
         commit = getattr(model.config, "_commit_hash", None) if not attached else \

@@ -1,0 +1,68 @@
+"""A split-K (flash-decoding) variant of harness/_triton_kernels.py's decode attention, for
+bench/kernel_probe.py's comparison only: each (row, K/V head) program's keys cut into SPLITS
+ranges, partial results merged by a second kernel. Measured slower than the one-pass kernel
+at 128 rows (session 5), so the engine does not use it."""
+
+import triton
+import triton.language as tl
+
+
+@triton.jit
+def split_kernel(Q, K, V, USED, Acc, ML, scale, sqb, sqh, skb, skh, sks, svb, svh,
+                             svs, CHUNK, G: tl.constexpr, BG: tl.constexpr, D: tl.constexpr,
+                             BLOCK_N: tl.constexpr, SPLITS: tl.constexpr):
+    """`decode_attn_kernel` over one of SPLITS ranges of CHUNK keys (a multiple of BLOCK_N):
+    the unnormalised float32 output and the running max and sum of its query heads, for
+    `merge_kernel` to combine (flash-decoding)."""
+    row = tl.program_id(0).to(tl.int64)
+    kvh = tl.program_id(1).to(tl.int64)
+    sp = tl.program_id(2).to(tl.int64)
+    g = tl.arange(0, BG)
+    d = tl.arange(0, D)
+    heads = kvh * G + g
+    q = tl.load(Q + row * sqb + heads[:, None] * sqh + d[None, :], mask=(g < G)[:, None],
+                other=0.0)
+    n_used = tl.load(USED + row)
+    lo = sp * CHUNK
+    hi = tl.minimum(lo + CHUNK, n_used)
+    m_i = tl.full((BG,), float("-inf"), tl.float32)
+    l_i = tl.zeros((BG,), tl.float32)
+    acc = tl.zeros((BG, D), tl.float32)
+    k_at = K + row * skb + kvh * skh
+    v_at = V + row * svb + kvh * svh
+    for start in range(lo, hi, BLOCK_N):
+        n = start + tl.arange(0, BLOCK_N)
+        valid = n < hi
+        k = tl.load(k_at + n[:, None] * sks + d[None, :], mask=valid[:, None], other=0.0)
+        s = tl.dot(q, tl.trans(k)) * scale
+        s = tl.where(valid[None, :], s, float("-inf"))
+        m_new = tl.maximum(m_i, tl.max(s, axis=1))
+        p = tl.exp(s - m_new[:, None])
+        alpha = tl.exp(m_i - m_new)
+        l_i = l_i * alpha + tl.sum(p, axis=1)
+        v = tl.load(v_at + n[:, None] * svs + d[None, :], mask=valid[:, None], other=0.0)
+        acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v)
+        m_i = m_new
+    # Partials laid out [row, head, split, D] and [row, head, split, 2].
+    at = (row * (tl.num_programs(1) * G) + heads) * SPLITS + sp
+    tl.store(Acc + at[:, None] * D + d[None, :], acc, mask=(g < G)[:, None])
+    tl.store(ML + at * 2, m_i, mask=g < G)
+    tl.store(ML + at * 2 + 1, l_i, mask=g < G)
+
+
+@triton.jit
+def merge_kernel(Acc, ML, Out, sob, soh, H, D: tl.constexpr,
+                             SPLITS: tl.constexpr):
+    """Combines `split_kernel`'s partials for one row and query head."""
+    pid = tl.program_id(0).to(tl.int64)
+    row = pid // H
+    head = pid % H
+    s = tl.arange(0, SPLITS)
+    d = tl.arange(0, D)
+    m = tl.load(ML + (pid * SPLITS + s) * 2)
+    ell = tl.load(ML + (pid * SPLITS + s) * 2 + 1)
+    m_all = tl.max(m, axis=0)
+    w = tl.where(m > float("-inf"), tl.exp(m - m_all), 0.0)
+    acc = tl.load(Acc + (pid * SPLITS + s)[:, None] * D + d[None, :])
+    out = tl.sum(acc * w[:, None], axis=0) / tl.sum(ell * w, axis=0)
+    tl.store(Out + row * sob + head * soh + d, out.to(Out.dtype.element_ty))

@@ -103,6 +103,30 @@ class Timer:
         self.seconds = time.perf_counter() - self.t
 
 
+def graph_ms(fn, reps: int = 10) -> float:
+    """Milliseconds per replay of `fn`'s launches captured as one CUDA graph (after one
+    warm-up run on a side stream): the kernels' time without Python or launch gaps."""
+    import torch
+
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        fn()
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        fn()
+    graph.replay()
+    torch.cuda.synchronize()
+    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    start.record()
+    for _ in range(reps):
+        graph.replay()
+    end.record()
+    torch.cuda.synchronize()
+    return start.elapsed_time(end) / reps
+
+
 def versions() -> dict:
     import importlib.metadata as md
     import platform

@@ -10,29 +10,10 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from common import graph_ms
 
 SHAPES = {"llama3_8b": dict(h=4096, q=4096, kv=1024, inter=14336, layers=32),
           "qwen3_1_7b": dict(h=2048, q=2048, kv=1024, inter=6144, layers=28)}
-
-
-def timed(fn, reps=20):
-    g = torch.cuda.CUDAGraph()
-    s = torch.cuda.Stream()
-    s.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(s):
-        fn()
-    torch.cuda.current_stream().wait_stream(s)
-    with torch.cuda.graph(g):
-        fn()
-    g.replay()
-    torch.cuda.synchronize()
-    a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-    a.record()
-    for _ in range(reps):
-        g.replay()
-    b.record()
-    torch.cuda.synchronize()
-    return a.elapsed_time(b) / reps
 
 
 def probe(name: str, s: dict, out: dict) -> None:
@@ -59,9 +40,9 @@ def probe(name: str, s: dict, out: dict) -> None:
                 for k in keys:
                     F.linear(inputs[takes[k]], lay[k])
 
-        ms_sep = timed(lambda: run(["q", "k", "v", "o", "g", "u", "d"]))
-        ms_fused = timed(lambda: run(["qkv", "o", "gu", "d"]))
-        parts = {k: round(timed(lambda k=k: run([k])) * 1000 / L, 1) for k in takes}
+        ms_sep = graph_ms(lambda: run(["q", "k", "v", "o", "g", "u", "d"]), 20)
+        ms_fused = graph_ms(lambda: run(["qkv", "o", "gu", "d"]), 20)
+        parts = {k: round(graph_ms(lambda k=k: run([k]), 20) * 1000 / L, 1) for k in takes}
         floor = weight_bytes / 4.3e12 * 1e3
         out[f"{name} M={m}"] = {
             "separate_ms": round(ms_sep, 3), "fused_ms": round(ms_fused, 3),

@@ -25,32 +25,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
-def graph_time(fn, reps: int = 10) -> float:
-    """Milliseconds per call of `fn` (which makes `calls` launches), as a CUDA graph."""
-    import torch
-
-    s = torch.cuda.Stream()
-    s.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(s):
-        fn()
-    torch.cuda.current_stream().wait_stream(s)
-    g = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(g):
-        fn()
-    g.replay()
-    torch.cuda.synchronize()
-    a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-    a.record()
-    for _ in range(reps):
-        g.replay()
-    b.record()
-    torch.cuda.synchronize()
-    return a.elapsed_time(b) / reps
-
-
 def attn() -> dict:
     import torch
     import triton
+    from common import graph_ms
     from split_attn_kernels import merge_kernel, split_kernel
 
     from harness import _triton_kernels as kt
@@ -133,7 +111,7 @@ def attn() -> dict:
                         fn()
                         torch.cuda.synchronize()
                         err = float((res.double() - ref).abs().max())
-                        us = graph_time(fn) / 32 * 1e3
+                        us = graph_ms(fn) / 32 * 1e3
                         table[name] = {"us": round(us, 1),
                                        "TBps": round(kv_bytes / (us * 1e-6) / 1e12, 2),
                                        "err": round(err, 5)}
@@ -179,21 +157,17 @@ def call(i, new=128):
     eng.generate(prompts, GenerationSpec(max_new_tokens=new), Progress(False), "g")
     torch.cuda.synchronize(); print("CALL", i, new, time.perf_counter() - t, flush=True)
 
+def top_cpu(i):  # call i under torch.profiler: its 25 largest CPU self-times
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU,
+                                            torch.profiler.ProfilerActivity.CUDA]) as prof:
+        call(i)
+    ev = sorted(prof.key_averages(), key=lambda e: -e.self_cpu_time_total)[:25]
+    return json.dumps([(e.key[:70], round(e.self_cpu_time_total / 1e3, 1), e.count)
+                       for e in ev])
+
 if mode == "profile":
-    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU,
-                                            torch.profiler.ProfilerActivity.CUDA]) as prof:
-        call(0)
-    ev = prof.key_averages()
-    top = [(e.key[:70], round(e.self_cpu_time_total / 1e3, 1), e.count)
-           for e in sorted(ev, key=lambda e: -e.self_cpu_time_total)[:25]]
-    print("TOP", json.dumps(top))
-    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU,
-                                            torch.profiler.ProfilerActivity.CUDA]) as prof:
-        call(1)
-    ev = prof.key_averages()
-    top = [(e.key[:70], round(e.self_cpu_time_total / 1e3, 1), e.count)
-           for e in sorted(ev, key=lambda e: -e.self_cpu_time_total)[:25]]
-    print("TOP2", json.dumps(top))
+    print("TOP", top_cpu(0))
+    print("TOP2", top_cpu(1))
 elif mode == "one token first":
     call(0, 1); call(1, 1); call(2, 2); call(3, 2); call(4); call(5)
 else:

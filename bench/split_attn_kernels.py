@@ -6,11 +6,13 @@ at 128 rows (session 5), so the engine does not use it."""
 import triton
 import triton.language as tl
 
+from harness._triton_kernels import attend_keys
+
 
 @triton.jit
-def split_kernel(Q, K, V, USED, Acc, ML, scale, sqb, sqh, skb, skh, sks, svb, svh,
-                             svs, CHUNK, G: tl.constexpr, BG: tl.constexpr, D: tl.constexpr,
-                             BLOCK_N: tl.constexpr, SPLITS: tl.constexpr):
+def split_kernel(Q, K, V, USED, Acc, ML, scale, sqb, sqh, skb, skh, sks, svb, svh, svs, CHUNK,
+                 G: tl.constexpr, BG: tl.constexpr, D: tl.constexpr, BLOCK_N: tl.constexpr,
+                 SPLITS: tl.constexpr):
     """`decode_attn_kernel` over one of SPLITS ranges of CHUNK keys (a multiple of BLOCK_N):
     the unnormalised float32 output and the running max and sum of its query heads, for
     `merge_kernel` to combine (flash-decoding)."""
@@ -25,24 +27,8 @@ def split_kernel(Q, K, V, USED, Acc, ML, scale, sqb, sqh, skb, skh, sks, svb, sv
     n_used = tl.load(USED + row)
     lo = sp * CHUNK
     hi = tl.minimum(lo + CHUNK, n_used)
-    m_i = tl.full((BG,), float("-inf"), tl.float32)
-    l_i = tl.zeros((BG,), tl.float32)
-    acc = tl.zeros((BG, D), tl.float32)
-    k_at = K + row * skb + kvh * skh
-    v_at = V + row * svb + kvh * svh
-    for start in range(lo, hi, BLOCK_N):
-        n = start + tl.arange(0, BLOCK_N)
-        valid = n < hi
-        k = tl.load(k_at + n[:, None] * sks + d[None, :], mask=valid[:, None], other=0.0)
-        s = tl.dot(q, tl.trans(k)) * scale
-        s = tl.where(valid[None, :], s, float("-inf"))
-        m_new = tl.maximum(m_i, tl.max(s, axis=1))
-        p = tl.exp(s - m_new[:, None])
-        alpha = tl.exp(m_i - m_new)
-        l_i = l_i * alpha + tl.sum(p, axis=1)
-        v = tl.load(v_at + n[:, None] * svs + d[None, :], mask=valid[:, None], other=0.0)
-        acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v)
-        m_i = m_new
+    m_i, l_i, acc = attend_keys(q, K + row * skb + kvh * skh, V + row * svb + kvh * svh,
+                                sks, svs, lo, hi, scale, BG, D, BLOCK_N)
     # Partials laid out [row, head, split, D] and [row, head, split, 2].
     at = (row * (tl.num_programs(1) * G) + heads) * SPLITS + sp
     tl.store(Acc + at[:, None] * D + d[None, :], acc, mask=(g < G)[:, None])
@@ -51,8 +37,7 @@ def split_kernel(Q, K, V, USED, Acc, ML, scale, sqb, sqh, skb, skh, sks, svb, sv
 
 
 @triton.jit
-def merge_kernel(Acc, ML, Out, sob, soh, H, D: tl.constexpr,
-                             SPLITS: tl.constexpr):
+def merge_kernel(Acc, ML, Out, sob, soh, H, D: tl.constexpr, SPLITS: tl.constexpr):
     """Combines `split_kernel`'s partials for one row and query head."""
     pid = tl.program_id(0).to(tl.int64)
     row = pid // H

@@ -112,6 +112,33 @@ def target_logprob_kernel(L, T, LP, HIT, V, stride, BLOCK: tl.constexpr):
 
 
 @triton.jit
+def attend_keys(q, k_at, v_at, sks, svs, lo, hi, scale, BG: tl.constexpr, D: tl.constexpr,
+                BLOCK_N: tl.constexpr):
+    """Query rows `q` [BG, D] over keys lo..hi-1 (K at `k_at`, V at `v_at`, one key every
+    `sks` / `svs` elements), online softmax over blocks of BLOCK_N keys, P rounded to the
+    value dtype for the P·V product as flash attention does: (running max, running sum,
+    unnormalised float32 output)."""
+    d = tl.arange(0, D)
+    m_i = tl.full((BG,), float("-inf"), tl.float32)
+    l_i = tl.zeros((BG,), tl.float32)
+    acc = tl.zeros((BG, D), tl.float32)
+    for start in range(lo, hi, BLOCK_N):
+        n = start + tl.arange(0, BLOCK_N)
+        valid = n < hi
+        k = tl.load(k_at + n[:, None] * sks + d[None, :], mask=valid[:, None], other=0.0)
+        s = tl.dot(q, tl.trans(k)) * scale
+        s = tl.where(valid[None, :], s, float("-inf"))
+        m_new = tl.maximum(m_i, tl.max(s, axis=1))
+        p = tl.exp(s - m_new[:, None])
+        alpha = tl.exp(m_i - m_new)
+        l_i = l_i * alpha + tl.sum(p, axis=1)
+        v = tl.load(v_at + n[:, None] * svs + d[None, :], mask=valid[:, None], other=0.0)
+        acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v)
+        m_i = m_new
+    return m_i, l_i, acc
+
+
+@triton.jit
 def decode_attn_kernel(Q, K, V, USED, Out, scale, sqb, sqh, skb, skh, sks, svb, svh, svs,
                        sob, soh, G: tl.constexpr, BG: tl.constexpr, D: tl.constexpr,
                        BLOCK_N: tl.constexpr):
@@ -127,24 +154,8 @@ def decode_attn_kernel(Q, K, V, USED, Out, scale, sqb, sqh, skb, skh, sks, svb, 
     q = tl.load(Q + row * sqb + heads[:, None] * sqh + d[None, :], mask=(g < G)[:, None],
                 other=0.0)
     n_used = tl.load(USED + row)
-    m_i = tl.full((BG,), float("-inf"), tl.float32)
-    l_i = tl.zeros((BG,), tl.float32)
-    acc = tl.zeros((BG, D), tl.float32)
-    k_at = K + row * skb + kvh * skh
-    v_at = V + row * svb + kvh * svh
-    for start in range(0, n_used, BLOCK_N):
-        n = start + tl.arange(0, BLOCK_N)
-        valid = n < n_used
-        k = tl.load(k_at + n[:, None] * sks + d[None, :], mask=valid[:, None], other=0.0)
-        s = tl.dot(q, tl.trans(k)) * scale
-        s = tl.where(valid[None, :], s, float("-inf"))
-        m_new = tl.maximum(m_i, tl.max(s, axis=1))
-        p = tl.exp(s - m_new[:, None])
-        alpha = tl.exp(m_i - m_new)
-        l_i = l_i * alpha + tl.sum(p, axis=1)
-        v = tl.load(v_at + n[:, None] * svs + d[None, :], mask=valid[:, None], other=0.0)
-        acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v)
-        m_i = m_new
+    m_i, l_i, acc = attend_keys(q, K + row * skb + kvh * skh, V + row * svb + kvh * svh,
+                                sks, svs, 0, n_used, scale, BG, D, BLOCK_N)
     out = acc / l_i[:, None]
     tl.store(Out + row * sob + heads[:, None] * soh + d[None, :], out.to(Out.dtype.element_ty),
              mask=(g < G)[:, None])

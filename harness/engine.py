@@ -982,8 +982,8 @@ def _register_attention() -> None:
             flat_v = value.transpose(1, 2).reshape(b * slots, value.shape[1], value.shape[-1])
             dev = query.device  # buffers live on the first GPU (--device auto: copies)
             out = _ATTN_STATE["fn"](query.reshape(b, h, d), flat_k, flat_v,
-                                _ATTN_STATE["cu_q"].to(dev), _ATTN_STATE["cu_k"].to(dev), slots,
-                                _ATTN_STATE["used"].to(dev), scaling)
+                                    _ATTN_STATE["cu_q"].to(dev), _ATTN_STATE["cu_k"].to(dev),
+                                    slots, _ATTN_STATE["used"].to(dev), scaling)
             return out.reshape(b, 1, h, -1), None
         q = query.reshape(b, h // groups, groups, d)
         out = sdpa(q, key, value, attn_mask=attention_mask[:, :, :, : key.shape[-2]],

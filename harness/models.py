@@ -12,7 +12,9 @@ import hashlib
 import json
 import os
 import threading
+import time
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -265,6 +267,7 @@ def load_model(spec: ModelSpec) -> LoadedModel:
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()  # our own progress bars only; stderr stays readable
+    started = time.perf_counter()
     is_local, folder = _resolve_base(spec.base)
     device, dtype, dtype_name = _device_and_dtype(spec)
     quant = _quantization_config(spec, device)
@@ -283,34 +286,35 @@ def load_model(spec: ModelSpec) -> LoadedModel:
             # host-to-device copy after (HARNESS_LOAD_VIA_CPU=1: the old way, for comparison).
             kwargs["device_map"] = {"": device}
     # A local folder's weights are hashed (for the fingerprint) while they load: sha256
-    # releases the GIL, and the files are read from the page cache the load fills.
+    # releases the GIL, and the files are read from the page cache the load fills. Any
+    # failure below stops the hashing at its next chunk.
     stop = threading.Event()
-    hashing: list[str] = []
-    hasher = threading.Thread(target=lambda: hashing.append(hash_files(folder, stop=stop)),
-                              name="harness-hash", daemon=True) \
-        if is_local and folder is not None else None
-    if hasher is not None:
-        hasher.start()
-    try:
-        model = AutoModelForCausalLM.from_pretrained(spec.base, **kwargs)
-    except Exception as err:
-        stop.set()
-        hint = " (offline? give a local folder)" if not is_local else ""
-        raise ModelError(f"cannot load model {spec.base}{hint}: {_first_line(err)}") from None
-    if device == "auto":  # inputs go where the embeddings are
-        device = str(model.get_input_embeddings().weight.device)
-    elif quant is None:
-        model.to(device)
-    model.eval()
-    model, attached = _attach_adapters(model, spec)
-    model.eval()
-
+    hashing: Future[str] | None = None
     if is_local and folder is not None:
+        pool = ThreadPoolExecutor(1, thread_name_prefix="harness-hash")
+        hashing = pool.submit(hash_files, folder, None, stop)
+        pool.shutdown(wait=False)
+    try:
+        try:
+            model = AutoModelForCausalLM.from_pretrained(spec.base, **kwargs)
+        except Exception as err:
+            hint = " (offline? give a local folder)" if not is_local else ""
+            raise ModelError(f"cannot load model {spec.base}{hint}: {_first_line(err)}") \
+                from None
+        if device == "auto":  # inputs go where the embeddings are
+            device = str(model.get_input_embeddings().weight.device)
+        elif quant is None:
+            model.to(device)
+        model.eval()
+        model, attached = _attach_adapters(model, spec)
+        model.eval()
+    except BaseException:
+        stop.set()
+        raise
+
+    if hashing is not None and folder is not None:  # a local folder
         tok_files = [n for n in TOKENIZER_FILES if (folder / n).exists()]
-        if hasher is not None:
-            hasher.join()
-        base_fp = {"id": str(spec.base),
-                   "weights_sha256": hashing[0] if hashing else hash_files(folder),
+        base_fp = {"id": str(spec.base), "weights_sha256": hashing.result(),
                    "tokenizer_sha256": hash_files(folder, tok_files) if tok_files else None}
     else:
         commit = getattr(model.config, "_commit_hash", None) if not attached else \
@@ -333,4 +337,4 @@ def load_model(spec: ModelSpec) -> LoadedModel:
         v.fingerprint["id"] = fingerprint_id(v.fingerprint)
     return LoadedModel(model=model, tokenizer=tokenizer, device=device, dtype=dtype_name,
                        max_length=_max_length(model, tokenizer, spec.max_length),
-                       variants=variants)
+                       variants=variants, load_seconds=time.perf_counter() - started)

@@ -307,9 +307,7 @@ def evaluate(spec: RunSpec, registry: Mapping[str, TaskSpec],
         store = Store(spec.cache_dir) if distributed.is_main() else None
         distributed.barrier()
         store = store or Store(spec.cache_dir)
-    load_start = time.perf_counter()
     loaded = load_model(spec.model)
-    loaded.load_seconds = time.perf_counter() - load_start
     runs, samples = [], {}
     try:
         with progress or Progress() as bar:

@@ -56,7 +56,7 @@ def run_report(runs: list[dict[str, Any]], loaded: Any, spec: Any, started: floa
                      "max_length": loaded.max_length},
         "created_at": _iso(started),
         "timings": {"wall_seconds": round(time.time() - started, 3),
-                    "load_seconds": round(getattr(loaded, "load_seconds", 0.0), 3)},
+                    "load_seconds": round(loaded.load_seconds, 3)},
     }
     if len(runs) == 1:
         report.update(runs[0])

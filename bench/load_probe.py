@@ -4,7 +4,8 @@ bench/gpu_env.sh saves:
 
     python bench/load_probe.py /tmp/qwen3-random /tmp/llama3-random
 
-Writes load_probe.json to $OUT.
+Writes load_probe.json to $OUT. Steps run in order: the digest, once computed, is remembered
+for the later steps of the same folder.
 """
 
 from __future__ import annotations
@@ -48,6 +49,12 @@ m = load_model(ModelSpec(base=FOLDER, dtype="bfloat16", device="cuda"))""",
 m = load_model(ModelSpec(base=FOLDER, dtype="bfloat16", device="cuda"))""",
     "load_model, digest remembered (now, later runs)": """
 m = load_model(ModelSpec(base=FOLDER, dtype="bfloat16", device="cuda"))""",
+    # Session 6: what load_model does beyond from_pretrained, a piece at a time.
+    "load_tokenizer alone": """
+from harness.models import load_tokenizer
+load_tokenizer(FOLDER, None, False)""",
+    "import peft (bitsandbytes with it), which a base-only load no longer does": """
+import peft""",
 }
 
 RUN = """

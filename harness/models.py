@@ -228,6 +228,8 @@ def _max_length(model: Any, tokenizer: Any, override: int | None) -> int:
 
 
 def _attach_adapters(model: Any, spec: ModelSpec) -> tuple[Any, list[tuple[str, str, Path]]]:
+    if not spec.adapters:  # a base-only run never imports peft (nor bitsandbytes through it)
+        return model, []
     from peft import PeftModel
 
     attached: list[tuple[str, str, Path]] = []

@@ -230,3 +230,22 @@ def test_run_with_compile_matches_eager(tiny_lm, example_data, tmp_path, capsys)
         assert code == 0, cap.err
         reports[bool(flag)] = _read(out)["tasks"]["hellaswag"]["metrics"]
     assert reports[True] == reports[False]
+
+
+def test_base_only_load_imports_no_peft(tiny_lm, adapter, tmp_path):
+    """peft (and bitsandbytes through it) costs ~1 s of imports: only runs with adapters pay."""
+    import os
+    import subprocess
+    import sys
+    code = (
+        "import sys\n"
+        "from harness.models import ModelSpec, load_model\n"
+        f"lm = load_model(ModelSpec(base={str(tiny_lm)!r}, device='cpu'))\n"
+        "print('base', 'peft' in sys.modules, [v.label for v in lm.variants])\n"
+        f"lm = load_model(ModelSpec(base={str(tiny_lm)!r}, adapters=({str(adapter)!r},), "
+        "device='cpu'))\n"
+        "print('adapter', 'peft' in sys.modules, [v.label for v in lm.variants])\n")
+    env = {**os.environ, "HARNESS_CACHE": str(tmp_path / "cache")}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
+                         timeout=300, check=True).stdout.splitlines()
+    assert out == ["base False ['base']", "adapter True ['lora-a']"]

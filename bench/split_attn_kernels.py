@@ -6,7 +6,7 @@ at 128 rows (session 5), so the engine does not use it."""
 import triton
 import triton.language as tl
 
-from harness._triton_kernels import attend_keys
+from harness._triton_kernels import attend_keys, group_queries
 
 
 @triton.jit
@@ -16,24 +16,18 @@ def split_kernel(Q, K, V, USED, Acc, ML, scale, sqb, sqh, skb, skh, sks, svb, sv
     """`decode_attn_kernel` over one of SPLITS ranges of CHUNK keys (a multiple of BLOCK_N):
     the unnormalised float32 output and the running max and sum of its query heads, for
     `merge_kernel` to combine (flash-decoding)."""
-    row = tl.program_id(0).to(tl.int64)
-    kvh = tl.program_id(1).to(tl.int64)
+    row, kvh, heads, in_group, q, n_used = group_queries(Q, USED, sqb, sqh, G, BG, D)
     sp = tl.program_id(2).to(tl.int64)
-    g = tl.arange(0, BG)
-    d = tl.arange(0, D)
-    heads = kvh * G + g
-    q = tl.load(Q + row * sqb + heads[:, None] * sqh + d[None, :], mask=(g < G)[:, None],
-                other=0.0)
-    n_used = tl.load(USED + row)
     lo = sp * CHUNK
     hi = tl.minimum(lo + CHUNK, n_used)
     m_i, l_i, acc = attend_keys(q, K + row * skb + kvh * skh, V + row * svb + kvh * svh,
                                 sks, svs, lo, hi, scale, BG, D, BLOCK_N)
     # Partials laid out [row, head, split, D] and [row, head, split, 2].
     at = (row * (tl.num_programs(1) * G) + heads) * SPLITS + sp
-    tl.store(Acc + at[:, None] * D + d[None, :], acc, mask=(g < G)[:, None])
-    tl.store(ML + at * 2, m_i, mask=g < G)
-    tl.store(ML + at * 2 + 1, l_i, mask=g < G)
+    d = tl.arange(0, D)
+    tl.store(Acc + at[:, None] * D + d[None, :], acc, mask=in_group[:, None])
+    tl.store(ML + at * 2, m_i, mask=in_group)
+    tl.store(ML + at * 2 + 1, l_i, mask=in_group)
 
 
 @triton.jit

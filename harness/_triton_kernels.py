@@ -139,6 +139,22 @@ def attend_keys(q, k_at, v_at, sks, svs, lo, hi, scale, BG: tl.constexpr, D: tl.
 
 
 @triton.jit
+def group_queries(Q, USED, sqb, sqh, G: tl.constexpr, BG: tl.constexpr, D: tl.constexpr):
+    """A decode-attention program's share: its row (grid axis 0) and K/V head (axis 1), the
+    G query heads that share that K/V head (`heads`, BG wide, masked by `in_group`), their
+    queries [BG, D] and the row's number of used key slots."""
+    row = tl.program_id(0).to(tl.int64)
+    kvh = tl.program_id(1).to(tl.int64)
+    g = tl.arange(0, BG)
+    d = tl.arange(0, D)
+    heads = kvh * G + g
+    in_group = g < G
+    q = tl.load(Q + row * sqb + heads[:, None] * sqh + d[None, :], mask=in_group[:, None],
+                other=0.0)
+    return row, kvh, heads, in_group, q, tl.load(USED + row)
+
+
+@triton.jit
 def decode_attn_kernel(Q, K, V, USED, Out, scale, sqb, sqh, skb, skh, sks, svb, svh, svs,
                        sob, soh, G: tl.constexpr, BG: tl.constexpr, D: tl.constexpr,
                        BLOCK_N: tl.constexpr):
@@ -146,16 +162,10 @@ def decode_attn_kernel(Q, K, V, USED, Out, scale, sqb, sqh, skb, skh, sks, svb, 
     share the K/V head attend to the row's first USED[row] keys, each key read once for all
     of them (online softmax over blocks of BLOCK_N keys; P rounded to the value dtype for
     the P·V product, as flash attention does)."""
-    row = tl.program_id(0).to(tl.int64)
-    kvh = tl.program_id(1).to(tl.int64)
-    g = tl.arange(0, BG)
-    d = tl.arange(0, D)
-    heads = kvh * G + g
-    q = tl.load(Q + row * sqb + heads[:, None] * sqh + d[None, :], mask=(g < G)[:, None],
-                other=0.0)
-    n_used = tl.load(USED + row)
+    row, kvh, heads, in_group, q, n_used = group_queries(Q, USED, sqb, sqh, G, BG, D)
     m_i, l_i, acc = attend_keys(q, K + row * skb + kvh * skh, V + row * svb + kvh * svh,
                                 sks, svs, 0, n_used, scale, BG, D, BLOCK_N)
     out = acc / l_i[:, None]
+    d = tl.arange(0, D)
     tl.store(Out + row * sob + heads[:, None] * soh + d[None, :], out.to(Out.dtype.element_ty),
-             mask=(g < G)[:, None])
+             mask=in_group[:, None])

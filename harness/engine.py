@@ -576,13 +576,11 @@ class Engine:
                     self.tokenizer.decode(new[row], skip_special_tokens=True), spec.stop)
             progress.advance(task_id, len(batch))
 
-        inner = self.model.get_base_model() if hasattr(self.model, "get_base_model") \
-            else self.model
         if fast and self.batch_size is None and self.device.startswith("cuda") and \
-                not _split_over_gpus(inner):
+                not _split_over_gpus(self.model):
             free, _ = torch.cuda.mem_get_info(torch.device(self.device))
             batches = greedy_batches([len(p) for p in prompts], spec.max_new_tokens,
-                                     greedy_costs(inner), free * self.memory_share)
+                                     greedy_costs(self.model), free * self.memory_share)
         else:
             batches = _batches(lengths, self.batch_size, self.token_budget)
         self.generate_batches = len(batches)
@@ -610,8 +608,7 @@ class Engine:
 
         decoder, head = decoder_and_head(self.model)  # type: ignore[misc]
         dev = self.device if self.device != "auto" else str(self.model.device)
-        inner = self.model.get_base_model() if hasattr(self.model, "get_base_model") \
-            else self.model
+        inner = _unwrap(self.model)
         rows = len(prompts)
         sizes = [len(p) for p in prompts]
         width = max(sizes)
@@ -704,7 +701,7 @@ class _Shape:
 def _shape(model: Any) -> _Shape:
     """The sizes the memory estimates and kernel checks need, from the (inner, text) config,
     with Llama-7B-like defaults where a config lacks one."""
-    inner = model.get_base_model() if hasattr(model, "get_base_model") else model
+    inner = _unwrap(model)
     cfg = getattr(inner.config, "text_config", inner.config)
     hidden = getattr(cfg, "hidden_size", 4096)
     heads = getattr(cfg, "num_attention_heads", 32)
@@ -778,7 +775,7 @@ def decoder_and_head(model: Any) -> tuple[Any, Any] | None:
     layer on the decoder's last hidden state, so it can run at chosen positions only. None
     otherwise. LoRA layers are injected in place, so calling the inner decoder still applies
     the active adapter."""
-    inner = model.get_base_model() if hasattr(model, "get_base_model") else model
+    inner = _unwrap(model)
     if not (hasattr(inner, "model") and hasattr(inner, "lm_head")) or any(
             getattr(inner.config, a, None) for a in _NON_PLAIN_HEAD):
         return None
@@ -789,7 +786,7 @@ def _split_model(model: Any) -> tuple[Any, Any] | None:
     """decoder_and_head, for the packed multiple-choice rows, which also need an attention
     implementation that takes a custom 4D mask."""
     parts = decoder_and_head(model)
-    inner = model.get_base_model() if hasattr(model, "get_base_model") else model
+    inner = _unwrap(model)
     if getattr(inner.config, "_attn_implementation", "sdpa") not in ("sdpa", "eager", None):
         return None
     return parts
@@ -857,7 +854,7 @@ def _greedy_loop_ok(model: Any) -> bool:
     `Cache.update` and take a prepared 4D mask)."""
     if decoder_and_head(model) is None:
         return False
-    inner = model.get_base_model() if hasattr(model, "get_base_model") else model
+    inner = _unwrap(model)
     cfg = inner.config
     if not getattr(inner, "_can_compile_fullgraph", False) or \
             cfg._attn_implementation not in ("sdpa", "eager"):
@@ -869,10 +866,15 @@ def _greedy_loop_ok(model: Any) -> bool:
         getattr(cfg, "use_sliding_window", True) is False
 
 
+def _unwrap(model: Any) -> Any:
+    """The transformers model inside a PEFT wrapper (the model itself when not wrapped)."""
+    return model.get_base_model() if hasattr(model, "get_base_model") else model
+
+
 def _split_over_gpus(model: Any) -> bool:
     """Whether accelerate placed the model (PEFT-wrapped or not) over several GPUs
     (--device auto)."""
-    inner = model.get_base_model() if hasattr(model, "get_base_model") else model
+    inner = _unwrap(model)
     placed = getattr(inner, "hf_device_map", None) or {}
     return len({str(d) for d in placed.values()} - {"cpu", "disk"}) > 1
 

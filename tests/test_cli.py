@@ -1,6 +1,9 @@
 """The CLI end to end on tiny models: run (base, adapters, 4-bit), score, tasks, demo."""
 
 import json
+import os
+import subprocess
+import sys
 
 import pytest
 
@@ -234,9 +237,6 @@ def test_run_with_compile_matches_eager(tiny_lm, example_data, tmp_path, capsys)
 
 def test_base_only_load_imports_no_peft(tiny_lm, adapter, tmp_path):
     """peft (and bitsandbytes through it) costs ~1 s of imports: only runs with adapters pay."""
-    import os
-    import subprocess
-    import sys
     code = (
         "import sys\n"
         "from harness.models import ModelSpec, load_model\n"

@@ -1,12 +1,14 @@
 """Results that survive: the store, resume after SIGKILL, keys, determinism, concurrency,
 corruption."""
 
+import hashlib
 import json
 import os
 import signal
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -274,11 +276,6 @@ def test_weight_digests_are_remembered_by_file_identity(tmp_path, monkeypatch):
     """The weights' sha256 is computed once per file identity (path, size, times, inode)
     and served from file-hashes.json after; a rewritten file is hashed again even when its
     size and modification time are put back."""
-    import hashlib
-    import json
-    import os
-    import threading
-
     from harness import models
 
     monkeypatch.setenv("HARNESS_CACHE", str(tmp_path / "cache"))

@@ -19,7 +19,7 @@ save_model(model(QWEN3_1_7B), tokenizer(Path('/tmp/bench-tok')), Path('/tmp/qwen
 write_cnn_rouge_task() {
   mkdir -p "$1"
   sed -e 's/^name: cnn_dailymail/name: cnn_rouge/' -e 's/^metrics: .*/metrics: [rouge, words]/' \
-    tasks/cnn_dailymail.yaml > "$1/cnn_rouge.yaml"
+    harness/tasks/cnn_dailymail.yaml > "$1/cnn_rouge.yaml"
 }
 
 # The random-weight Llama-3-8B (16 GB in bf16) saved to /tmp/llama3-random.

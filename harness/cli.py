@@ -6,15 +6,22 @@ Exit codes: 0 ok, 1 a gate rule failed, 2 bad input or configuration (one line o
 from __future__ import annotations
 
 import argparse
+import contextlib
+import errno
+import math
 import os
+import signal
+import sqlite3
 import sys
+import traceback
 from pathlib import Path
 from typing import NoReturn
 
 from harness.distributed import is_main
 from harness.errors import ConfigError, HarnessError
 
-EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
+EXIT_OK, EXIT_FAIL, EXIT_USAGE, EXIT_BUG = 0, 1, 2, 3
+MAX_RESAMPLES = 1_000_000
 
 
 class _Parser(argparse.ArgumentParser):
@@ -37,6 +44,34 @@ def _positive(value: str) -> int:
     if n < 1:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got '{value}'")
     return n
+
+
+def _seed(value: str) -> int:
+    try:
+        n = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got '{value}'") from None
+    if not 0 <= n < 2**32:
+        raise argparse.ArgumentTypeError(f"expected an integer in 0 .. 2**32 - 1, got '{value}'")
+    return n
+
+
+def _resamples(value: str) -> int:
+    n = _positive(value)
+    if n > MAX_RESAMPLES:
+        raise argparse.ArgumentTypeError(f"at most {MAX_RESAMPLES:,} resamples, got '{value}'")
+    return n
+
+
+def _days(value: str) -> float:
+    try:
+        days = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of days >= 0, got '{value}'") \
+            from None
+    if not math.isfinite(days) or days < 0:
+        raise argparse.ArgumentTypeError(f"expected a number of days >= 0, got '{value}'")
+    return days
 
 
 def _batch(value: str) -> int | None:
@@ -99,10 +134,18 @@ def _add_metric_opts(p: argparse.ArgumentParser) -> None:
                    help="hub id or local folder (default roberta-large)")
     p.add_argument("--bertscore-layers", type=_positive, default=None,
                    help="layer to use (default 17 for roberta-large, else required)")
-    p.add_argument("--bootstrap", type=_positive, default=1000, help="bootstrap resamples")
-    p.add_argument("--seed", type=int, default=0, help="seed for bootstrap and sampling")
+    p.add_argument("--bootstrap", type=_resamples, default=1000, help="bootstrap resamples")
+    p.add_argument("--seed", type=_seed, default=0, help="seed for bootstrap and sampling")
     p.add_argument("--tasks-dir", type=Path, action="append", default=[],
                    help="folder of your own task YAMLs (repeatable)")
+    _add_allow_code(p)
+
+
+def _add_allow_code(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--allow-code", action="store_true",
+                   help="let task files run Python code from outside harness (transform: "
+                        "module:function, lm-eval's !function); off by default: a tasks "
+                        "folder given with it is code")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -137,7 +180,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_metric_opts(c)
     c.add_argument("--general", nargs="+", default=[],
                    help="general tasks that form the forgetting set (comma-separated)")
-    c.add_argument("--resamples", type=_positive, default=10_000,
+    c.add_argument("--resamples", type=_resamples, default=10_000,
                    help="paired bootstrap resamples for the deltas")
     c.add_argument("--out", type=Path, required=True)
 
@@ -162,11 +205,12 @@ def build_parser() -> argparse.ArgumentParser:
                     help="local training file for the task (TASK:eval=PATH for the eval rows)")
     tr.add_argument("--out", type=Path, help="output folder (default adapters/<recipe name>)")
     tr.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
+    _add_allow_code(tr)
 
     ca = sub.add_parser("cache", help="show or trim the per-example result store")
     ca.add_argument("action", choices=["info", "prune"])
     ca.add_argument("--cache-dir", type=Path)
-    ca.add_argument("--older-than", type=float, metavar="DAYS", help="prune: results older")
+    ca.add_argument("--older-than", type=_days, metavar="DAYS", help="prune: results older")
     ca.add_argument("--model", help="prune: one model fingerprint id")
     ca.add_argument("--task", help="prune: one task")
     ca.add_argument("--all", action="store_true", help="prune: everything")
@@ -180,6 +224,23 @@ def _cache_dir(args: argparse.Namespace) -> Path | None:
     from harness.store import default_cache_dir
 
     return None if args.no_cache else (args.cache_dir or default_cache_dir())
+
+
+def _data(pairs: list[tuple[str, str]]) -> dict[str, str]:
+    """--data TASK=PATH pairs as a mapping; a task given twice is an error, not last-wins."""
+    data: dict[str, str] = {}
+    for name, path in pairs:
+        if name in data:
+            raise ConfigError(f"--data {name}=… is given twice ({data[name]} and {path}); "
+                              f"give one file per task")
+        data[name] = path
+    return data
+
+
+def _policy(args: argparse.Namespace):  # -> CodePolicy
+    from harness.policy import load_policy
+
+    return load_policy(getattr(args, "allow_code", False))
 
 
 def _bert_spec(args: argparse.Namespace):  # -> BertScoreSpec
@@ -210,7 +271,7 @@ def cmd_tasks(args: argparse.Namespace) -> int:
         from harness.runner import task_config
 
         spec = pick(registry, args.name, "task")
-        console.print(f"[bold]{spec.name}[/bold]  ({spec.source})")
+        console.print(f"[bold]{spec.name}[/bold]  ({spec.source})", markup=False)
         console.print(yaml.safe_dump(task_config(spec, None), sort_keys=False,
                                      allow_unicode=True), markup=False)
         return EXIT_OK
@@ -227,26 +288,37 @@ def cmd_tasks(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _model_spec(args: argparse.Namespace, include_base: bool):  # -> ModelSpec
+    from harness.specs import ModelSpec
+
+    quant = "4bit" if args.load_in_4bit else "8bit" if args.load_in_8bit else "none"
+    return ModelSpec(base=args.base, adapters=tuple(args.adapter), include_base=include_base,
+                     quantization=quant, dtype=args.dtype, device=args.device,
+                     revision=args.revision, trust_remote_code=args.trust_remote_code,
+                     max_length=args.max_length)
+
+
+def _run_spec(args: argparse.Namespace, tasks: tuple[str, ...], include_base: bool):
+    from harness.specs import RunSpec
+
+    return RunSpec(model=_model_spec(args, include_base), tasks=tasks,
+                   data=tuple(_data(args.data).items()), limit=args.limit,
+                   batch_size=args.batch_size, compile=args.compile,
+                   max_new_tokens=args.max_new_tokens, bertscore=_bert_spec(args),
+                   bootstrap=args.bootstrap, seed=args.seed, cache_dir=_cache_dir(args),
+                   refresh=args.refresh, lm_eval_include=tuple(args.lm_eval_include),
+                   code=_policy(args))
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from harness.registry import discover_tasks
     from harness.report.markdown import render_run
-    from harness.report.write import check_out_dir, write_report
+    from harness.report.write import write_report
     from harness.runner import evaluate
-    from harness.specs import ModelSpec, RunSpec
 
-    check_out_dir(args.out)
     if args.include_base and not args.adapter:
         raise ConfigError("--include-base needs at least one --adapter")
-    quant = "4bit" if args.load_in_4bit else "8bit" if args.load_in_8bit else "none"
-    model = ModelSpec(base=args.base, adapters=tuple(args.adapter),
-                      include_base=args.include_base, quantization=quant, dtype=args.dtype,
-                      device=args.device, revision=args.revision,
-                      trust_remote_code=args.trust_remote_code, max_length=args.max_length)
-    spec = RunSpec(model=model, tasks=_task_list(args.tasks), data=tuple(args.data),
-                   limit=args.limit, batch_size=args.batch_size, compile=args.compile,
-                   max_new_tokens=args.max_new_tokens, bertscore=_bert_spec(args),
-                   bootstrap=args.bootstrap, seed=args.seed, cache_dir=_cache_dir(args),
-                   refresh=args.refresh, lm_eval_include=tuple(args.lm_eval_include))
+    spec = _run_spec(args, _task_list(args.tasks), args.include_base)
     report, samples = evaluate(spec, discover_tasks(args.tasks_dir))
     if not is_main():  # under a launcher, rank 0 writes the one report
         return EXIT_OK
@@ -258,17 +330,17 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_score(args: argparse.Namespace) -> int:
     from harness.registry import discover_tasks, pick
     from harness.report.markdown import render_run
-    from harness.report.write import check_out_dir, write_report
+    from harness.report.write import write_report
     from harness.score import score_predictions
 
-    check_out_dir(args.out)
     task = pick(discover_tasks(args.tasks_dir), args.task, "task")
-    data = dict(args.data)
+    data = _data(args.data)
     unknown = set(data) - {task.name}
     if unknown:
         raise ConfigError(f"--data names {', '.join(sorted(unknown))}, not --task {task.name}")
     report, records = score_predictions(task, args.predictions, data.get(task.name), args.limit,
-                                        _bert_spec(args), args.bootstrap, args.seed)
+                                        _bert_spec(args), args.bootstrap, args.seed,
+                                        _policy(args))
     write_report(args.out, report, render_run, {"predictions": {task.name: records}})
     print(f"wrote {args.out}/report.md and report.json", file=sys.stderr)
     return EXIT_OK
@@ -276,9 +348,7 @@ def cmd_score(args: argparse.Namespace) -> int:
 
 def cmd_compare(args: argparse.Namespace) -> int:
     from harness.compare import compare_models, compare_runs, load_run_dir, write_comparison
-    from harness.report.write import check_out_dir
 
-    check_out_dir(args.out)
     general = _task_list(args.general) if args.general else ()
     if args.runs:
         if len(args.runs) != 2:
@@ -290,22 +360,12 @@ def cmd_compare(args: argparse.Namespace) -> int:
         markdown = write_comparison(args.out, report, before, after, None)
     else:
         from harness.registry import discover_tasks
-        from harness.specs import ModelSpec, RunSpec
 
         if not args.base or len(args.adapter) != 1 or not args.tasks:
             raise ConfigError("compare needs --base, exactly one --adapter and --tasks "
                               "(or two run folders)")
-        quant = "4bit" if args.load_in_4bit else "8bit" if args.load_in_8bit else "none"
-        model = ModelSpec(base=args.base, adapters=tuple(args.adapter), include_base=True,
-                          quantization=quant, dtype=args.dtype, device=args.device,
-                          revision=args.revision, trust_remote_code=args.trust_remote_code,
-                          max_length=args.max_length)
-        tasks = _task_list(args.tasks) + general
-        spec = RunSpec(model=model, tasks=tuple(dict.fromkeys(tasks)), data=tuple(args.data),
-                       limit=args.limit, batch_size=args.batch_size, compile=args.compile,
-                       max_new_tokens=args.max_new_tokens, bertscore=_bert_spec(args),
-                       bootstrap=args.bootstrap, seed=args.seed, cache_dir=_cache_dir(args),
-                       refresh=args.refresh, lm_eval_include=tuple(args.lm_eval_include))
+        tasks = tuple(dict.fromkeys(_task_list(args.tasks) + general))
+        spec = _run_spec(args, tasks, include_base=True)
         markdown = compare_models(spec, discover_tasks(args.tasks_dir), general, args.resamples,
                                   args.out)
         if not is_main():
@@ -319,8 +379,8 @@ def cmd_gate(args: argparse.Namespace) -> int:
     from harness.gate import evaluate_rules, load_rules, render_verdicts
     from harness.report.write import load_report
 
-    report = load_report(args.report)
     rules = load_rules(args.rule, args.rules)
+    report = load_report(args.report)
     verdicts = evaluate_rules(report, rules, args.strict)
     print(render_verdicts(verdicts, args.strict))
     return EXIT_OK if all(v.passed for v in verdicts) else EXIT_FAIL
@@ -330,15 +390,14 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
     import json
 
     from harness.leaderboard import build_leaderboard, render_leaderboard_csv, render_leaderboard_md
-    from harness.report.write import atomic_write, check_out_dir
+    from harness.report.write import finite, write_folder
 
-    check_out_dir(args.out)
     board = build_leaderboard(args.reports, args.sort)
     markdown = render_leaderboard_md(board)
-    atomic_write(args.out / "leaderboard.csv", render_leaderboard_csv(board))
-    atomic_write(args.out / "leaderboard.md", markdown)
-    atomic_write(args.out / "leaderboard.json",
-                 json.dumps(board, sort_keys=True, indent=2, ensure_ascii=False) + "\n")
+    write_folder(args.out, {
+        "leaderboard.csv": render_leaderboard_csv(board), "leaderboard.md": markdown,
+        "leaderboard.json": json.dumps(finite(board), sort_keys=True, indent=2,
+                                       ensure_ascii=False, allow_nan=False) + "\n"})
     print(markdown)
     return EXIT_OK
 
@@ -349,12 +408,12 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     overrides = list(args.set) + ([f"out={args.out}"] if args.out else [])
     spec = load_recipe(args.recipe, overrides)
-    data = dict(args.data)
+    data = _data(args.data)
     for key in data:
         if key.split(":")[0] != spec.task or key.split(":")[1:] not in ([], ["eval"]):
             raise ConfigError(f"--data {key}=…: the recipe trains task '{spec.task}'; use "
                               f"--data {spec.task}=TRAIN_FILE and --data {spec.task}:eval=FILE")
-    out = train(spec, data, resume=args.resume)
+    out = train(spec, data, resume=args.resume, policy=_policy(args))
     if os.environ.get("RANK", "0") == "0":  # one line under accelerate launch / torchrun
         print(f"wrote adapter to {out} (train_summary.json, train_log.jsonl, loss.png)",
               file=sys.stderr)
@@ -364,18 +423,26 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_cache(args: argparse.Namespace) -> int:
     from harness.store import Store, default_cache_dir
 
-    store = Store(args.cache_dir or default_cache_dir())
+    folder = args.cache_dir or default_cache_dir()
+    if folder.exists() and not folder.is_dir():
+        raise ConfigError(f"cache folder {folder} is not a folder")
+    if args.action == "prune" and not (args.all or args.older_than is not None or args.model
+                                       or args.task):
+        raise ConfigError("cache prune: say what to remove: --older-than DAYS, --model FP, "
+                          "--task NAME, or --all")
+    store = Store(folder, readonly=True) if args.action == "info" or not \
+        (folder / "results.sqlite").exists() else Store(folder)
     try:
         if args.action == "info":
             info = store.info()
+            if not info["exists"]:
+                print(f"{info['path']}: no result store yet (0 results)")
+                return EXIT_OK
             print(f"{info['path']}: {info['results']} results, {info['bytes'] / 2**20:.1f} MiB")
             for g in info["groups"]:
                 print(f"  model {g['model']}  {g['task']:<20} {g['results']:>7} results  "
                       f"last written {g['last_written']}")
             return EXIT_OK
-        if not (args.all or args.older_than is not None or args.model or args.task):
-            raise ConfigError("cache prune: say what to remove: --older-than DAYS, --model FP, "
-                              "--task NAME, or --all")
         n = store.prune(args.older_than, args.model, args.task)
         print(f"removed {n} results from {store.path}")
         return EXIT_OK
@@ -405,21 +472,121 @@ def _quiet_libraries() -> None:
 COMMANDS = {"tasks": cmd_tasks, "run": cmd_run, "score": cmd_score, "compare": cmd_compare,
             "gate": cmd_gate, "leaderboard": cmd_leaderboard, "train": cmd_train,
             "cache": cmd_cache, "demo": cmd_demo}
+OUT_COMMANDS = ("run", "score", "compare", "leaderboard", "demo")
+_DISK_FULL = (errno.ENOSPC, errno.EFBIG, getattr(errno, "EDQUOT", errno.ENOSPC))
+
+
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())
+
+
+def _interrupted(command: str) -> str:
+    if command == "train":
+        return ("interrupted: the last checkpoint is kept; add --resume to the same command to "
+                "continue from it")
+    return ("interrupted: finished examples are kept in the result store and no report was "
+            "written; run the same command again to resume")
+
+
+def _os_error(err: OSError) -> str:
+    where = err.filename or "a file"
+    if err.errno in _DISK_FULL:
+        return (f"no space left writing {where} ({err.strerror}); nothing half-written was "
+                f"kept: free disk space and run the same command again")
+    return f"{where}: {err.strerror or err}"
+
+
+def _bug(err: BaseException) -> str:
+    """Save the traceback to a file in the cache folder and say where it is."""
+    text = "".join(traceback.format_exception(type(err), err, err.__traceback__))
+    try:
+        from harness.store import default_cache_dir
+
+        folder = default_cache_dir() / "crashes"
+        folder.mkdir(parents=True, exist_ok=True)
+        import tempfile
+
+        fd, path = tempfile.mkstemp(prefix="crash-", suffix=".txt", dir=folder)
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        saved = f"the traceback is in {path}"
+    except OSError:
+        saved = "set HARNESS_DEBUG=1 to see the traceback"
+    return (f"this is a bug in harness ({type(err).__name__}: {_one_line(str(err))[:200]}); "
+            f"{saved}; please report it")
+
+
+def _run(args: argparse.Namespace, debug: bool) -> tuple[int, str | None]:
+    """Run the command; (exit code, the one error line or None). debug: re-raise instead."""
+    from harness import env
+    from harness.report.write import prepare_out, remove_if_empty
+
+    created: list[Path] = []
+    ok = False
+    try:
+        env.check()
+        if args.command in OUT_COMMANDS:
+            created = prepare_out(args.out)
+        code = COMMANDS[args.command](args)
+        ok = True
+        return code, None
+    except HarnessError as err:
+        if debug:
+            raise
+        return EXIT_USAGE, f"error: {_one_line(str(err))}"
+    except KeyboardInterrupt:
+        return 130, _interrupted(args.command)
+    except OSError as err:
+        if debug:
+            raise
+        return EXIT_USAGE, f"error: {_one_line(_os_error(err))}"
+    except sqlite3.Error as err:
+        if debug:
+            raise
+        return EXIT_USAGE, (f"error: result store: {_one_line(str(err))}; remove it, give "
+                            f"another --cache-dir, or run with --no-cache")
+    except UnicodeError as err:
+        if debug:
+            raise
+        return EXIT_USAGE, (f"error: text that is not valid UTF-8 or Unicode "
+                            f"({_one_line(str(err))[:200]}); fix the file it came from")
+    except RecursionError:
+        if debug:
+            raise
+        return EXIT_USAGE, "error: an input is nested too deeply to read; simplify it"
+    except MemoryError:
+        if debug:
+            raise
+        return EXIT_USAGE, "error: out of memory; lower --batch-size or --limit"
+    finally:
+        if not ok:
+            remove_if_empty(created)
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 def main(argv: list[str] | None = None) -> int:
+    for stream in (sys.stdout, sys.stderr):  # never fail on printing a name or a path
+        with contextlib.suppress(AttributeError, ValueError):
+            stream.reconfigure(errors="backslashreplace")  # type: ignore[union-attr]
+    with contextlib.suppress(ValueError):  # SIGTERM (a cancelled CI job) ends like Ctrl-C
+        signal.signal(signal.SIGTERM, _terminate)
     try:
         args = build_parser().parse_args(argv)
     except SystemExit as exit_:  # argparse: --help (0) or a bad argument (2, one line)
         return int(exit_.code or 0)
-    _quiet_libraries()
-    try:
-        return COMMANDS[args.command](args)
-    except HarnessError as err:
-        message = " ".join(str(err).split())
-        print(f"error: {message}", file=sys.stderr)
-        return EXIT_USAGE
     except KeyboardInterrupt:
-        print("interrupted: finished examples are kept in the result store and no report was "
-              "written; run the same command again to resume", file=sys.stderr)
         return 130
+    _quiet_libraries()
+    debug = os.environ.get("HARNESS_DEBUG", "").strip() == "1"
+    try:
+        code, message = _run(args, debug)
+    except Exception as err:  # an unexpected error: a bug, reported in one line
+        if debug:
+            raise
+        code, message = EXIT_BUG, f"error: {_bug(err)}"
+    if message is not None:
+        print(message, file=sys.stderr)
+    return code

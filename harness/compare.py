@@ -36,6 +36,36 @@ class RunView:
     device: dict[str, Any]
 
 
+def read_samples(path: Path, task: str) -> list[dict[str, Any]]:
+    """samples/TASK.jsonl, checked line by line: objects with an id and per-example metrics."""
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError:
+        raise DataError(f"{path}: not valid UTF-8; is it a samples file?") from None
+    records: list[dict[str, Any]] = []
+    for lineno, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line, parse_constant=_no_constant)
+        except (ValueError, RecursionError) as err:
+            raise DataError(f"{path}: line {lineno} is not valid JSON ({err}); the file is "
+                            f"cut or damaged: re-run that evaluation") from None
+        if not isinstance(rec, dict):
+            raise DataError(f"{path}: line {lineno} must be a JSON object")
+        if "id" not in rec or not isinstance(rec.get("metrics"), dict) or not rec["metrics"]:
+            raise DataError(f"{path}: line {lineno} has no id or no per-example metrics; "
+                            f"compare needs samples written by harness run or score")
+        records.append(rec)
+    if not records:
+        raise DataError(f"{path}: no samples for task '{task}'")
+    return records
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not allowed")
+
+
 def load_run_dir(folder: Path) -> RunView:
     """A single-model run folder (report.json + samples/TASK.jsonl)."""
     report = load_report(folder)
@@ -49,8 +79,7 @@ def load_run_dir(folder: Path) -> RunView:
         path = (folder if folder.is_dir() else folder.parent) / "samples" / f"{task}.jsonl"
         if not path.exists():
             raise DataError(f"{path} is missing: compare needs the run's per-example samples")
-        samples[task] = [json.loads(line) for line in path.read_text(encoding="utf-8")
-                         .splitlines() if line.strip()]
+        samples[task] = read_samples(path, task)
     return RunView(run["label"], run["model"], run["tasks"], samples, report["versions"],
                    report["device"])
 
@@ -102,6 +131,15 @@ def _examples(before: list[dict[str, Any]], after: list[dict[str, Any]]) -> list
                                                              after[:N_EXAMPLES], strict=True)]
 
 
+def _scores(kind: str, records: list[dict[str, Any]], task: str, side: str) -> Any:
+    try:
+        return scores_from_records(kind, records)
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError) as err:
+        raise DataError(f"task '{task}': the {side} run's samples lack the per-example values "
+                        f"its metrics need ({type(err).__name__}: {err}); re-run that "
+                        f"evaluation") from None
+
+
 def compare_runs(before: RunView, after: RunView, general: Sequence[str], resamples: int = 10_000,
                  seed: int = 0) -> dict[str, Any]:
     """The comparison report (kind: comparison)."""
@@ -114,11 +152,15 @@ def compare_runs(before: RunView, after: RunView, general: Sequence[str], resamp
     forgetting: list[dict[str, Any]] = []
     for name in sorted(before.tasks):
         kind = before.tasks[name]["kind"]
-        sb = scores_from_records(kind, before.samples[name])
-        sa = scores_from_records(kind, after.samples[name])
+        sb = _scores(kind, before.samples[name], name, "before")
+        sa = _scores(kind, after.samples[name], name, "after")
         names_b = set(sb.per_example) | set(sb.corpus)
         names_a = set(sa.per_example) | set(sa.corpus)
         metrics: dict[str, Any] = {}
+        if not names_b & names_a:
+            raise DataError(f"task '{name}': the two runs share no per-example metric "
+                            f"(before: {', '.join(sorted(names_b)) or 'none'}; after: "
+                            f"{', '.join(sorted(names_a)) or 'none'})")
         for metric in sorted(names_b & names_a):
             d = _delta(kind, metric, sb, sa, resamples, seed)
             info = INFO.get(metric)

@@ -10,7 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from harness.errors import ConfigError, DataError, NotFoundError
+from harness.errors import ConfigError, DataError, HarnessError, NotFoundError
+from harness.policy import DEFAULT_POLICY, CodePolicy
 from harness.specs import TaskSpec
 
 SUFFIXES = (".jsonl", ".json", ".parquet", ".csv")
@@ -126,7 +127,10 @@ def read_hub(task: TaskSpec, limit: int | None) -> list[dict[str, Any]]:
     return [dict(r) for r in data]
 
 
-def load_transform(spec: str) -> Callable[[dict[str, Any]], dict[str, Any]]:
+def load_transform(spec: str, policy: CodePolicy, task: str = "?",
+                   where: str = "task file") -> Callable[[dict[str, Any]], dict[str, Any]]:
+    """The transform function, imported only if the code policy permits its module."""
+    policy.check_transform(spec, task, where)
     module, _, name = spec.partition(":")
     try:
         fn = getattr(importlib.import_module(module), name)
@@ -135,6 +139,26 @@ def load_transform(spec: str) -> Callable[[dict[str, Any]], dict[str, Any]]:
     if not callable(fn):
         raise ConfigError(f"transform '{spec}' is not a function")
     return fn  # type: ignore[no-any-return]
+
+
+def _apply_transform(fn: Callable[[dict[str, Any]], dict[str, Any]], spec: str,
+                     rows: list[dict[str, Any]], task: str, source: str,
+                     ) -> list[dict[str, Any]]:
+    out = []
+    for i, row in enumerate(rows):
+        try:
+            new = fn(row)
+        except HarnessError as err:
+            raise DataError(f"task '{task}' ({source}), row {i}: {err}") from None
+        except (KeyError, TypeError, ValueError, AttributeError, IndexError) as err:
+            raise DataError(f"task '{task}' ({source}), row {i}: transform '{spec}' failed "
+                            f"({type(err).__name__}: {err}); check the row's columns and "
+                            f"types") from None
+        if not isinstance(new, dict):
+            raise DataError(f"task '{task}': transform '{spec}' returned "
+                            f"{type(new).__name__} for row {i}, not a mapping")
+        out.append(new)
+    return out
 
 
 def _resolve_columns(task: TaskSpec, columns: list[str], source: str) -> dict[str, str]:
@@ -156,6 +180,24 @@ def _resolve_columns(task: TaskSpec, columns: list[str], source: str) -> dict[st
                         f"{', '.join(repr(m) for m in missing)} (columns: {', '.join(columns)}); "
                         f"rename the column or map it in the task's 'fields'")
     return resolved
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _unencodable(fields: dict[str, Any]) -> str | None:
+    """The first field whose text (or list of texts) cannot be encoded as UTF-8."""
+    for name, value in fields.items():
+        texts = value if isinstance(value, list) else [value]
+        for t in texts:
+            if isinstance(t, str):
+                try:
+                    t.encode("utf-8")
+                except UnicodeEncodeError:
+                    return name
+    return None
 
 
 def _check_values(task: TaskSpec, examples: list[Example], source: str,
@@ -180,8 +222,9 @@ def _check_values(task: TaskSpec, examples: list[Example], source: str,
         for e in examples:
             choices, label = e.fields.get(task.choices or ""), e.fields.get(task.target)
             if not isinstance(choices, list) or len(choices) < 2 \
-                    or not all(isinstance(c, str) for c in choices):
-                problems.append(f"row {e.id}: '{task.choices}' must be a list of 2+ strings")
+                    or not all(isinstance(c, str) and c.strip() for c in choices):
+                problems.append(f"row {e.id}: '{task.choices}' must be a list of 2+ non-empty "
+                                f"strings, got {_short(choices)}")
                 break
             if isinstance(label, str) and label.strip().lstrip("-").isdigit():
                 label = int(label)
@@ -195,15 +238,16 @@ def _check_values(task: TaskSpec, examples: list[Example], source: str,
 
 
 def build_examples(task: TaskSpec, rows: list[dict[str, Any]], source: str,
-                   limit: int | None, allow_empty_target: bool = False) -> TaskData:
+                   limit: int | None, allow_empty_target: bool = False,
+                   policy: CodePolicy = DEFAULT_POLICY) -> TaskData:
     """Transform, map fields, check values, hash: raw rows -> TaskData."""
     if limit is not None:
         rows = rows[:limit]
     if not rows:
         raise DataError(f"task '{task.name}': {source} has no rows")
-    transform = load_transform(task.transform) if task.transform else None
-    if transform is not None:
-        rows = [transform(r) for r in rows]
+    if task.transform:
+        fn = load_transform(task.transform, policy, task.name, task.source)
+        rows = _apply_transform(fn, task.transform, rows, task.name, source)
     columns = list(dict.fromkeys(c for r in rows[:50] for c in r))
     resolved = _resolve_columns(task, columns, source)
     examples: list[Example] = []
@@ -213,11 +257,24 @@ def build_examples(task: TaskSpec, rows: list[dict[str, Any]], source: str,
         if task.kind == "multiple_choice" and isinstance(values.get(task.target), str) \
                 and values[task.target].strip().isdigit():
             values[task.target] = int(values[task.target])
-        ex_id = str(values[task.id_field]) if task.id_field else str(i)
+        if task.id_field:
+            raw_id = values[task.id_field]
+            if isinstance(raw_id, bool) or not isinstance(raw_id, (str, int)) or \
+                    (isinstance(raw_id, str) and not raw_id.strip()):
+                raise DataError(f"task '{task.name}' ({source}): row {i} has id {raw_id!r} in "
+                                f"'{task.id_field}'; ids must be non-empty text or integers")
+            ex_id = str(raw_id)
+        else:
+            ex_id = str(i)
         if ex_id in seen:
             raise DataError(f"task '{task.name}': id '{ex_id}' occurs twice in {source}; "
                             f"ids in '{task.id_field}' must be unique")
         seen.add(ex_id)
+        bad = _unencodable(values)  # a lone surrogate from JSON cannot be encoded or hashed
+        if bad is not None:
+            raise DataError(f"task '{task.name}' ({source}): row {ex_id}, field '{bad}' holds "
+                            f"text that is not valid Unicode (a lone surrogate such as "
+                            f"\\ud800?); fix the data file")
         digest = hashlib.sha256(canonical_json(values).encode()).hexdigest()
         examples.append(Example(id=ex_id, fields=values, hash=digest))
     _check_values(task, examples, source, allow_empty_target)
@@ -226,20 +283,27 @@ def build_examples(task: TaskSpec, rows: list[dict[str, Any]], source: str,
 
 
 def load_task_data(task: TaskSpec, path: str | None, limit: int | None,
-                   allow_empty_target: bool = False) -> TaskData:
+                   allow_empty_target: bool = False,
+                   policy: CodePolicy = DEFAULT_POLICY) -> TaskData:
     """Rows for a task from `path` if given, else from its hub dataset. Empty references are
-    an error unless allow_empty_target (the trainer drops and counts them)."""
+    an error unless allow_empty_target (the trainer drops and counts them). A transform runs
+    only where `policy` permits it (checked before any row is read)."""
     if limit is not None and limit < 1:
         raise ConfigError(f"--limit must be a positive integer, got {limit}")
+    if task.transform:
+        policy.check_transform(task.transform, task.name, task.source)
     if path is not None:
         p = Path(path).expanduser()
-        return build_examples(task, read_file(p), f"file:{p}", limit, allow_empty_target)
+        return build_examples(task, read_file(p), f"file:{p}", limit, allow_empty_target,
+                              policy)
     ds = task.dataset
     if ds.file:
         p = Path(ds.file)
-        return build_examples(task, read_file(p), f"file:{p}", limit, allow_empty_target)
+        return build_examples(task, read_file(p), f"file:{p}", limit, allow_empty_target,
+                              policy)
     if not ds.hub:
         raise ConfigError(f"task '{task.name}' has no default data; give it a file: "
                           f"--data {task.name}=PATH.jsonl")
     source = f"hub:{ds.hub}" + (f"/{ds.config}" if ds.config else "") + f":{ds.split}"
-    return build_examples(task, read_hub(task, limit), source, limit, allow_empty_target)
+    return build_examples(task, read_hub(task, limit), source, limit, allow_empty_target,
+                          policy)

@@ -17,9 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from harness.errors import ConfigError
+from harness import yamlio
+from harness.errors import ConfigError, DataError
 from harness.report.build import iter_runs
 
 OPS: dict[str, Callable[[float, float], bool]] = {
@@ -60,13 +59,7 @@ def parse_rule(text: str) -> Rule:
 def load_rules(rules: Sequence[str], files: Sequence[Path]) -> list[Rule]:
     texts = list(rules)
     for f in files:
-        if not f.exists():
-            raise ConfigError(f"--rules {f}: no such file")
-        try:
-            data = yaml.safe_load(f.read_text(encoding="utf-8"))
-        except yaml.YAMLError as err:
-            raise ConfigError(f"--rules {f}: malformed YAML ({str(err).splitlines()[0]})") \
-                from None
+        data = yamlio.load_file(f, "--rules file")
         items = data.get("rules") if isinstance(data, dict) else data
         if not isinstance(items, list) or not all(isinstance(r, str) for r in items):
             raise ConfigError(f"--rules {f}: expected a list of rule strings under 'rules:'")
@@ -114,6 +107,11 @@ def evaluate_rules(report: dict[str, Any], rules: Sequence[Rule], strict: bool) 
     verdicts = []
     for rule in rules:
         value, ci = _lookup(report, rule)
+        if value is None or (ci is not None and None in ci):
+            what = "value" if value is None else "95% CI"
+            raise DataError(f"rule '{rule.text}': the report has no {what} for "
+                            f"{rule.task}.{rule.metric} (null: the metric could not be "
+                            f"computed); fix the run, or drop the rule")
         holds = OPS[rule.op]
         if ci is None:
             passed = holds(value, rule.threshold)

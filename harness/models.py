@@ -11,6 +11,7 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 import threading
 import time
 from collections.abc import Iterator
@@ -19,10 +20,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness.errors import ModelError, NotFoundError
+from harness.errors import ConfigError, ModelError, NotFoundError
+from harness.paths import safe_label
 from harness.specs import ModelSpec
 
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".gguf")
+CONFIG_FILES = ("config.json", "generation_config.json")  # shape outputs as much as weights do
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
                    "chat_template.jinja", "tokenizer.model", "vocab.json", "merges.txt")
 
@@ -48,7 +51,7 @@ def hash_files(folder: Path, names: list[str] | None = None,
                             for p, st in zip(files, stats, strict=True)]])
     key = hashlib.sha256(identity.encode()).hexdigest()
     known = _hash_cache()
-    if key in known:
+    if isinstance(known.get(key), str) and re.fullmatch(r"[0-9a-f]{64}", known[key]):
         return known[key]
     digest = hashlib.sha256()
     for p in files:
@@ -154,6 +157,12 @@ def _device_and_dtype(spec: ModelSpec) -> tuple[str, Any, str]:
     from harness.distributed import default_device
 
     device = spec.device or default_device() or ("cuda" if torch.cuda.is_available() else "cpu")
+    if not re.fullmatch(r"cpu|auto|cuda(:\d+)?|mps", device):
+        raise ConfigError(f"--device {device!r}: use cpu, cuda, cuda:N, mps or auto")
+    if device.startswith("cuda:") and torch.cuda.is_available() and \
+            int(device.split(":")[1]) >= torch.cuda.device_count():
+        raise ModelError(f"--device {device}: this machine has {torch.cuda.device_count()} "
+                         f"CUDA device(s)")
     if device == "auto":  # shard a large model over this machine's GPUs (device_map="auto")
         name = spec.dtype if spec.dtype != "auto" else (
             "bfloat16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported()
@@ -227,6 +236,23 @@ def _max_length(model: Any, tokenizer: Any, override: int | None) -> int:
     return tml if isinstance(tml, int) and 0 < tml < 10**7 else 2048
 
 
+def adapter_config(path: Path, raw: str) -> dict[str, Any]:
+    """adapter_config.json, checked to be a JSON object naming its peft_type."""
+    try:
+        cfg = json.loads((path / "adapter_config.json").read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as err:
+        raise ModelError(f"--adapter {raw}: adapter_config.json is not valid JSON "
+                         f"({_first_line(err)})") from None
+    if not isinstance(cfg, dict) or not isinstance(cfg.get("peft_type"), str):
+        raise ModelError(f"--adapter {raw}: adapter_config.json is not a PEFT adapter config "
+                         f"(no 'peft_type'); give a folder saved with save_pretrained")
+    weights = [p for p in path.iterdir() if p.suffix in WEIGHT_SUFFIXES and p.is_file()]
+    if not weights:
+        raise ModelError(f"--adapter {raw}: no adapter weights (adapter_model.safetensors) in "
+                         f"the folder")
+    return cfg
+
+
 def _attach_adapters(model: Any, spec: ModelSpec) -> tuple[Any, list[tuple[str, str, Path]]]:
     if not spec.adapters:  # a base-only run never imports peft (nor bitsandbytes through it)
         return model, []
@@ -241,8 +267,9 @@ def _attach_adapters(model: Any, spec: ModelSpec) -> tuple[Any, list[tuple[str, 
         if not (path / "adapter_config.json").exists():
             raise ModelError(f"--adapter {raw}: no adapter_config.json in the folder; "
                              f"give a PEFT adapter saved with save_pretrained")
+        adapter_config(path, raw)
         name = f"adapter_{i}"
-        label = path.name
+        label = safe_label(path.resolve().name, f"adapter{i}")
         while label in labels or label == "base":
             label = f"{label}_{i}"
         labels.add(label)
@@ -316,7 +343,9 @@ def load_model(spec: ModelSpec) -> LoadedModel:
 
     if hashing is not None and folder is not None:  # a local folder
         tok_files = [n for n in TOKENIZER_FILES if (folder / n).exists()]
+        config_files = [n for n in CONFIG_FILES if (folder / n).exists()]
         base_fp = {"id": str(spec.base), "weights_sha256": hashing.result(),
+                   "config_sha256": hash_files(folder, config_files) if config_files else None,
                    "tokenizer_sha256": hash_files(folder, tok_files) if tok_files else None}
     else:
         commit = getattr(model.config, "_commit_hash", None) if not attached else \
@@ -328,8 +357,7 @@ def load_model(spec: ModelSpec) -> LoadedModel:
     if spec.include_base or not attached:
         variants.append(Variant("base", None, {**common, "adapter": None}))
     for name, label, path in attached:
-        with open(path / "adapter_config.json", encoding="utf-8") as fh:
-            cfg = json.load(fh)
+        cfg = adapter_config(path, str(path))
         names = [p.name for p in path.iterdir() if p.suffix in WEIGHT_SUFFIXES]
         adapter_fp = {"path": str(path),
                       "weights_sha256": hash_files(path, names + ["adapter_config.json"]),

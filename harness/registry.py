@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import difflib
 import importlib.resources
+import math
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import fields as dc_fields
 from pathlib import Path
 from typing import Any, TypeVar
 
-import yaml
-
+from harness import yamlio
 from harness.errors import ConfigError, NotFoundError
+from harness.paths import check_name
 from harness.specs import DatasetSpec, GenerationSpec, TaskSpec
 
 T = TypeVar("T")
@@ -24,6 +25,10 @@ _REQUIRED = {"name", "kind", "dataset", "fields", "prompt", "target"}
 _DATASET_KEYS = {f.name for f in dc_fields(DatasetSpec)}
 _GEN_KEYS = {f.name for f in dc_fields(GenerationSpec)}
 _PLACEHOLDER = re.compile(r"(?<!\{)\{([A-Za-z_][A-Za-z0-9_]*)\}(?!\})")
+_IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+# Scanned left to right as prompts.render does: {{, }}, {anything without braces}, or a lone
+# brace (None group).
+_BRACES = re.compile(r"\{\{|\}\}|\{([^{}]*)\}|[{}]")
 # Which metric families make sense for which kind of task.
 _KIND_METRICS = {
     "generation": {"rouge", "bleu", "bertscore", "words", "exact_match", "perplexity"},
@@ -50,17 +55,73 @@ def _check_type(raw: Mapping[str, Any], key: str, kind: type | tuple[type, ...],
         problems.append(f"'{where}{key}' must be {what}, got {type(raw[key]).__name__}")
 
 
+def _generation_problems(gen: Mapping[str, Any]) -> list[str]:
+    """Types and ranges of the `generation:` section (bool is not accepted as a number)."""
+    problems = _unknown(gen.keys(), _GEN_KEYS, "generation.")
+
+    def number(key: str) -> bool:
+        v = gen.get(key)
+        return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+    mnt = gen.get("max_new_tokens")
+    if "max_new_tokens" in gen and (not isinstance(mnt, int) or isinstance(mnt, bool)
+                                    or mnt < 1):
+        problems.append(f"'generation.max_new_tokens' must be a positive integer, got {mnt!r}")
+    if "temperature" in gen and (not number("temperature") or gen["temperature"] < 0):
+        problems.append(f"'generation.temperature' must be a number >= 0, "
+                        f"got {gen['temperature']!r}")
+    if "top_p" in gen and (not number("top_p") or not 0 < gen["top_p"] <= 1):
+        problems.append(f"'generation.top_p' must be a number in (0, 1], got {gen['top_p']!r}")
+    if "do_sample" in gen and not isinstance(gen["do_sample"], bool):
+        problems.append(f"'generation.do_sample' must be true or false, "
+                        f"got {gen['do_sample']!r}")
+    seed = gen.get("seed")
+    if "seed" in gen and (not isinstance(seed, int) or isinstance(seed, bool) or seed < 0):
+        problems.append(f"'generation.seed' must be an integer >= 0, got {seed!r}")
+    stop = gen.get("stop")
+    if "stop" in gen and (not isinstance(stop, list) or not all(
+            isinstance(s, str) and s for s in stop)):
+        problems.append(f"'generation.stop' must be a list of non-empty strings "
+                        f"(e.g. stop: [\"\\n\\n\"]), got {stop!r}")
+    return problems
+
+
+def _template_problems(key: str, template: str, known: set[str]) -> list[str]:
+    """Every {…} in a template must be a {field} of 'fields'; {{ and }} are literal braces."""
+    problems = []
+    for m in _BRACES.finditer(template):
+        token = m.group(0)
+        if token in ("{{", "}}"):
+            continue
+        name = m.group(1)
+        if name is None or not _IDENT.fullmatch(name):
+            problems.append(f"'{key}' has {token!r}, which is not a {{field}} placeholder "
+                            f"(write {{{{ and }}}} for literal braces)")
+        elif name not in known:
+            problems.append(f"'{key}' uses {{{name}}}, which is not in 'fields' "
+                            f"(fields: {', '.join(sorted(known))})")
+    return problems
+
+
 def parse_task(raw: Any, source: str) -> TaskSpec:
     """Validate one task mapping; raise ConfigError listing every problem with the file name."""
     if not isinstance(raw, dict):
         raise ConfigError(f"{source}: a task file must hold a mapping of keys, "
                           f"got {type(raw).__name__}")
-    problems = _unknown(raw.keys(), _TASK_KEYS, "")
+    problems = _unknown([str(k) for k in raw], _TASK_KEYS, "")
     problems += [f"missing required key '{k}'" for k in sorted(_REQUIRED - raw.keys())]
     for key in ("name", "prompt", "target", "description", "chat_prompt", "truncate", "choices",
                 "target_delimiter", "transform", "id_field"):
         _check_type(raw, key, str, "a string", problems)
-    _check_type(raw, "version", int, "an integer", problems)
+    if isinstance(raw.get("name"), str):
+        try:
+            check_name(raw["name"], "task name")
+        except ConfigError as err:
+            problems.append(str(err))
+    version = raw.get("version")
+    if "version" in raw and (not isinstance(version, int) or isinstance(version, bool)
+                             or version < 0):
+        problems.append(f"'version' must be an integer >= 0, got {version!r}")
     if raw.get("kind") is not None and raw.get("kind") not in _KINDS:
         problems.append(f"'kind' must be one of {', '.join(_KINDS)}, got {raw.get('kind')!r}")
     if raw.get("chat_template", "never") not in _CHAT:
@@ -71,39 +132,42 @@ def parse_task(raw: Any, source: str) -> TaskSpec:
     if "dataset" in raw:
         if not isinstance(dataset, dict):
             problems.append("'dataset' must be a mapping with 'hub' and 'split'")
+            dataset = {}
         else:
-            problems += _unknown(dataset.keys(), _DATASET_KEYS, "dataset.")
+            problems += _unknown([str(k) for k in dataset], _DATASET_KEYS, "dataset.")
             problems += ["missing required key 'dataset.split'"] if "split" not in dataset \
                 else []
+            for key in _DATASET_KEYS:
+                _check_type(dataset, key, str, "a string", problems, "dataset.")
             if dataset.get("hub") and dataset.get("file"):
                 problems.append("'dataset' takes 'hub' or 'file', not both")
     fmap = raw.get("fields")
     if "fields" in raw and (not isinstance(fmap, dict) or not fmap
-                            or not all(isinstance(k, str) and isinstance(v, str)
+                            or not all(isinstance(k, str) and isinstance(v, str) and v
                                        for k, v in fmap.items())):
         problems.append("'fields' must be a non-empty mapping of task field -> column name")
         fmap = None
+    elif isinstance(fmap, dict):
+        problems += [f"field name '{k}' must be a letter or _ followed by letters, digits "
+                     f"or _" for k in fmap if not _IDENT.fullmatch(k)]
     gen = raw.get("generation") or {}
     if not isinstance(gen, dict):
         problems.append("'generation' must be a mapping")
         gen = {}
-    problems += _unknown(gen.keys(), _GEN_KEYS, "generation.")
-    if "max_new_tokens" in gen and (not isinstance(gen["max_new_tokens"], int)
-                                    or gen["max_new_tokens"] < 1):
-        problems.append("'generation.max_new_tokens' must be a positive integer")
+    problems += _generation_problems(gen)
     metrics = raw.get("metrics", [])
     if not isinstance(metrics, list) or not all(isinstance(m, str) for m in metrics):
         problems.append("'metrics' must be a list of metric names")
         metrics = []
+    elif len(set(metrics)) != len(metrics):
+        problems.append("'metrics' names a metric twice")
 
     kind = raw.get("kind")
     if isinstance(fmap, dict) and kind in _KINDS:
         known = set(fmap)
         for key in ("prompt", "chat_prompt"):
             if isinstance(raw.get(key), str):
-                problems += [f"'{key}' uses {{{p}}}, which is not in 'fields' "
-                             f"(fields: {', '.join(sorted(known))})"
-                             for p in placeholders(raw[key]) if p not in known]
+                problems += _template_problems(key, raw[key], known)
         for key in ("target", "truncate", "choices", "id_field"):
             if isinstance(raw.get(key), str) and raw[key] not in known:
                 problems.append(f"'{key}' names field '{raw[key]}', which is not in 'fields' "
@@ -146,27 +210,13 @@ def parse_task(raw: Any, source: str) -> TaskSpec:
 
 
 def load_task(path: Path) -> TaskSpec:
-    """Read and validate one task YAML (safe_load only)."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as err:
-        raise ConfigError(f"{path}: cannot read task file ({err})") from None
-    try:
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        where = f" line {mark.line + 1}" if mark is not None else ""
-        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
-        raise ConfigError(f"{path}:{where}: malformed YAML: {problem}") from None
-    return parse_task(raw, str(path))
+    """Read and validate one task YAML (safe constructors, duplicate keys refused)."""
+    return parse_task(yamlio.load_file(path, "task file"), str(path))
 
 
 def _builtin_files() -> list[Path]:
-    """The shipped task YAMLs: package data when installed, ../tasks in a source checkout."""
-    try:
-        root = Path(str(importlib.resources.files("harness.tasks")))
-    except ModuleNotFoundError:
-        root = Path(__file__).resolve().parents[1] / "tasks"
+    """The shipped task YAMLs (harness/tasks/, package data of harness.tasks)."""
+    root = Path(str(importlib.resources.files("harness.tasks")))
     return sorted(root.glob("*.yaml"))
 
 

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict
 from typing import Any
 
-from harness import distributed, lmeval
+from harness import RESULTS_VERSION, distributed, env, lmeval
 from harness.data import TaskData, canonical_json, load_task_data
 from harness.engine import Engine
 from harness.errors import ConfigError
@@ -18,6 +17,7 @@ from harness.kinds import generation, multiple_choice, perplexity
 from harness.metrics import Scores
 from harness.metrics.text import metric_config
 from harness.models import LoadedModel, Variant, load_model
+from harness.policy import DEFAULT_POLICY, CodePolicy
 from harness.progress import Progress
 from harness.registry import pick
 from harness.specs import BertScoreSpec, RunSpec, TaskSpec
@@ -96,8 +96,8 @@ def resolve_tasks(names: Sequence[str], registry: Mapping[str, TaskSpec],
 
 
 def load_all_data(tasks: Sequence[TaskSpec], data: Mapping[str, str],
-                  limit: int | None) -> dict[str, TaskData]:
-    return {t.name: load_task_data(t, data.get(t.name), limit) for t in tasks}
+                  limit: int | None, code: CodePolicy = DEFAULT_POLICY) -> dict[str, TaskData]:
+    return {t.name: load_task_data(t, data.get(t.name), limit, policy=code) for t in tasks}
 
 
 def _run_kind(task: TaskSpec, examples: Sequence[Any], engine: Engine, progress: Progress,
@@ -109,17 +109,50 @@ def _run_kind(task: TaskSpec, examples: Sequence[Any], engine: Engine, progress:
     return perplexity.run(task, examples, engine, progress, label)
 
 
-def store_key(task: TaskSpec, spec: RunSpec, max_length: int) -> str:
+def numerics(spec: RunSpec, device: str) -> dict[str, Any]:
+    """What besides model and task changes the numbers an example gets: the harness's results
+    version, the device type, --compile and the engine's numerical switches."""
+    return {"results_version": RESULTS_VERSION, "device_type": device.split(":")[0],
+            "compile": spec.compile, **env.numerics()}
+
+
+def store_key(task: TaskSpec, spec: RunSpec, max_length: int, device: str = "cpu") -> str:
     """The task part of the store key: what changes outputs, plus the context length (it
-    decides truncation)."""
+    decides truncation) and the numerics (see `numerics`)."""
     config = task_config(task, spec.max_new_tokens)
-    return hashlib.sha256(f"{task_fingerprint(config)}:{max_length}".encode()).hexdigest()[:16]
+    extra = json.dumps(numerics(spec, device), sort_keys=True)
+    return hashlib.sha256(f"{task_fingerprint(config)}:{max_length}:{extra}".encode()
+                          ).hexdigest()[:16]
+
+
+def _record_ok(kind: str) -> Any:
+    """A check that a stored record has the shape this kind's scoring reads."""
+    def generation(r: dict[str, Any]) -> bool:
+        return isinstance(r.get("prediction"), str) and isinstance(r.get("reference"), str) \
+            and ("target_nll" not in r or _nll_ok(r["target_nll"]))
+
+    def multiple_choice(r: dict[str, Any]) -> bool:
+        p = r.get("prediction")
+        return isinstance(p, dict) and isinstance(p.get("choice"), int) and \
+            isinstance(p.get("choice_norm"), int) and isinstance(p.get("loglikelihoods"), list) \
+            and isinstance(r.get("reference"), int)
+
+    def perplexity(r: dict[str, Any]) -> bool:
+        return _nll_ok(r.get("prediction"))
+
+    return {"generation": generation, "multiple_choice": multiple_choice,
+            "perplexity": perplexity}.get(kind)
+
+
+def _nll_ok(value: Any) -> bool:
+    return isinstance(value, dict) and isinstance(value.get("nll"), (int, float)) and \
+        isinstance(value.get("n_tokens"), (int, float))
 
 
 def chunk_size(task: TaskSpec) -> int:
-    env = os.environ.get("HARNESS_STORE_CHUNK")
-    if env and env.isdigit() and int(env) > 0:
-        return int(env)
+    configured = env.positive("HARNESS_STORE_CHUNK")
+    if configured:
+        return configured
     # Multiple choice: four of its tokenize-while-scoring slices per chunk.
     return {"generation": 128, "multiple_choice": 2048}.get(task.kind, 512)
 
@@ -130,10 +163,11 @@ def run_task(task: TaskSpec, data: TaskData, engine: Engine, variant: Variant, s
     """Records for every example: from the store where it has them, computed (and stored a
     chunk at a time, so a crash loses at most the chunks in flight) where not. Returns
     (records, number computed)."""
-    key = store_key(task, spec, engine.max_length)
+    key = store_key(task, spec, engine.max_length, engine.device)
     model_fp = variant.fingerprint["id"]
     hashes = [e.hash for e in data.examples]
-    have = store.get(model_fp, key, hashes) if store is not None and not spec.refresh else {}
+    have = store.get(model_fp, key, hashes, _record_ok(task.kind), task.name) \
+        if store is not None and not spec.refresh else {}
     distributed.barrier()  # every rank has read the store before any rank writes to it
     missing = [e for e in data.examples if e.hash not in have]
     seen: set[str] = set()
@@ -292,8 +326,9 @@ def evaluate(spec: RunSpec, registry: Mapping[str, TaskSpec],
     data = dict(spec.data)
     tasks = resolve_tasks(spec.tasks, registry, data)
     if spec.lm_eval_tasks:
+        spec.code.check_lm_eval_include(list(spec.lm_eval_include))
         lmeval.check_names(spec.lm_eval_tasks, lmeval.task_manager(spec.lm_eval_include))
-    datasets = load_all_data(tasks, data, spec.limit)
+    datasets = load_all_data(tasks, data, spec.limit, spec.code)
     if any("bertscore" in t.metrics for t in tasks):
         from harness.metrics.bertscore import get_scorer
 
@@ -321,6 +356,7 @@ def evaluate(spec: RunSpec, registry: Mapping[str, TaskSpec],
         if store is not None:
             store.close()
     report = run_report(runs, loaded, spec, started)
+    report["settings"]["numerics"] = numerics(spec, loaded.device)
     return report, samples
 
 

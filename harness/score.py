@@ -10,22 +10,46 @@ from typing import Any
 
 from harness.data import load_task_data, read_file
 from harness.errors import ConfigError, DataError
+from harness.policy import DEFAULT_POLICY, CodePolicy
 from harness.report import SCHEMA_VERSION
 from harness.report.build import versions
 from harness.runner import summarize_task
 from harness.specs import BertScoreSpec, TaskSpec
 
 
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def load_predictions(path: Path) -> list[dict[str, Any]]:
     rows = read_file(path)
+    if not rows:
+        raise DataError(f"--predictions {path} holds no predictions")
     problems: list[str] = []
+    seen: dict[str, int] = {}
     for i, row in enumerate(rows, 1):
+        ident = row.get("id")
         if not isinstance(row.get("prediction"), str):
-            problems.append(f"line {i}: 'prediction' must be a string")
+            problems.append(f"row {i}: 'prediction' must be a string")
         elif "reference" not in row and "id" not in row:
-            problems.append(f"line {i}: needs 'reference' or an 'id' of a task row")
+            problems.append(f"row {i}: needs 'reference' or an 'id' of a task row")
         elif "reference" in row and not isinstance(row["reference"], str):
-            problems.append(f"line {i}: 'reference' must be a string")
+            problems.append(f"row {i}: 'reference' must be a string")
+        elif "id" in row and (isinstance(ident, bool) or not isinstance(ident, (str, int))):
+            problems.append(f"row {i}: 'id' must be text or an integer, got {ident!r}")
+        elif not all(_encodable(row[k]) for k in ("prediction", "reference", "id")
+                     if isinstance(row.get(k), str)):
+            problems.append(f"row {i}: holds text that is not valid Unicode (a lone "
+                            f"surrogate?)")
+        elif "id" in row and str(ident) in seen:
+            problems.append(f"row {i}: id '{ident}' was already given on row "
+                            f"{seen[str(ident)]}; ids must be unique")
+        if "id" in row and isinstance(ident, (str, int)):
+            seen.setdefault(str(ident), i)
         if len(problems) >= 3:
             break
     if problems:
@@ -35,14 +59,15 @@ def load_predictions(path: Path) -> list[dict[str, Any]]:
 
 def score_predictions(task: TaskSpec, predictions: Path, data_path: str | None,
                       limit: int | None, bert: BertScoreSpec, resamples: int,
-                      seed: int) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+                      seed: int, policy: CodePolicy = DEFAULT_POLICY,
+                      ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     if task.kind != "generation":
         raise ConfigError(f"harness score takes generation tasks; '{task.name}' is "
                           f"{task.kind} (it needs the model's log-likelihoods: use harness run)")
     rows = load_predictions(predictions)
     by_id: dict[str, str] = {}
     if any("reference" not in r for r in rows):
-        data = load_task_data(task, data_path, None)
+        data = load_task_data(task, data_path, None, policy=policy)
         by_id = {e.id: e.fields[task.target] for e in data.examples}
     records = []
     for i, row in enumerate(rows[:limit] if limit else rows):

@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from harness.policy import CodePolicy
+
 TaskKind = Literal["generation", "multiple_choice", "perplexity"]
 ChatMode = Literal["never", "auto", "always"]
 Quantization = Literal["none", "4bit", "8bit"]
@@ -128,6 +130,7 @@ class RunSpec:
     cache_dir: Path | None = None   # the result store's folder; None: no store
     refresh: bool = False           # recompute (and overwrite) what the store holds
     lm_eval_include: tuple[Path, ...] = ()  # folders of lm-eval task YAMLs
+    code: CodePolicy = field(default_factory=CodePolicy)  # which task code may run
 
     @property
     def lm_eval_tasks(self) -> tuple[str, ...]:

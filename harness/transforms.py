@@ -17,6 +17,14 @@ def _hellaswag_clean(text: str) -> str:
     return text
 
 
+def _text(row: dict[str, Any], key: str) -> str:
+    value = row[key]
+    if not isinstance(value, str):
+        raise DataError(f"hellaswag '{key}' must be text, got {type(value).__name__} "
+                        f"({str(value)[:40]!r})")
+    return value
+
+
 def hellaswag(row: dict[str, Any]) -> dict[str, Any]:
     """HellaSwag row -> {query, choices, label} as lm-eval's process_docs builds them.
 
@@ -25,21 +33,31 @@ def hellaswag(row: dict[str, Any]) -> dict[str, Any]:
     """
     missing = [k for k in ("activity_label", "endings", "label") if k not in row]
     if "ctx_a" in row and "ctx_b" in row:
-        ctx = row["ctx_a"] + " " + row["ctx_b"].capitalize()
+        _text(row, "ctx_a")
+        ctx = row["ctx_a"] + " " + _text(row, "ctx_b").capitalize()
     elif "ctx" in row:
-        ctx = row["ctx"]
+        ctx = _text(row, "ctx")
     else:
         missing.append("ctx_a/ctx_b or ctx")
     if missing:
-        raise DataError(f"hellaswag row lacks {', '.join(missing)} (columns: {', '.join(row)})")
-    try:
-        label = int(row["label"])
-    except (TypeError, ValueError):
-        raise DataError(f"hellaswag label must be an integer, got {row['label']!r}") from None
+        raise DataError(f"hellaswag row lacks {', '.join(missing)} "
+                        f"(columns: {', '.join(map(str, row))})")
+    _text(row, "activity_label")
+    endings = row["endings"]
+    if not isinstance(endings, list) or len(endings) < 2 or not all(
+            isinstance(e, str) for e in endings):
+        raise DataError(f"hellaswag 'endings' must be a list of 2+ strings, got "
+                        f"{type(endings).__name__}")
+    label = row["label"]
+    if isinstance(label, str) and label.strip().isdigit():
+        label = int(label)
+    if not isinstance(label, int) or isinstance(label, bool):
+        raise DataError(f"hellaswag label must be an integer (or a string of digits), got "
+                        f"{row['label']!r}")
     return {
         **row,
         "query": _hellaswag_clean(row["activity_label"] + ": " + ctx),
-        "choices": [_hellaswag_clean(e) for e in row["endings"]],
+        "choices": [_hellaswag_clean(e) for e in endings],
         "label": label,
     }
 

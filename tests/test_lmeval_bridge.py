@@ -23,7 +23,8 @@ def test_lm_eval_task_in_run_report(tiny_lm, lm_eval_dir, tmp_path):
     d, data = lm_eval_dir
     out = tmp_path / "run"
     assert main(["run", "--base", str(tiny_lm), "--tasks", "lm_eval:hs_local,hellaswag",
-                 "--data", f"hellaswag={data}", "--lm-eval-include", str(d), "--batch-size",
+                 "--data", f"hellaswag={data}", "--lm-eval-include", str(d), "--allow-code",
+                 "--batch-size",
                  "8", "--out", str(out), "--cache-dir", str(tmp_path / "cache")]) == 0
     report = json.loads((out / "report.json").read_text())
     theirs = report["tasks"]["lm_eval:hs_local"]
@@ -40,7 +41,7 @@ def test_lm_eval_task_in_run_report(tiny_lm, lm_eval_dir, tmp_path):
     # Run again: served from the store, same numbers.
     again = tmp_path / "again"
     assert main(["run", "--base", str(tiny_lm), "--tasks", "lm_eval:hs_local",
-                 "--lm-eval-include", str(d), "--out", str(again), "--cache-dir",
+                 "--lm-eval-include", str(d), "--allow-code", "--out", str(again), "--cache-dir",
                  str(tmp_path / "cache")]) == 0
     second = json.loads((again / "report.json").read_text())["tasks"]["lm_eval:hs_local"]
     assert second["timings"]["examples_from_store"] == 30
@@ -53,7 +54,8 @@ def test_lm_eval_task_as_forgetting_probe(tiny_lm, adapter, lm_eval_dir, example
     out = tmp_path / "cmp"
     assert main(["compare", "--base", str(tiny_lm), "--adapter", str(adapter), "--tasks",
                  "hellaswag", "--data", f"hellaswag={example_data['hellaswag']}",
-                 "--general", "lm_eval:hs_local", "--lm-eval-include", str(d), "--batch-size",
+                 "--general", "lm_eval:hs_local", "--lm-eval-include", str(d), "--allow-code",
+                 "--batch-size",
                  "8", "--resamples", "500", "--out", str(out), "--no-cache"]) == 0
     report = json.loads((out / "report.json").read_text())
     assert report["general"] == ["lm_eval:hs_local"]

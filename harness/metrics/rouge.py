@@ -60,9 +60,11 @@ def _score_pairs(pairs: Sequence[tuple[str, str]]) -> list[tuple[float, ...]]:
 
 
 def default_workers() -> int:
-    env = os.environ.get("HARNESS_METRIC_WORKERS")
-    if env and env.isdigit() and int(env) > 0:
-        return int(env)
+    from harness import env
+
+    configured = env.positive("HARNESS_METRIC_WORKERS")
+    if configured:
+        return configured
     return max(1, min(os.cpu_count() or 1, 16))
 
 

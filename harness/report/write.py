@@ -1,48 +1,140 @@
-"""Write report folders atomically: every file goes to a temporary name and is renamed, and
-report.json is renamed last, so a reader never sees a half report."""
+"""Write report folders so that a reader never sees a half report, and read them back strictly.
+
+A report (report.json, report.md, samples/, plots) is written whole into a staging folder
+inside `--out`, then moved into place entry by entry with report.json last. A failure while
+staging (a full disk, a kill) leaves the previous report as it was; the staging folder is
+removed, or, after a kill, removed by the next write. Entries of a previous report in the same
+folder that the new one does not have (an earlier run's samples) are removed, so a folder
+never mixes two runs. Files get the user's umask (0644 under the usual 022), not mkstemp's
+0600. Every path is checked to resolve inside `--out`.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import math
 import os
+import shutil
 import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 from harness.errors import ConfigError, DataError
+from harness.paths import dir_mode, file_mode, inside
 from harness.report import SCHEMA_VERSION
+
+STAGING_PREFIX = ".harness-staging-"
+# Top-level entries a harness command writes into its --out folder.
+OWNED = ("report.json", "report.md", "report.html", "samples", "deltas.png", "runs.json",
+         "loss.png", "leaderboard.md", "leaderboard.json", "leaderboard.csv")
+
+
+def finite(value: Any) -> Any:
+    """A copy with every NaN or infinity replaced by None (report.json is strict JSON)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [finite(v) for v in value]
+    return value
 
 
 def dumps(report: Mapping[str, Any]) -> str:
-    return json.dumps(report, sort_keys=True, indent=2, ensure_ascii=False) + "\n"
+    return json.dumps(finite(report), sort_keys=True, indent=2, ensure_ascii=False,
+                      allow_nan=False) + "\n"
 
 
-def atomic_write(path: Path, text: str) -> None:
+def _write_bytes(path: Path, data: bytes) -> None:
+    with open(path, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.chmod(path, file_mode())
+
+
+def atomic_write(path: Path, text: str | bytes) -> None:
+    """One file: written to a temporary name beside it, then renamed over it."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
+        _write_bytes(Path(tmp), text.encode("utf-8") if isinstance(text, str) else text)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
 
 
-def check_out_dir(out: Path) -> None:
-    """Fail before any work if the output folder cannot be written."""
+def prepare_out(out: Path) -> list[Path]:
+    """Make sure --out can be written before any work: create it (and its parents) now.
+    Returns the folders created, so a failed command can remove them again if empty."""
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--out {out} exists and is not a folder")
-    probe = out if out.exists() else next((p for p in out.parents if p.exists()), Path("."))
-    if not os.access(probe, os.W_OK):
-        raise ConfigError(f"--out {out}: no permission to write in {probe}")
+    missing = [p for p in [out, *out.parents] if not p.exists()][::-1]
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise ConfigError(f"--out {out} cannot be created ({err.strerror or err}); give a "
+                          f"folder you can write to") from None
+    if not os.access(out, os.W_OK | os.X_OK):
+        raise ConfigError(f"--out {out}: no permission to write in it")
+    try:  # a folder that exists but cannot take a file (read-only mount, /proc) fails here
+        fd, probe = tempfile.mkstemp(dir=out, prefix=STAGING_PREFIX, suffix=".probe")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as err:
+        remove_if_empty(missing)
+        raise ConfigError(f"--out {out} cannot be written ({err.strerror or err}); give a "
+                          f"folder you can write to") from None
+    return missing
+
+
+def remove_if_empty(created: Iterable[Path]) -> None:
+    """Remove folders this command created, deepest first, where they are still empty."""
+    for folder in sorted(created, key=lambda p: len(p.parts), reverse=True):
+        with contextlib.suppress(OSError):
+            folder.rmdir()
+
+
+def write_folder(out: Path, files: Mapping[str, str | bytes]) -> None:
+    """Write `files` (path relative to out -> content) as one unit: staged, then moved in."""
+    out.mkdir(parents=True, exist_ok=True)
+    for stale in out.glob(STAGING_PREFIX + "*"):  # left by a killed run
+        if stale.is_dir():
+            shutil.rmtree(stale, ignore_errors=True)
+        else:
+            stale.unlink(missing_ok=True)
+    stage = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=out))
+    try:
+        os.chmod(stage, dir_mode())
+        tops: list[str] = []
+        for rel, content in files.items():
+            target = inside(stage, stage / rel)
+            top = Path(rel).parts[0]
+            if top not in tops:
+                tops.append(top)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            _write_bytes(target, content.encode("utf-8") if isinstance(content, str)
+                         else content)
+        trash = stage / ".previous"
+        trash.mkdir()
+        # report.json goes first out and last in: a reader sees no report or the whole new one.
+        old = sorted({*OWNED, *tops} & {p.name for p in out.iterdir()},
+                     key=lambda n: n != "report.json")
+        for name in old:
+            os.replace(inside(out, out / name), trash / name)
+        for name in sorted(tops, key=lambda n: n == "report.json"):
+            os.replace(stage / name, inside(out, out / name))
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
 
 
 def samples_lines(records: list[dict[str, Any]]) -> str:
-    return "".join(json.dumps(r, sort_keys=True, ensure_ascii=False) + "\n" for r in records)
+    return "".join(json.dumps(finite(r), sort_keys=True, ensure_ascii=False, allow_nan=False)
+                   + "\n" for r in records)
 
 
 def write_report(out: Path, report: Mapping[str, Any],
@@ -56,36 +148,56 @@ def write_report(out: Path, report: Mapping[str, Any],
     """
     text = dumps(report)
     markdown = render(json.loads(text))
-    out.mkdir(parents=True, exist_ok=True)
     nested = len(samples) > 1
+    files: dict[str, str | bytes] = {}
     for label, tasks in samples.items():
         for task, records in tasks.items():
-            folder = out / "samples" / label if nested else out / "samples"
-            atomic_write(folder / f"{task}.jsonl", samples_lines(records))
-    for name, data in (extra or {}).items():
-        fd, tmp = tempfile.mkstemp(dir=out, prefix=f".{name}.", suffix=".tmp")
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, out / name)
-    atomic_write(out / "report.md", markdown)
-    atomic_write(out / "report.json", text)
+            rel = f"samples/{label}/{task}.jsonl" if nested else f"samples/{task}.jsonl"
+            files[rel] = samples_lines(records)
+    files.update(extra or {})
+    files["report.md"] = markdown
+    files["report.json"] = text
+    write_folder(out, files)
     return markdown
 
 
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not allowed in strict JSON")
+
+
+def read_json(path: Path, what: str) -> Any:
+    """A strict JSON file (no NaN or Infinity), with one-line errors naming it."""
+    try:
+        text = path.read_bytes().decode("utf-8")
+        return json.loads(text, parse_constant=_reject_constant)
+    except UnicodeDecodeError:
+        raise DataError(f"{path}: not valid UTF-8; is it a {what}?") from None
+    except json.JSONDecodeError as err:
+        raise DataError(f"{path}: not a valid {what} (line {err.lineno}: {err.msg})") from None
+    except ValueError as err:
+        raise DataError(f"{path}: not a valid {what} ({err})") from None
+    except RecursionError:
+        raise DataError(f"{path}: not a valid {what} (nested too deeply)") from None
+    except IsADirectoryError:
+        raise DataError(f"{path} is a folder, not a {what}") from None
+    except OSError as err:
+        raise DataError(f"{path}: cannot read it ({err.strerror or err})") from None
+
+
 def load_report(path: Path) -> dict[str, Any]:
-    """Read a report.json (or a folder holding one) and check its schema version."""
+    """Read a report.json (or a folder holding one), check its schema version and shape."""
+    from harness.report.schema import check_report
+
     if path.is_dir():
         path = path / "report.json"
     if not path.exists():
         raise DataError(f"{path}: no such report")
-    try:
-        report = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise DataError(f"{path}: not a valid report.json ({err})") from None
+    report = read_json(path, "report.json")
     if not isinstance(report, dict) or "schema_version" not in report:
         raise DataError(f"{path}: not a harness report (no schema_version)")
     if report["schema_version"] != SCHEMA_VERSION:
-        raise DataError(f"{path}: report schema_version {report['schema_version']} is not "
-                        f"supported (this harness reads {SCHEMA_VERSION}); re-run it with this "
-                        f"version")
+        raise DataError(f"{path}: report schema_version {report['schema_version']!r} is not "
+                        f"supported (this harness reads {SCHEMA_VERSION}); re-run it with "
+                        f"this version")
+    check_report(report, str(path))
     return report

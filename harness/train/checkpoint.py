@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 import shutil
 from pathlib import Path
 from typing import Any
@@ -65,9 +66,15 @@ def save_checkpoint(folder: Path, peft_model: Any, optimizer: Any, scheduler: An
     tmp.rename(folder)
 
 
+def _checkpoints(root: Path) -> list[Path]:
+    """step-N folders holding a trainer state, oldest first (other names are ignored)."""
+    found = [p for p in root.glob("step-*")
+             if re.fullmatch(r"step-\d+", p.name) and (p / STATE).is_file()]
+    return sorted(found, key=lambda p: int(p.name.split("-")[1]))
+
+
 def latest_checkpoint(root: Path) -> Path | None:
-    found = sorted((p for p in root.glob("step-*") if (p / STATE).exists()),
-                   key=lambda p: int(p.name.split("-")[1]))
+    found = _checkpoints(root)
     return found[-1] if found else None
 
 
@@ -86,7 +93,5 @@ def load_checkpoint(folder: Path, peft_model: Any, optimizer: Any,
 
 def prune_checkpoints(root: Path, keep: int) -> None:
     """Keep the newest `keep` checkpoints."""
-    found = sorted((p for p in root.glob("step-*") if (p / STATE).exists()),
-                   key=lambda p: int(p.name.split("-")[1]))
-    for p in found[:-keep]:
+    for p in _checkpoints(root)[:-keep]:
         shutil.rmtree(p, ignore_errors=True)

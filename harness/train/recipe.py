@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import copy
+import math
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
-
+from harness import yamlio
 from harness.errors import ConfigError
+from harness.paths import check_name
 
 Optimizer = Literal["adamw_torch", "adamw_8bit", "paged_adamw_8bit", "paged_adamw_32bit", "sgd"]
 Schedule = Literal["cosine", "linear", "constant"]
@@ -110,12 +111,19 @@ _LITERALS = {
 }
 
 
-def _parse_scalar(text: str) -> Any:
-    return yaml.safe_load(text) if text.strip() else ""
+def _parse_scalar(text: str, item: str) -> Any:
+    if not text.strip():
+        return ""
+    try:
+        return yamlio.loads(text, f"--set {item}")
+    except ConfigError as err:
+        raise ConfigError(f"{err} (quote a text value: --set 'key=\"...\"')") from None
 
 
 def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
     """`key.sub=value` (value parsed as YAML: numbers, booleans, lists) into the raw mapping."""
+    if not isinstance(raw, dict):
+        raise ConfigError("a recipe must be a mapping of keys (name, base, task, ...)")
     data = copy.deepcopy(raw)
     for item in overrides:
         key, sep, value = item.partition("=")
@@ -123,21 +131,29 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
             raise ConfigError(f"--set {item}: expected KEY=VALUE, e.g. training.max_steps=50")
         node = data
         parts = key.split(".")
+        if not all(parts):
+            raise ConfigError(f"--set {item}: '{key}' is not a key path like training.max_steps")
         for part in parts[:-1]:
-            node = node.setdefault(part, {})
+            if node.get(part) is None:
+                node[part] = {}
+            node = node[part]
             if not isinstance(node, dict):
                 raise ConfigError(f"--set {item}: '{part}' is not a section")
-        node[parts[-1]] = _parse_scalar(value)
+        node[parts[-1]] = _parse_scalar(value, item)
     return data
 
 
 def _check_types(section: str, cls: type, values: dict[str, Any], problems: list[str]) -> None:
     prefix = f"{section}." if section else ""
     for f in fields(cls):
-        if f.name not in values or values[f.name] is None:
+        if f.name not in values:
             continue
         v = values[f.name]
         kind = str(f.type)
+        if v is None:
+            if "None" not in kind and f.name not in _SECTIONS:
+                problems.append(f"'{prefix}{f.name}' must not be empty (null)")
+            continue
         allowed = _LITERALS.get((section, f.name))
         if allowed is not None:
             if v not in allowed:
@@ -151,6 +167,41 @@ def _check_types(section: str, cls: type, values: dict[str, Any], problems: list
             problems.append(f"'{prefix}{f.name}' must be true or false, got {v!r}")
         elif kind.startswith("str") and not isinstance(v, str):
             problems.append(f"'{prefix}{f.name}' must be a string, got {v!r}")
+
+
+def _range_problems(t: dict[str, Any], lora: dict[str, Any]) -> list[str]:
+    """Ranges of the numbers (types are checked before): finite, and where they make sense."""
+    problems = []
+
+    def num(v: Any) -> bool:
+        return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+    for section, values in (("training", t), ("lora", lora)):
+        for key, v in values.items():
+            if num(v) and not math.isfinite(v):
+                problems.append(f"'{section}.{key}' must be a finite number, got {v}")
+    checks = [
+        ("training.learning_rate", t.get("learning_rate"), lambda v: v > 0, "> 0"),
+        ("training.epochs", t.get("epochs"), lambda v: v >= 1,
+         ">= 1 (for less than one epoch set training.max_steps)"),
+        ("training.warmup_steps", t.get("warmup_steps"), lambda v: v >= 0, ">= 0"),
+        ("training.warmup_ratio", t.get("warmup_ratio"), lambda v: 0 <= v < 1, "in [0, 1)"),
+        ("training.weight_decay", t.get("weight_decay"), lambda v: v >= 0, ">= 0"),
+        ("training.max_grad_norm", t.get("max_grad_norm"), lambda v: v > 0, "> 0"),
+        ("training.adam_beta1", t.get("adam_beta1"), lambda v: 0 <= v < 1, "in [0, 1)"),
+        ("training.adam_beta2", t.get("adam_beta2"), lambda v: 0 <= v < 1, "in [0, 1)"),
+        ("training.early_stopping_patience", t.get("early_stopping_patience"),
+         lambda v: v >= 1, ">= 1"),
+        ("training.early_stopping_min_delta", t.get("early_stopping_min_delta"),
+         lambda v: v >= 0, ">= 0"),
+        ("training.seed", t.get("seed"), lambda v: 0 <= v < 2**32, "in 0 .. 2**32 - 1"),
+        ("lora.dropout", lora.get("dropout"), lambda v: 0 <= v < 1, "in [0, 1)"),
+        ("lora.alpha", lora.get("alpha"), lambda v: v > 0, "> 0"),
+    ]
+    for key, v, ok, what in checks:
+        if num(v) and math.isfinite(v) and not ok(v):
+            problems.append(f"'{key}' must be {what}, got {v}")
+    return problems
 
 
 def parse_recipe(raw: Any, source: str) -> TrainSpec:
@@ -174,10 +225,19 @@ def parse_recipe(raw: Any, source: str) -> TrainSpec:
         _check_types(section, cls, values, problems)
         if cls is SplitSpec and "split" not in values and section in raw:
             problems.append(f"missing required key '{section}.split'")
+        if cls is SplitSpec and isinstance(values.get("limit"), int) and values["limit"] < 1:
+            problems.append(f"'{section}.limit' must be >= 1, got {values['limit']}")
         built[section] = {k: v for k, v in values.items() if k in allowed}
     t = built.get("training", {})
-    if isinstance(t.get("learning_rate"), (int, float)) and t["learning_rate"] <= 0:
-        problems.append(f"'training.learning_rate' must be > 0, got {t['learning_rate']}")
+    problems += _range_problems(t, built.get("lora", {}))
+    if isinstance(raw.get("name"), str):
+        try:
+            check_name(raw["name"], "recipe name")
+        except ConfigError as err:
+            problems.append(str(err))
+    for key in ("base", "task"):
+        if isinstance(raw.get(key), str) and not raw[key].strip():
+            problems.append(f"'{key}' is empty")
     for key in ("micro_batch_size", "gradient_accumulation", "max_length", "eval_every",
                 "save_every", "max_steps", "eval_batch_size", "log_every", "save_total_limit"):
         if isinstance(t.get(key), int) and t[key] < 1:
@@ -206,13 +266,11 @@ def parse_recipe(raw: Any, source: str) -> TrainSpec:
 
 
 def load_recipe(path: Path, overrides: list[str]) -> TrainSpec:
-    if not path.exists():
-        raise ConfigError(f"recipe {path} does not exist")
+    raw = yamlio.load_file(path, "recipe")
+    if raw is not None and not isinstance(raw, dict):
+        raise ConfigError(f"{path}: a recipe must be a mapping of keys (name, base, task, ...)")
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        where = f" line {mark.line + 1}" if mark is not None else ""
-        raise ConfigError(f"{path}:{where}: malformed YAML: "
-                          f"{getattr(err, 'problem', None) or err}") from None
-    return parse_recipe(apply_overrides(raw or {}, overrides), str(path))
+        merged = apply_overrides(raw or {}, overrides)
+    except ConfigError as err:
+        raise ConfigError(f"{path}: {err}") from None
+    return parse_recipe(merged, str(path))

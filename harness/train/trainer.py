@@ -7,10 +7,13 @@ tokens, the normalisation transformers' Trainer uses with gradient accumulation.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
+import os
 import random
 import shutil
+import sys
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -20,8 +23,9 @@ import numpy as np
 import yaml
 
 from harness.data import load_task_data
-from harness.errors import ConfigError
+from harness.errors import ConfigError, DataError
 from harness.models import load_tokenizer
+from harness.policy import DEFAULT_POLICY, CodePolicy
 from harness.progress import Progress
 from harness.registry import discover_tasks, pick
 from harness.train.checkpoint import (
@@ -42,6 +46,10 @@ from harness.train.recipe import TrainSpec
 CUDA_ONLY_OPTIMIZERS = ("adamw_8bit", "paged_adamw_8bit", "paged_adamw_32bit")
 
 
+def accelerator_rank() -> int:
+    return int(os.environ.get("RANK", "0") or 0)
+
+
 def check_device(spec: TrainSpec, device: str) -> None:
     t = spec.training
     if not device.startswith("cuda"):
@@ -54,13 +62,78 @@ def check_device(spec: TrainSpec, device: str) -> None:
             raise ConfigError("quantization int8 needs a CUDA device; use nf4 or none")
 
 
-def _task_data(spec: TrainSpec, side: str, paths: dict[str, str]):  # -> list[Example]
+HOLDOUT_FRACTION, HOLDOUT_MAX = 0.1, 200
+
+
+def _load_side(spec: TrainSpec, side: str, path: str | None, policy: CodePolicy) -> list[Any]:
     task = pick(discover_tasks(), spec.task, "task")
     split = spec.train if side == "train" else spec.eval
-    path = paths.get(f"{spec.task}:{side}") or (paths.get(spec.task) if side == "train" else
-                                                None) or split.file
     task = replace(task, dataset=replace(task.dataset, split=split.split))
-    return load_task_data(task, path, split.limit, allow_empty_target=True).examples
+    try:
+        return list(load_task_data(task, path, split.limit, allow_empty_target=True,
+                                   policy=policy).examples)
+    except DataError as err:
+        if path is None and side == "eval":  # the hub split could not be had
+            raise DataError(f"{err} (for the eval rows give --data {spec.task}:eval=PATH)") \
+                from None
+        raise
+
+
+def _task_data(spec: TrainSpec, paths: dict[str, str],
+               policy: CodePolicy) -> tuple[list[Any], list[Any], str | None]:
+    """Training and eval examples, and a note when the eval rows were held out of the
+    training file: a train file with no eval file gives up a seeded slice of its rows."""
+    train_path = paths.get(f"{spec.task}:train") or paths.get(spec.task) or spec.train.file
+    eval_path = paths.get(f"{spec.task}:eval") or spec.eval.file
+    train_rows = _load_side(spec, "train", train_path, policy)
+    if eval_path is not None or train_path is None:
+        return train_rows, _load_side(spec, "eval", eval_path, policy), None
+    n = len(train_rows)
+    held = min(HOLDOUT_MAX, max(1, round(HOLDOUT_FRACTION * n)))
+    if n - held < 1:
+        raise ConfigError(f"{train_path} has {n} row(s): too few to hold out eval rows; give "
+                          f"--data {spec.task}:eval=PATH")
+    order = np.random.default_rng(spec.training.seed).permutation(n)
+    eval_idx = set(order[:held].tolist())
+    note = (f"note: no eval file given; holding out {held} of the {n} rows of {train_path} "
+            f"(seed {spec.training.seed}) for the eval loss; choose them with "
+            f"--data {spec.task}:eval=PATH")
+    return ([r for i, r in enumerate(train_rows) if i not in eval_idx],
+            [r for i, r in enumerate(train_rows) if i in eval_idx], note)
+
+
+# Bookkeeping a resumed run may change: none of it changes the weights a step produces.
+RESUME_MAY_CHANGE = ("training.save_every", "training.save_total_limit", "training.log_every",
+                     "training.eval_batch_size")
+
+
+def _flat(value: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(value, dict):
+        out: dict[str, Any] = {}
+        for k, v in value.items():
+            out.update(_flat(v, f"{prefix}{k}."))
+        return out
+    return {prefix[:-1]: value}
+
+
+def check_resume(spec: TrainSpec, ckpt: Path, data_sha: str) -> None:
+    """A checkpoint continues only the run that wrote it: same recipe, same training rows."""
+    state = json.loads((ckpt / "trainer_state.json").read_text(encoding="utf-8"))
+    saved = state.get("recipe")
+    if not isinstance(saved, dict):
+        raise ConfigError(f"--resume: {ckpt} was written by an older harness without its "
+                          f"recipe; start again without --resume in a new --out")
+    now, then = _flat({**spec.to_dict(), "out": None}), _flat({**saved, "out": None})
+    differ = sorted(k for k in set(now) | set(then)
+                    if now.get(k) != then.get(k) and k not in RESUME_MAY_CHANGE)
+    if differ:
+        shown = ", ".join(f"{k} ({then.get(k)!r} -> {now.get(k)!r})" for k in differ[:6])
+        raise ConfigError(f"--resume: the recipe differs from the checkpoint's in {shown}; "
+                          f"resume with the recipe it was started with, or start a new run "
+                          f"in another --out")
+    if state.get("data_sha256") not in (None, data_sha):
+        raise ConfigError(f"--resume: the training rows differ from the ones {ckpt} was "
+                          f"trained on; give the same --data files, or start a new run")
 
 
 def _optimizer(spec: TrainSpec, params: list[Any]) -> Any:
@@ -127,7 +200,7 @@ def plot_losses(log: list[dict[str, Any]], path: Path) -> None:
 
 
 def train(spec: TrainSpec, data_paths: dict[str, str], resume: bool = False,
-          progress: Progress | None = None) -> Path:
+          progress: Progress | None = None, policy: CodePolicy = DEFAULT_POLICY) -> Path:
     import torch
     from accelerate import Accelerator
     from transformers import get_scheduler
@@ -147,6 +220,8 @@ def train(spec: TrainSpec, data_paths: dict[str, str], resume: bool = False,
     if t.max_length < need:
         raise ConfigError(f"training.max_length {t.max_length} is shorter than the task's "
                           f"template ({need - 2} tokens) plus a target; raise it")
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out} exists and is not a folder")
     if resume and latest_checkpoint(out / "checkpoints") is None:
         raise ConfigError(f"--resume: no checkpoint in {out / 'checkpoints'}")
     if not resume and (out / "checkpoints").exists():
@@ -156,10 +231,14 @@ def train(spec: TrainSpec, data_paths: dict[str, str], resume: bool = False,
     random.seed(t.seed)
     np.random.seed(t.seed)
     torch.manual_seed(t.seed)
-    train_ex, train_stats = build_train_examples(task, _task_data(spec, "train", data_paths),
-                                                 tokenizer, t.max_length)
-    eval_ex, eval_stats = build_train_examples(task, _task_data(spec, "eval", data_paths),
-                                               tokenizer, t.max_length)
+    train_rows, eval_rows, note = _task_data(spec, data_paths, policy)
+    data_sha = hashlib.sha256("".join(e.hash for e in train_rows).encode()).hexdigest()
+    if resume:
+        check_resume(spec, latest_checkpoint(out / "checkpoints"), data_sha)  # type: ignore[arg-type]
+    if note and accelerator_rank() == 0:
+        print(note, file=sys.stderr)
+    train_ex, train_stats = build_train_examples(task, train_rows, tokenizer, t.max_length)
+    eval_ex, eval_stats = build_train_examples(task, eval_rows, tokenizer, t.max_length)
     if not train_ex or not eval_ex:
         raise ConfigError(f"no usable {'training' if not train_ex else 'eval'} examples "
                           f"after dropping empty or unfittable targets")
@@ -191,6 +270,8 @@ def train(spec: TrainSpec, data_paths: dict[str, str], resume: bool = False,
     if resume:
         ckpt = latest_checkpoint(out / "checkpoints")
         state = load_checkpoint(ckpt, peft_model, optimizer, scheduler)
+        state.pop("recipe", None)
+        state.pop("data_sha256", None)
         if log_path.exists():  # keep the log as it was at the checkpoint
             log = [json.loads(x) for x in log_path.read_text().splitlines() if x.strip()]
             log = [r for r in log if r["step"] <= state["step"]]
@@ -269,7 +350,8 @@ def train(spec: TrainSpec, data_paths: dict[str, str], resume: bool = False,
             if accelerator.is_main_process and (step % t.save_every == 0 or step == total
                                                 or state["stopped_early"]):
                 folder = out / "checkpoints" / f"step-{step}"
-                save_checkpoint(folder, peft_model, optimizer, scheduler, dict(state))
+                save_checkpoint(folder, peft_model, optimizer, scheduler,
+                                dict(state, recipe=spec.to_dict(), data_sha256=data_sha))
                 prune_checkpoints(out / "checkpoints", t.save_total_limit)
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:

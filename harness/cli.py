@@ -74,6 +74,12 @@ def _days(value: str) -> float:
     return days
 
 
+def _out(value: str) -> Path:
+    if not value.strip():
+        raise argparse.ArgumentTypeError("give a folder, not an empty name")
+    return Path(value)
+
+
 def _batch(value: str) -> int | None:
     return None if value == "auto" else _positive(value)
 
@@ -161,7 +167,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common_model(r)
     _add_eval(r)
     _add_metric_opts(r)
-    r.add_argument("--out", type=Path, required=True, help="report folder")
+    r.add_argument("--out", type=_out, required=True, help="report folder")
 
     s = sub.add_parser("score", help="score predictions made elsewhere")
     s.add_argument("--task", required=True)
@@ -169,7 +175,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="jsonl: prediction + reference, or prediction + id of a task row")
     s.add_argument("--data", type=_pair, action="append", default=[], metavar="TASK=PATH")
     s.add_argument("--limit", type=_positive)
-    s.add_argument("--out", type=Path, required=True)
+    s.add_argument("--out", type=_out, required=True)
     _add_metric_opts(s)
 
     c = sub.add_parser("compare", help="before/after: base vs base+adapter, paired CIs")
@@ -182,7 +188,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="general tasks that form the forgetting set (comma-separated)")
     c.add_argument("--resamples", type=_resamples, default=10_000,
                    help="paired bootstrap resamples for the deltas")
-    c.add_argument("--out", type=Path, required=True)
+    c.add_argument("--out", type=_out, required=True)
 
     g = sub.add_parser("gate", help="check rules on a report: exit 0 pass, 1 fail, 2 bad input")
     g.add_argument("report", type=Path, help="report.json or its folder")
@@ -195,7 +201,7 @@ def build_parser() -> argparse.ArgumentParser:
     lb = sub.add_parser("leaderboard", help="one ranked table over many reports")
     lb.add_argument("reports", nargs="+", type=Path, help="report.json files or folders")
     lb.add_argument("--sort", help="TASK.METRIC to rank by (default: the first column)")
-    lb.add_argument("--out", type=Path, required=True)
+    lb.add_argument("--out", type=_out, required=True)
 
     tr = sub.add_parser("train", help="train a LoRA/QLoRA adapter from a recipe YAML")
     tr.add_argument("recipe", type=Path, help="recipe YAML (see adapters/)")
@@ -203,7 +209,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="override a recipe field, e.g. training.max_steps=50 (repeatable)")
     tr.add_argument("--data", action="append", default=[], type=_pair, metavar="TASK[:eval]=PATH",
                     help="local training file for the task (TASK:eval=PATH for the eval rows)")
-    tr.add_argument("--out", type=Path, help="output folder (default adapters/<recipe name>)")
+    tr.add_argument("--out", type=_out, help="output folder (default adapters/<recipe name>)")
     tr.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
     _add_allow_code(tr)
 
@@ -216,7 +222,7 @@ def build_parser() -> argparse.ArgumentParser:
     ca.add_argument("--all", action="store_true", help="prune: everything")
 
     d = sub.add_parser("demo", help="offline end-to-end demo on a tiny model it builds")
-    d.add_argument("--out", type=Path, default=Path("reports/demo"))
+    d.add_argument("--out", type=_out, default=Path("reports/demo"))
     return parser
 
 
@@ -390,11 +396,11 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
     import json
 
     from harness.leaderboard import build_leaderboard, render_leaderboard_csv, render_leaderboard_md
-    from harness.report.write import finite, write_folder
+    from harness.report.write import LEADERBOARD_FILES, finite, write_folder
 
     board = build_leaderboard(args.reports, args.sort)
     markdown = render_leaderboard_md(board)
-    write_folder(args.out, {
+    write_folder(args.out, replaces=LEADERBOARD_FILES, files={
         "leaderboard.csv": render_leaderboard_csv(board), "leaderboard.md": markdown,
         "leaderboard.json": json.dumps(finite(board), sort_keys=True, indent=2,
                                        ensure_ascii=False, allow_nan=False) + "\n"})
@@ -461,6 +467,7 @@ def _quiet_libraries() -> None:
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    os.environ.setdefault("TQDM_DISABLE", "1")  # libraries' bars (GGUF loading, lm-eval)
     import logging
     import warnings
 

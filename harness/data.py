@@ -45,7 +45,7 @@ def _read_jsonl(path: Path) -> list[dict[str, Any]]:
     with path.open("rb") as fh:
         for lineno, raw in enumerate(fh, 1):
             try:
-                line = raw.decode("utf-8")
+                line = raw.decode("utf-8-sig" if lineno == 1 else "utf-8")  # a BOM is fine
             except UnicodeDecodeError:
                 raise DataError(f"{path}: line {lineno} is not valid UTF-8; "
                                 "re-encode the file as UTF-8") from None
@@ -64,7 +64,7 @@ def _read_jsonl(path: Path) -> list[dict[str, Any]]:
 
 def _read_json(path: Path) -> list[dict[str, Any]]:
     try:
-        data = json.loads(path.read_bytes().decode("utf-8"))
+        data = json.loads(path.read_bytes().decode("utf-8-sig"))
     except UnicodeDecodeError:
         raise DataError(f"{path}: not valid UTF-8; re-encode the file as UTF-8") from None
     except json.JSONDecodeError as err:

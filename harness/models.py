@@ -139,16 +139,65 @@ class LoadedModel:
             yield
 
 
-def _resolve_base(base: str) -> tuple[bool, Path | None]:
+@dataclass(frozen=True)
+class BaseSource:
+    """Where a base model comes from. path: the folder or hub id given to from_pretrained;
+    gguf_file: the GGUF file's name in that folder (transformers dequantizes it on load)."""
+
+    name: str
+    local: bool
+    path: str
+    folder: Path | None = None
+    gguf_file: str | None = None
+    gguf_path: Path | None = None     # set by materialize: the GGUF file behind `path`
+    gguf_digest: str | None = None
+    gguf_info: dict[str, Any] | None = None  # architecture, file type, tensor types
+
+    @property
+    def load_kwargs(self) -> dict[str, Any]:
+        return {"gguf_file": self.gguf_file} if self.gguf_file else {}
+
+
+def materialize(source: BaseSource) -> BaseSource:
+    """A GGUF base as its dequantized plain folder in the cache (made once per file); any
+    other base as it is."""
+    if not source.gguf_file or source.folder is None:
+        return source
+    from harness.gguf_base import plain_folder
+    from harness.store import default_cache_dir
+
+    gguf_path = source.folder / source.gguf_file
+    digest = hash_files(source.folder, [source.gguf_file])
+    plain, info = plain_folder(gguf_path, digest, default_cache_dir())
+    return BaseSource(source.name, True, str(plain), plain, None, gguf_path, digest, info)
+
+
+def resolve_base(base: str) -> BaseSource:
+    """A hub id, a folder saved with save_pretrained, a .gguf file, or a folder holding
+    exactly one .gguf file."""
     p = Path(base).expanduser()
-    if p.exists():
-        if not (p / "config.json").exists():
-            raise ModelError(f"--base {base}: folder has no config.json; give a folder saved "
-                             f"with save_pretrained or a hub id")
-        return True, p
-    if base.startswith((".", "/", "~")) or os.sep + os.sep in base or base.count("/") > 1:
-        raise NotFoundError(f"--base {base}: no such model folder")
-    return False, None
+    if p.is_file():
+        if p.suffix.lower() != ".gguf":
+            raise ModelError(f"--base {base} is a file: give a .gguf file, a folder saved with "
+                             f"save_pretrained, or a hub id")
+        return BaseSource(base, True, str(p.parent), p.parent, p.name)
+    if p.is_dir():
+        if (p / "config.json").exists():
+            return BaseSource(base, True, str(p), p)
+        ggufs = sorted(x.name for x in p.iterdir() if x.is_file() and x.suffix.lower() == ".gguf")
+        if len(ggufs) == 1:
+            return BaseSource(base, True, str(p), p, ggufs[0])
+        if ggufs:
+            raise ModelError(f"--base {base}: the folder holds {len(ggufs)} .gguf files "
+                             f"({', '.join(ggufs[:4])}); give the one to load as --base FILE")
+        raise ModelError(f"--base {base}: folder has no config.json and no .gguf file; give a "
+                         f"folder saved with save_pretrained, a .gguf file, or a hub id")
+    if base.startswith((".", "/", "~")) or os.sep + os.sep in base or base.count("/") > 1 \
+            or base.lower().endswith(".gguf"):
+        raise NotFoundError(f"--base {base}: no such model folder or file")
+    if not base.strip():
+        raise ConfigError("--base is empty: give a hub id, a model folder or a .gguf file")
+    return BaseSource(base, False, base)
 
 
 def _device_and_dtype(spec: ModelSpec) -> tuple[str, Any, str]:
@@ -211,12 +260,15 @@ def _first_line(err: BaseException) -> str:
     return type(err).__name__
 
 
-def load_tokenizer(base: str, revision: str | None = None, trust_remote_code: bool = False) -> Any:
+def load_tokenizer(base: str, revision: str | None = None, trust_remote_code: bool = False,
+                   source: BaseSource | None = None) -> Any:
     from transformers import AutoTokenizer
 
+    source = source or resolve_base(base)
     try:
-        tok = AutoTokenizer.from_pretrained(base, revision=revision,
-                                            trust_remote_code=trust_remote_code)
+        tok = AutoTokenizer.from_pretrained(source.path, revision=revision,
+                                            trust_remote_code=trust_remote_code,
+                                            **source.load_kwargs)
     except Exception as err:
         raise ModelError(f"cannot load the tokenizer of {base}: {_first_line(err)}") from None
     if tok.pad_token is None:
@@ -297,12 +349,14 @@ def load_model(spec: ModelSpec) -> LoadedModel:
 
     hf_logging.disable_progress_bar()  # our own progress bars only; stderr stays readable
     started = time.perf_counter()
-    is_local, folder = _resolve_base(spec.base)
+    source = materialize(resolve_base(spec.base))
+    is_local, folder = source.local, source.folder
     device, dtype, dtype_name = _device_and_dtype(spec)
     quant = _quantization_config(spec, device)
-    tokenizer = load_tokenizer(spec.base, spec.revision, spec.trust_remote_code)
+    tokenizer = load_tokenizer(spec.base, spec.revision, spec.trust_remote_code, source)
     kwargs: dict[str, Any] = {"revision": spec.revision,
-                              "trust_remote_code": spec.trust_remote_code}
+                              "trust_remote_code": spec.trust_remote_code,
+                              **source.load_kwargs}
     if quant is not None:
         kwargs.update(quantization_config=quant,
                       device_map="auto" if device == "auto" else {"": device})
@@ -319,13 +373,13 @@ def load_model(spec: ModelSpec) -> LoadedModel:
     # failure below stops the hashing at its next chunk.
     stop = threading.Event()
     hashing: Future[str] | None = None
-    if is_local and folder is not None:
+    if is_local and folder is not None and source.gguf_digest is None:
         pool = ThreadPoolExecutor(1, thread_name_prefix="harness-hash")
         hashing = pool.submit(hash_files, folder, None, stop)
         pool.shutdown(wait=False)
     try:
         try:
-            model = AutoModelForCausalLM.from_pretrained(spec.base, **kwargs)
+            model = AutoModelForCausalLM.from_pretrained(source.path, **kwargs)
         except Exception as err:
             hint = " (offline? give a local folder)" if not is_local else ""
             raise ModelError(f"cannot load model {spec.base}{hint}: {_first_line(err)}") \
@@ -341,7 +395,12 @@ def load_model(spec: ModelSpec) -> LoadedModel:
         stop.set()
         raise
 
-    if hashing is not None and folder is not None:  # a local folder
+    if source.gguf_path is not None:  # one GGUF file: its digest covers weights and tokenizer
+        info = source.gguf_info or {}
+        base_fp = {"id": str(spec.base), "weights_sha256": source.gguf_digest,
+                   "format": "gguf", "gguf_file_type": info.get("file_type"),
+                   "gguf_architecture": info.get("architecture")}
+    elif hashing is not None and folder is not None:  # a local folder
         tok_files = [n for n in TOKENIZER_FILES if (folder / n).exists()]
         config_files = [n for n in CONFIG_FILES if (folder / n).exists()]
         base_fp = {"id": str(spec.base), "weights_sha256": hashing.result(),

@@ -36,6 +36,9 @@ def _model_lines(model: dict[str, Any]) -> list[str]:
     base = model.get("base", {})
     ident = base.get("revision") or (base.get("weights_sha256") or "")[:12]
     rows = [f"| Base | `{base.get('id')}` ({ident or 'revision unknown'}) |"]
+    if base.get("format") == "gguf":
+        rows.append(f"| Format | GGUF {base.get('gguf_file_type') or '?'} "
+                    f"({base.get('gguf_architecture')}), dequantized to {model.get('dtype')} |")
     adapter = model.get("adapter")
     if adapter:
         rows.append(f"| Adapter | `{adapter['path']}` ({adapter.get('peft_type')}, r="

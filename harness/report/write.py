@@ -26,9 +26,11 @@ from harness.paths import dir_mode, file_mode, inside
 from harness.report import SCHEMA_VERSION
 
 STAGING_PREFIX = ".harness-staging-"
-# Top-level entries a harness command writes into its --out folder.
-OWNED = ("report.json", "report.md", "report.html", "samples", "deltas.png", "runs.json",
-         "loss.png", "leaderboard.md", "leaderboard.json", "leaderboard.csv")
+# Top-level entries of a report folder and of a leaderboard folder: a new one replaces these
+# (a previous run's samples included), and nothing else in the folder is touched.
+REPORT_FILES = ("report.json", "report.md", "report.html", "samples", "deltas.png",
+                "runs.json")
+LEADERBOARD_FILES = ("leaderboard.md", "leaderboard.json", "leaderboard.csv")
 
 
 def finite(value: Any) -> Any:
@@ -82,7 +84,8 @@ def prepare_out(out: Path) -> list[Path]:
     if not os.access(out, os.W_OK | os.X_OK):
         raise ConfigError(f"--out {out}: no permission to write in it")
     try:  # a folder that exists but cannot take a file (read-only mount, /proc) fails here
-        fd, probe = tempfile.mkstemp(dir=out, prefix=STAGING_PREFIX, suffix=".probe")
+        fd, probe = tempfile.mkstemp(dir=out, prefix=f"{STAGING_PREFIX}{os.getpid()}-",
+                                     suffix=".probe")
         os.close(fd)
         os.unlink(probe)
     except OSError as err:
@@ -99,15 +102,35 @@ def remove_if_empty(created: Iterable[Path]) -> None:
             folder.rmdir()
 
 
-def write_folder(out: Path, files: Mapping[str, str | bytes]) -> None:
-    """Write `files` (path relative to out -> content) as one unit: staged, then moved in."""
-    out.mkdir(parents=True, exist_ok=True)
-    for stale in out.glob(STAGING_PREFIX + "*"):  # left by a killed run
-        if stale.is_dir():
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True
+    return True
+
+
+def _remove_stale_staging(out: Path) -> None:
+    """Staging folders left by a killed run (their process is gone); a live process's stay."""
+    for stale in out.glob(STAGING_PREFIX + "*"):
+        pid = stale.name[len(STAGING_PREFIX):].split("-")[0]
+        if pid.isdigit() and _alive(int(pid)):
+            continue
+        if stale.is_dir() and not stale.is_symlink():
             shutil.rmtree(stale, ignore_errors=True)
         else:
             stale.unlink(missing_ok=True)
-    stage = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=out))
+
+
+def write_folder(out: Path, files: Mapping[str, str | bytes],
+                 replaces: Iterable[str] = REPORT_FILES) -> None:
+    """Write `files` (path relative to out -> content) as one unit: staged, then moved in.
+    Entries named in `replaces` that the new set lacks are removed (a previous run's)."""
+    out.mkdir(parents=True, exist_ok=True)
+    _remove_stale_staging(out)
+    stage = Path(tempfile.mkdtemp(prefix=f"{STAGING_PREFIX}{os.getpid()}-", dir=out))
     try:
         os.chmod(stage, dir_mode())
         tops: list[str] = []
@@ -122,7 +145,7 @@ def write_folder(out: Path, files: Mapping[str, str | bytes]) -> None:
         trash = stage / ".previous"
         trash.mkdir()
         # report.json goes first out and last in: a reader sees no report or the whole new one.
-        old = sorted({*OWNED, *tops} & {p.name for p in out.iterdir()},
+        old = sorted({*replaces, *tops} & {p.name for p in out.iterdir()},
                      key=lambda n: n != "report.json")
         for name in old:
             os.replace(inside(out, out / name), trash / name)

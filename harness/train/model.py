@@ -57,8 +57,12 @@ def load_for_training(spec: TrainSpec, device: str) -> Any:
         # Frozen base in the mixed-precision dtype on GPU; fp32 on CPU (autocast does the rest).
         kwargs["dtype"] = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(
             t.precision, torch.float32) if device.startswith("cuda") else torch.float32
+    from harness.models import materialize, resolve_base
+
+    source = materialize(resolve_base(spec.base))
+    kwargs.update(source.load_kwargs)
     try:
-        model = AutoModelForCausalLM.from_pretrained(spec.base, **kwargs)
+        model = AutoModelForCausalLM.from_pretrained(source.path, **kwargs)
     except Exception as err:
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise ModelError(f"cannot load base {spec.base}: {first}") from None

@@ -24,7 +24,7 @@ import yaml
 
 from harness.data import load_task_data
 from harness.errors import ConfigError, DataError
-from harness.models import load_tokenizer
+from harness.models import load_tokenizer, materialize, resolve_base
 from harness.policy import DEFAULT_POLICY, CodePolicy
 from harness.progress import Progress
 from harness.registry import discover_tasks, pick
@@ -95,7 +95,7 @@ def _task_data(spec: TrainSpec, paths: dict[str, str],
                           f"--data {spec.task}:eval=PATH")
     order = np.random.default_rng(spec.training.seed).permutation(n)
     eval_idx = set(order[:held].tolist())
-    note = (f"note: no eval file given; holding out {held} of the {n} rows of {train_path} "
+    note = (f"note: no eval file was given; held out {held} of the {n} rows of {train_path} "
             f"(seed {spec.training.seed}) for the eval loss; choose them with "
             f"--data {spec.task}:eval=PATH")
     return ([r for i, r in enumerate(train_rows) if i not in eval_idx],
@@ -118,8 +118,12 @@ def _flat(value: Any, prefix: str = "") -> dict[str, Any]:
 
 def check_resume(spec: TrainSpec, ckpt: Path, data_sha: str) -> None:
     """A checkpoint continues only the run that wrote it: same recipe, same training rows."""
-    state = json.loads((ckpt / "trainer_state.json").read_text(encoding="utf-8"))
-    saved = state.get("recipe")
+    try:
+        state = json.loads((ckpt / "trainer_state.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        raise ConfigError(f"--resume: {ckpt} is damaged ({err}); remove that checkpoint folder "
+                          f"to resume from an earlier one, or start again") from None
+    saved = state.get("recipe") if isinstance(state, dict) else None
     if not isinstance(saved, dict):
         raise ConfigError(f"--resume: {ckpt} was written by an older harness without its "
                           f"recipe; start again without --resume in a new --out")
@@ -215,7 +219,8 @@ def train(spec: TrainSpec, data_paths: dict[str, str], resume: bool = False,
     if task.kind == "multiple_choice":
         raise ConfigError(f"task '{task.name}' is multiple_choice; train a generation or "
                           f"perplexity task")
-    tokenizer = load_tokenizer(spec.base, trust_remote_code=spec.trust_remote_code)
+    tokenizer = load_tokenizer(spec.base, trust_remote_code=spec.trust_remote_code,
+                               source=materialize(resolve_base(spec.base)))
     need = template_tokens(task, tokenizer) + 2
     if t.max_length < need:
         raise ConfigError(f"training.max_length {t.max_length} is shorter than the task's "
@@ -235,8 +240,6 @@ def train(spec: TrainSpec, data_paths: dict[str, str], resume: bool = False,
     data_sha = hashlib.sha256("".join(e.hash for e in train_rows).encode()).hexdigest()
     if resume:
         check_resume(spec, latest_checkpoint(out / "checkpoints"), data_sha)  # type: ignore[arg-type]
-    if note and accelerator_rank() == 0:
-        print(note, file=sys.stderr)
     train_ex, train_stats = build_train_examples(task, train_rows, tokenizer, t.max_length)
     eval_ex, eval_stats = build_train_examples(task, eval_rows, tokenizer, t.max_length)
     if not train_ex or not eval_ex:
@@ -269,7 +272,12 @@ def train(spec: TrainSpec, data_paths: dict[str, str], resume: bool = False,
     log: list[dict[str, Any]] = []
     if resume:
         ckpt = latest_checkpoint(out / "checkpoints")
-        state = load_checkpoint(ckpt, peft_model, optimizer, scheduler)
+        try:
+            state = load_checkpoint(ckpt, peft_model, optimizer, scheduler)
+        except Exception as err:  # safetensors, torch.load, shapes: any damage
+            raise ConfigError(f"--resume: {ckpt} cannot be loaded ({type(err).__name__}: "
+                              f"{str(err).splitlines()[0] if str(err) else ''}); remove that "
+                              f"checkpoint folder to resume from an earlier one") from None
         state.pop("recipe", None)
         state.pop("data_sha256", None)
         if log_path.exists():  # keep the log as it was at the checkpoint
@@ -357,6 +365,8 @@ def train(spec: TrainSpec, data_paths: dict[str, str], resume: bool = False,
     if accelerator.is_main_process:
         _finish(spec, out, tokenizer, log, state, train_stats, eval_stats, total,
                 time.time() - started)
+        if note:  # said once the run is done, so a failing run still ends in one line
+            print(note, file=sys.stderr)
     return out
 
 

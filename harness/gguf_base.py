@@ -1,0 +1,125 @@
+"""GGUF files as base models.
+
+transformers reads a GGUF file (`from_pretrained(folder, gguf_file=NAME)`) by dequantizing
+every tensor to full precision and converting its tokenizer, which takes tens of seconds for
+even a 135M model on a CPU. The harness does that once per file: the dequantized weights
+(float32 safetensors, the exact values transformers produced), config, generation config and
+tokenizer are saved in the cache folder under the file's sha256 (`gguf/<sha>/`, about 4 bytes
+a parameter) and later loads read that folder. Results are keyed by the GGUF file's sha256
+either way.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from harness.errors import ModelError
+
+MARKER = "harness-gguf.json"
+PLAIN_TYPES = {"F32", "F16", "BF16", "F64", "I8", "I16", "I32", "I64"}
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0][:300] if text else type(err).__name__
+
+
+def gguf_info(path: Path) -> dict[str, Any]:
+    """Architecture, file type and tensor types of a GGUF file, from its header (no weights
+    read); a one-line ModelError where it cannot be read."""
+    try:
+        import gguf
+    except ImportError:
+        raise ModelError(f"--base {path.name}: reading GGUF files needs the gguf package: "
+                         f"pip install gguf") from None
+    try:
+        reader = gguf.GGUFReader(str(path))
+        arch_field = reader.fields["general.architecture"]
+        arch = bytes(arch_field.parts[arch_field.data[0]]).decode("utf-8")
+        ftype = None
+        if "general.file_type" in reader.fields:
+            f = reader.fields["general.file_type"]
+            value = int(f.parts[f.data[0]][0])
+            try:
+                ftype = gguf.LlamaFileType(value).name.removeprefix("MOSTLY_")
+            except ValueError:
+                ftype = str(value)
+        types = sorted({t.tensor_type.name for t in reader.tensors})
+    except Exception as err:  # a damaged or foreign file: GGUFReader raises many types
+        raise ModelError(f"--base {path}: not a readable GGUF file ({_first_line(err)})") \
+            from None
+    return {"architecture": arch, "file_type": ftype, "tensor_types": types}
+
+
+def check_gguf(path: Path) -> dict[str, Any]:
+    """gguf_info, after checking that transformers can load the architecture and that every
+    tensor type can be dequantized; otherwise one line naming what is supported."""
+    info = gguf_info(path)
+    from transformers.modeling_gguf_pytorch_utils import GGUF_SUPPORTED_ARCHITECTURES
+
+    arch = info["architecture"]
+    known = {a.replace("_", "") for a in GGUF_SUPPORTED_ARCHITECTURES}
+    if arch not in GGUF_SUPPORTED_ARCHITECTURES and arch.replace("_", "") not in known:
+        supported = ", ".join(sorted(GGUF_SUPPORTED_ARCHITECTURES))
+        raise ModelError(f"--base {path.name}: GGUF architecture '{arch}' cannot be loaded by "
+                         f"transformers (supported: {supported})")
+    import gguf.quants as quants
+
+    readable = {t.name for t in quants._type_traits} | PLAIN_TYPES
+    unreadable = [t for t in info["tensor_types"] if t not in readable]
+    if unreadable:
+        raise ModelError(f"--base {path.name}: GGUF tensor type(s) {', '.join(unreadable)} "
+                         f"cannot be dequantized here (readable: {', '.join(sorted(readable))})")
+    return info
+
+
+def plain_folder(gguf_path: Path, digest: str, cache: Path) -> tuple[Path, dict[str, Any]]:
+    """The dequantized copy of a GGUF file as a plain model folder, made on first use (the
+    file's header is checked then), and the file's gguf_info as recorded at conversion."""
+    folder = cache / "gguf" / digest[:32]
+    try:
+        marker = json.loads((folder / MARKER).read_text(encoding="utf-8"))
+        if marker.get("sha256") == digest and isinstance(marker.get("info"), dict):
+            return folder, marker["info"]
+    except (OSError, ValueError):
+        pass
+    info = check_gguf(gguf_path)
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    kwargs = {"gguf_file": gguf_path.name}
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(str(gguf_path.parent), **kwargs)
+        loaded = AutoModelForCausalLM.from_pretrained(str(gguf_path.parent), **kwargs)
+    except Exception as err:
+        raise ModelError(f"cannot load GGUF base {gguf_path}: {_first_line(err)}") from None
+    # A GGUF-loaded model refuses save_pretrained ("not serializable"): a model built from its
+    # config takes the dequantized weights, and that one is saved.
+    model = AutoModelForCausalLM.from_config(loaded.config, dtype=loaded.dtype)
+    missing, unexpected = model.load_state_dict(loaded.state_dict(), strict=False)
+    if unexpected or [k for k in missing if "lm_head" not in k]:
+        raise ModelError(f"cannot convert GGUF base {gguf_path}: weights do not fit its config "
+                         f"(missing {missing[:3]}, unexpected {unexpected[:3]})")
+    model.tie_weights()
+    model.generation_config = loaded.generation_config
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+    try:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        (tmp / MARKER).write_text(json.dumps({"gguf": str(gguf_path), "sha256": digest,
+                                              "info": info}))
+        if folder.exists():  # a damaged earlier conversion
+            shutil.rmtree(folder, ignore_errors=True)
+        try:
+            os.replace(tmp, folder)
+        except OSError:  # another process converted it meanwhile
+            if not (folder / MARKER).exists():
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return folder, info

@@ -124,6 +124,10 @@ def _add_eval(p: argparse.ArgumentParser, tasks_required: bool = True) -> None:
                         "on long runs or several variants in one process)")
     p.add_argument("--max-new-tokens", type=_positive,
                    help="override every generation task's max_new_tokens")
+    p.add_argument("--chat-template", choices=["auto", "always", "never"],
+                   help="prompt every generation task through the model's chat template: auto "
+                        "(when the tokenizer has one), always, or never (default: each task's "
+                        "own setting)")
     p.add_argument("--lm-eval-include", type=Path, action="append", default=[],
                    help="folder of lm-eval task YAMLs, for --tasks lm_eval:NAME (repeatable)")
     p.add_argument("--cache-dir", type=Path,
@@ -211,6 +215,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="local training file for the task (TASK:eval=PATH for the eval rows)")
     tr.add_argument("--out", type=_out, help="output folder (default adapters/<recipe name>)")
     tr.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
+    tr.add_argument("--chat-template", choices=["auto", "always", "never"],
+                    help="as on run: train on the prompts evaluation will see (same as --set "
+                         "chat_template=MODE)")
     _add_allow_code(tr)
 
     ca = sub.add_parser("cache", help="show or trim the per-example result store")
@@ -313,7 +320,7 @@ def _run_spec(args: argparse.Namespace, tasks: tuple[str, ...], include_base: bo
                    max_new_tokens=args.max_new_tokens, bertscore=_bert_spec(args),
                    bootstrap=args.bootstrap, seed=args.seed, cache_dir=_cache_dir(args),
                    refresh=args.refresh, lm_eval_include=tuple(args.lm_eval_include),
-                   code=_policy(args))
+                   code=_policy(args), chat_template=args.chat_template)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -412,7 +419,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     from harness.train.recipe import load_recipe
     from harness.train.trainer import train
 
-    overrides = list(args.set) + ([f"out={args.out}"] if args.out else [])
+    overrides = list(args.set) + ([f"out={args.out}"] if args.out else []) + \
+        ([f"chat_template={args.chat_template}"] if args.chat_template else [])
     spec = load_recipe(args.recipe, overrides)
     data = _data(args.data)
     for key in data:

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from harness import __version__
+from harness import __version__, degenerate
 from harness.errors import ConfigError, DataError
 from harness.metrics import INFO
 from harness.report import SCHEMA_VERSION
@@ -177,6 +177,8 @@ def compare_runs(before: RunView, after: RunView, general: Sequence[str], resamp
         }
         if kind == "generation":
             entry["examples"] = _examples(before.samples[name], after.samples[name])
+            entry["degenerate"] = {"before": degenerate.summarize(before.samples[name]),
+                                   "after": degenerate.summarize(after.samples[name])}
         tasks[name] = entry
         if role == "general":
             forgetting += [{"task": name, "metric": m, **v} for m, v in metrics.items()]

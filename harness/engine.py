@@ -527,6 +527,11 @@ class Engine:
     # -- generation ------------------------------------------------------------------------
     def generate(self, prompts: Sequence[Sequence[int]], spec: GenerationSpec,
                  progress: Progress, label: str) -> list[str]:
+        """The generated texts (see generate_detailed)."""
+        return [g.text for g in self.generate_detailed(prompts, spec, progress, label)]
+
+    def generate_detailed(self, prompts: Sequence[Sequence[int]], spec: GenerationSpec,
+                          progress: Progress, label: str) -> list[Generation]:
         """Greedy (or seeded sampling) continuations of token-id prompts, in batches sorted
         by length and cut by the token budget.
 
@@ -537,7 +542,7 @@ class Engine:
         """
         import torch
 
-        outputs: list[str | None] = [None] * len(prompts)
+        outputs: list[Generation | None] = [None] * len(prompts)
         task_id = progress.add(label, len(prompts))
         if spec.do_sample:
             torch.manual_seed(spec.seed)
@@ -572,8 +577,7 @@ class Engine:
                 new = out[:, pad_to:].tolist()
                 self.decode_mode = "generate"
             for row, i in enumerate(batch):
-                outputs[i] = cut_at_stop(
-                    self.tokenizer.decode(new[row], skip_special_tokens=True), spec.stop)
+                outputs[i] = _generation(self.tokenizer, new[row], eos, spec)
             progress.advance(task_id, len(batch))
 
         if fast and self.batch_size is None and self.device.startswith("cuda") and \
@@ -588,7 +592,7 @@ class Engine:
             self._with_backoff(batch, run,
                                lambda i: f"prompt {i} ({len(prompts[i])} tokens + "
                                          f"{spec.max_new_tokens} new)")
-        return [o if o is not None else "" for o in outputs]
+        return [o if o is not None else Generation("", 0, False) for o in outputs]
 
     def _greedy(self, prompts: Sequence[Sequence[int]], new_tokens: int, eos: int | None,
                 ) -> list[list[int]]:
@@ -835,6 +839,29 @@ def _per_continuation(lp: Any, greedy: Any, spans: Sequence[tuple[int, int]],
     lp_sum = torch.cat([lp, zero]).double()[idx_t].sum(1)
     miss = torch.cat([(~greedy).to(torch.int32), zero.to(torch.int32)])[idx_t].sum(1)
     return lp_sum, miss
+
+
+@dataclass(frozen=True)
+class Generation:
+    """One generated continuation: its text (cut at a stop string), the number of new tokens
+    before EOS, and whether it ran into max_new_tokens without EOS or a stop string."""
+
+    text: str
+    new_tokens: int
+    hit_max_new_tokens: bool
+
+
+def _generation(tokenizer: Any, ids: Sequence[int], eos: int | None,
+                spec: GenerationSpec) -> Generation:
+    ids = list(ids)
+    finished = eos is not None and eos in ids
+    if finished:
+        ids = ids[: ids.index(eos)]
+    raw = tokenizer.decode(ids, skip_special_tokens=True)
+    text = cut_at_stop(raw, spec.stop)
+    stopped = len(text) < len(raw) or any(s in raw for s in spec.stop)
+    return Generation(text, len(ids), not finished and not stopped
+                      and len(ids) >= spec.max_new_tokens)
 
 
 def cut_at_stop(text: str, stop: Sequence[str]) -> str:

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from harness import yamlio
+from harness.degenerate import RATE_METRICS
 from harness.errors import ConfigError, DataError
 from harness.report.build import iter_runs
 
@@ -77,7 +78,40 @@ def _pick(names: Sequence[str], name: str, what: str, where: str = "") -> None:
                           f"{', '.join(sorted(names))}")
 
 
+def _degenerate(report: dict[str, Any], rule: Rule) -> tuple[float | None, None]:
+    """A degenerate-output rate (no CI): run reports .value, comparisons .before, .after and
+    .delta (after - before; the default)."""
+    key = RATE_METRICS[rule.metric]
+    comparison = report.get("kind") == "comparison"
+    runs = [] if comparison else list(iter_runs(report))
+    if not comparison and len(runs) != 1:
+        raise ConfigError(f"the report holds {len(runs)} models; gate a comparison or a "
+                          f"one-model run")
+    tasks = report["tasks"] if comparison else runs[0]["tasks"]
+    _pick(list(tasks), rule.task, "task")
+    block = tasks[rule.task].get("degenerate")
+    if not isinstance(block, dict):
+        raise ConfigError(f"rule '{rule.text}': task '{rule.task}' has no degenerate-output "
+                          f"counts (they exist for generation tasks)")
+    if not comparison:
+        if rule.field not in (None, "value"):
+            raise ConfigError(f"rule '{rule.text}': a run report has .value")
+        return block.get("rates", {}).get(key), None
+    field = rule.field or "delta"
+    if field == "value":
+        raise ConfigError(f"rule '{rule.text}': a comparison has .delta, .before and .after")
+    rates = {side: (block.get(side) or {}).get("rates", {}).get(key)
+             for side in ("before", "after")}
+    if field == "delta":
+        if rates["before"] is None or rates["after"] is None:
+            return None, None
+        return rates["after"] - rates["before"], None
+    return rates[field], None
+
+
 def _lookup(report: dict[str, Any], rule: Rule) -> tuple[float, tuple[float, float] | None]:
+    if rule.metric in RATE_METRICS:
+        return _degenerate(report, rule)  # type: ignore[return-value]
     if report.get("kind") == "comparison":
         tasks = report["tasks"]
         _pick(list(tasks), rule.task, "task")

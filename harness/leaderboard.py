@@ -77,7 +77,7 @@ def build_leaderboard(paths: Sequence[Path], sort: str | None) -> dict[str, Any]
 
     def key(r: dict[str, Any]) -> float:
         v = r["scores"].get(task or "", {}).get(metric or "")
-        return -v["value"] if v else float("inf")
+        return -v["value"] if v and v["value"] is not None else float("inf")
 
     ranked = sorted(rows, key=key)
     for i, r in enumerate(ranked, 1):

@@ -342,6 +342,41 @@ def _attach_adapters(model: Any, spec: ModelSpec) -> tuple[Any, list[tuple[str, 
     return model, attached
 
 
+PROBE_TEXT = ("The committee met on Tuesday to review the budget. After a long discussion, "
+              "the members agreed to fund the new library and to repair the old bridge.")
+
+
+def check_adapter(model: Any, tokenizer: Any, device: str, name: str, label: str
+                  ) -> dict[str, Any]:
+    """Is the adapter on? Its LoRA B matrices must not all be zero (a freshly initialised
+    adapter's are), and on a probe text its next-token log-probs must differ from the base's.
+    Returns what was measured; raises ModelError when the adapter changes nothing."""
+    import torch
+
+    b_params = [p for n, p in model.named_parameters() if ".lora_B." in n and
+                n.endswith(f".{name}.weight")]
+    if b_params and all(not bool(p.detach().any()) for p in b_params):
+        raise ModelError(f"--adapter {label}: every LoRA B matrix is zero, as in a freshly "
+                         f"initialised adapter, so it changes nothing; was it trained and "
+                         f"saved after training?")
+    ids = tokenizer(PROBE_TEXT, return_tensors="pt")["input_ids"][:, :64].to(device)
+    with torch.no_grad():
+        model.set_adapter(name)
+        on = torch.log_softmax(model(input_ids=ids).logits.float(), dim=-1)
+        with model.disable_adapter():
+            off = torch.log_softmax(model(input_ids=ids).logits.float(), dim=-1)
+    delta = (on - off).abs()
+    kl = (on.exp() * (on - off)).sum(-1).mean()
+    check = {"probe_tokens": int(ids.shape[1]), "max_abs_logprob_delta": float(delta.max()),
+             "mean_kl_adapter_vs_base": float(kl),
+             "lora_b_nonzero": bool(b_params) or None}
+    if check["max_abs_logprob_delta"] == 0.0:
+        raise ModelError(f"--adapter {label} changes nothing: on a {ids.shape[1]}-token probe "
+                         f"its log-probs equal the base's exactly; is it attached to the "
+                         f"modules it was trained on?")
+    return check
+
+
 def load_model(spec: ModelSpec) -> LoadedModel:
     """Load base (+ quantization) (+ adapters) and describe each variant to evaluate."""
     from transformers import AutoModelForCausalLM
@@ -424,6 +459,10 @@ def load_model(spec: ModelSpec) -> LoadedModel:
         variants.append(Variant(label, name, {**common, "adapter": adapter_fp}))
     for v in variants:
         v.fingerprint["id"] = fingerprint_id(v.fingerprint)
+    for v in variants:  # after the ids: the check describes the adapter, it does not key it
+        if v.adapter_name is not None:
+            v.fingerprint["adapter"]["check"] = check_adapter(model, tokenizer, device,
+                                                              v.adapter_name, v.label)
     return LoadedModel(model=model, tokenizer=tokenizer, device=device, dtype=dtype_name,
                        max_length=_max_length(model, tokenizer, spec.max_length),
                        variants=variants, load_seconds=time.perf_counter() - started)

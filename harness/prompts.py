@@ -10,13 +10,21 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from harness.errors import DataError
 from harness.specs import TaskSpec
 
 _TOKEN = re.compile(r"\{\{|\}\}|\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def with_chat_template(task: TaskSpec, mode: str | None) -> TaskSpec:
+    """The task with --chat-template applied (prompted kinds; multiple choice keeps lm-eval's
+    plain context, as lm-eval does)."""
+    if mode is None or task.kind == "multiple_choice":
+        return task
+    return replace(task, chat_template=mode)  # type: ignore[arg-type]
 
 
 def render(template: str, values: Mapping[str, Any]) -> str:

@@ -9,7 +9,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict
 from typing import Any
 
-from harness import RESULTS_VERSION, distributed, env, lmeval
+from harness import RESULTS_VERSION, degenerate, distributed, env, lmeval
 from harness.data import TaskData, canonical_json, load_task_data
 from harness.engine import Engine
 from harness.errors import ConfigError
@@ -19,6 +19,7 @@ from harness.metrics.text import metric_config
 from harness.models import LoadedModel, Variant, load_model
 from harness.policy import DEFAULT_POLICY, CodePolicy
 from harness.progress import Progress
+from harness.prompts import with_chat_template
 from harness.registry import pick
 from harness.specs import BertScoreSpec, RunSpec, TaskSpec
 from harness.stats import summarize, summarize_corpus
@@ -71,7 +72,12 @@ def summarize_task(task: TaskSpec, data_source: str, data_sha: str,
                 for rec, row in zip(records, cm.stats.tolist(), strict=True):
                     rec.setdefault("metrics", {})["bleu_stats"] = row
     config = task_config(task, max_new_tokens)
+    extra: dict[str, Any] = {"degenerate": degenerate.summarize(records)} \
+        if task.kind == "generation" else {}
+    if task.kind in ("generation", "perplexity") and records:
+        extra["prompt_format"] = "chat template" if records[0].get("chat_template") else "plain"
     return {
+        **extra,
         "kind": task.kind,
         "dataset": {"source": data_source, "sha256": data_sha, "n": len(records)},
         "n": len(records),
@@ -324,7 +330,8 @@ def evaluate(spec: RunSpec, registry: Mapping[str, TaskSpec],
     from harness.report.build import run_report
 
     data = dict(spec.data)
-    tasks = resolve_tasks(spec.tasks, registry, data)
+    tasks = [with_chat_template(t, spec.chat_template)
+             for t in resolve_tasks(spec.tasks, registry, data)]
     if spec.lm_eval_tasks:
         spec.code.check_lm_eval_include(list(spec.lm_eval_include))
         lmeval.check_names(spec.lm_eval_tasks, lmeval.task_manager(spec.lm_eval_include))

@@ -131,6 +131,7 @@ class RunSpec:
     refresh: bool = False           # recompute (and overwrite) what the store holds
     lm_eval_include: tuple[Path, ...] = ()  # folders of lm-eval task YAMLs
     code: CodePolicy = field(default_factory=CodePolicy)  # which task code may run
+    chat_template: ChatMode | None = None  # --chat-template: overrides the tasks' setting
 
     @property
     def lm_eval_tasks(self) -> tuple[str, ...]:

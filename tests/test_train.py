@@ -59,7 +59,10 @@ def _train(recipe, news_files, out, *extra):
 @pytest.fixture(scope="module")
 def trained(tiny_lm, news_files, tmp_path_factory):
     root = tmp_path_factory.mktemp("trained")
-    assert _train(_recipe(root, tiny_lm), news_files, root / "adapter") == 0
+    # The plain [INST] template, as held_in below evaluates it (the tiny model's chat template
+    # is exercised by tests/test_chat_template.py).
+    assert _train(_recipe(root, tiny_lm), news_files, root / "adapter",
+                  "--chat-template", "never") == 0
     return root / "adapter"
 
 
@@ -110,7 +113,8 @@ def test_train_then_run_improves_rouge_on_held_in_rows(trained, tiny_lm, news_fi
 
 
 def _rouge_only_task(tmp_path: Path) -> Path:
-    """cnn_dailymail's prompt scored with ROUGE only (no BERTScore model needed)."""
+    """cnn_dailymail's plain prompt scored with ROUGE only (no BERTScore model needed); the
+    `trained` adapter was trained on that plain prompt (--chat-template never)."""
     d = tmp_path / "tasks"
     d.mkdir(exist_ok=True)
     (d / "held_in.yaml").write_text(
@@ -165,8 +169,10 @@ def test_resume_ends_where_uninterrupted_run_ends(tiny_lm, news_files, tmp_path)
 def test_data_masking_eos_and_truncation(tiny_lm):
     from transformers import AutoTokenizer
 
+    from harness.prompts import with_chat_template
+
     tok = AutoTokenizer.from_pretrained(tiny_lm)
-    task = discover_tasks()["cnn_dailymail"]
+    task = with_chat_template(discover_tasks()["cnn_dailymail"], "never")  # the plain template
     long_article = " ".join(["The council met again."] * 300)
     rows = [("a", "Short article about a farm.", "A farm opened."),
             ("b", long_article, "Council met."),

@@ -30,12 +30,14 @@ def run(task: TaskSpec, examples: Sequence[Example], engine: Engine, progress: P
                           f"room for the prompt in the model's {engine.max_length} tokens")
     builder = PromptBuilder(task, engine.tokenizer)
     prompts = [builder.build(ex.fields, budget, ex.id) for ex in examples]
-    predictions = engine.generate([p.ids for p in prompts], gen, progress, label)
+    outputs = engine.generate_detailed([p.ids for p in prompts], gen, progress, label)
     records = [
         {"id": ex.id, "example_hash": ex.hash, "prompt_hash": prompt_hash(p.text),
-         "prompt_tokens": len(p.ids), "truncated": p.truncated, "prediction": pred,
+         "prompt_tokens": len(p.ids), "truncated": p.truncated, "prediction": out.text,
+         "new_tokens": out.new_tokens, "hit_max_new_tokens": out.hit_max_new_tokens,
+         "chat_template": builder.use_chat,
          "reference": ex.fields[task.target]}
-        for ex, p, pred in zip(examples, prompts, predictions, strict=True)
+        for ex, p, out in zip(examples, prompts, outputs, strict=True)
     ]
     if "perplexity" in task.metrics:
         # Perplexity of the reference given the same prompt (seed 003 reports it with BLEU/ROUGE).

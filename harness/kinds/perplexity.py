@@ -38,6 +38,7 @@ def run(task: TaskSpec, examples: Sequence[Example], engine: Engine, progress: P
     return [
         {"id": ex.id, "example_hash": ex.hash, "prompt_hash": prompt_hash(p.text),
          "truncated": p.truncated, "prediction": {"nll": -r.logprob, "n_tokens": r.n_tokens},
+         "chat_template": builder.use_chat,
          "reference": ex.fields[task.target]}
         for ex, p, r in zip(examples, prompts, results, strict=True)
     ]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from harness.degenerate import warning_lines
 from harness.metrics import INFO
 from harness.report.markdown import fmt_value, metric_label, metric_order
 
@@ -56,6 +57,12 @@ def render_comparison(report: dict[str, Any]) -> str:
     before, after = report["before"], report["after"]
     tasks = report["tasks"]
     lines = [f"# harness comparison: {before['label']} → {after['label']}", ""]
+    for name, task in sorted(tasks.items()):
+        for side in ("before", "after"):
+            label = before["label"] if side == "before" else after["label"]
+            lines += warning_lines(f"{name} ({label})", (task.get("degenerate") or {}).get(side))
+    if len(lines) > 2:
+        lines.append("")
     general = report["general"]
     if general:
         lines += ["**Forgetting:** " + "; ".join(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from harness.degenerate import warning_lines
 from harness.metrics import INFO
 from harness.report.build import iter_runs
 
@@ -43,11 +44,26 @@ def _model_lines(model: dict[str, Any]) -> list[str]:
     if adapter:
         rows.append(f"| Adapter | `{adapter['path']}` ({adapter.get('peft_type')}, r="
                     f"{adapter.get('r')}, weights {adapter['weights_sha256'][:12]}) |")
+        check = adapter.get("check")
+        if check:
+            rows.append(f"| Adapter on? | yes: on a {check['probe_tokens']}-token probe, max "
+                        f"\\|Δ log-prob\\| {check['max_abs_logprob_delta']:.3g}, mean KL "
+                        f"{check['mean_kl_adapter_vs_base']:.3g} vs the base |")
     else:
         rows.append("| Adapter | none (base model) |")
     rows.append(f"| Quantization | {model.get('quantization')} |")
     rows.append(f"| Model fingerprint | `{model.get('id')}` |")
     return rows
+
+
+def _prompt_line(task: dict[str, Any]) -> list[str]:
+    fmt = task.get("prompt_format")
+    if fmt is None:
+        return []
+    if fmt == "chat template":
+        return ["", "Prompt: through the model's chat template (the task's instruction as the "
+                    "user turn)."]
+    return ["", "Prompt: the task's template as plain text (no chat template)."]
 
 
 def _task_section(name: str, task: dict[str, Any]) -> list[str]:
@@ -57,6 +73,7 @@ def _task_section(name: str, task: dict[str, Any]) -> list[str]:
            f"{task['truncated']} of {task['n']} prompts truncated (only the "
            f"`{task['config'].get('truncate')}` field is cut)." if task['config'].get('truncate')
            else f"Data: `{ds['source']}` — n = {ds['n']}, sha256 `{ds['sha256'][:12]}`.",
+           *_prompt_line(task),
            "", "| Metric | Value | 95% CI | ± SE | n |", "|---|---:|---:|---:|---:|"]
     for metric, m in sorted(task["metrics"].items(), key=lambda kv: metric_order(kv[0])):
         lo, hi = m["ci95"]
@@ -79,6 +96,10 @@ def render_run(report: dict[str, Any]) -> str:
              "Scores marked (%) are shown ×100; report.json holds them as fractions in [0, 1]. "
              "95% CIs are percentile bootstrap over examples "
              f"({report['settings']['bootstrap_resamples']} resamples).", ""]
+    warnings = [w for r in runs for name, task in r["tasks"].items()
+                for w in warning_lines(f"{name} ({r['label']})", task.get("degenerate"))]
+    if warnings:
+        lines[1:1] = ["", *warnings]
     if len(runs) > 1:
         names = list(runs[0]["tasks"])
         heads = [(t, min(runs[0]["tasks"][t]["metrics"], key=metric_order)) for t in names]

@@ -89,6 +89,7 @@ class TrainSpec:
     compute_dtype: Literal["bfloat16", "float16", "float32"] = "bfloat16"
     double_quant: bool = True
     trust_remote_code: bool = False
+    chat_template: Literal["auto", "always", "never"] | None = None  # None: the task's own
     lora: LoraSpec = field(default_factory=LoraSpec)
     training: TrainingSpec = field(default_factory=TrainingSpec)
     out: str | None = None
@@ -103,6 +104,7 @@ _SECTIONS = {"train": SplitSpec, "eval": SplitSpec, "lora": LoraSpec, "training"
 _LITERALS = {
     ("", "quantization"): ("nf4", "int8", "none"),
     ("", "compute_dtype"): ("bfloat16", "float16", "float32"),
+    ("", "chat_template"): ("auto", "always", "never"),
     ("lora", "bias"): ("none", "all", "lora_only"),
     ("training", "optimizer"): ("adamw_torch", "adamw_8bit", "paged_adamw_8bit",
                                 "paged_adamw_32bit", "sgd"),
@@ -262,6 +264,7 @@ def parse_recipe(raw: Any, source: str) -> TrainSpec:
         compute_dtype=raw.get("compute_dtype", "bfloat16"),
         double_quant=raw.get("double_quant", True),
         trust_remote_code=raw.get("trust_remote_code", False),
+        chat_template=raw.get("chat_template"),
         lora=LoraSpec(**lora), training=TrainingSpec(**t), out=raw.get("out"))
 
 

@@ -27,6 +27,7 @@ from harness.errors import ConfigError, DataError
 from harness.models import load_tokenizer, materialize, resolve_base
 from harness.policy import DEFAULT_POLICY, CodePolicy
 from harness.progress import Progress
+from harness.prompts import with_chat_template
 from harness.registry import discover_tasks, pick
 from harness.train.checkpoint import (
     latest_checkpoint,
@@ -215,7 +216,7 @@ def train(spec: TrainSpec, data_paths: dict[str, str], resume: bool = False,
     out = Path(spec.out or Path("adapters") / spec.name)
     device = "cuda" if torch.cuda.is_available() else "cpu"
     check_device(spec, device)
-    task = pick(discover_tasks(), spec.task, "task")
+    task = with_chat_template(pick(discover_tasks(), spec.task, "task"), spec.chat_template)
     if task.kind == "multiple_choice":
         raise ConfigError(f"task '{task.name}' is multiple_choice; train a generation or "
                           f"perplexity task")

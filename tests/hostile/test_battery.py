@@ -400,6 +400,11 @@ CASES: list[Case] = [
                      ["rouge1"].pop("ci95"), r"ci95"),
     leaderboard_case("leaderboard-metric-not-object", lambda r: r["tasks"]["news_rouge"]
                      ["metrics"].update(rouge1=5), r"is not an object"),
+    Case("leaderboard-null-value-ranks-last", "leaderboard", lambda box, res: (
+        edit_json(copy_run(res.run_a, box.work / "a") / "report.json", lambda r: r["tasks"][
+            "news_rouge"]["metrics"]["rouge1"].update(value=None)),
+        ["leaderboard", str(box.work / "a"), str(res.run_b), "--sort", "news_rouge.rouge1",
+         "--out", str(box.out)])[-1], r"", code=0, out_may_change=True),
     Case("leaderboard-empty-folder", "leaderboard", lambda box, res: [
         "leaderboard", str(box.work), "--out", str(box.out)], r"no report\.json found"),
     Case("leaderboard-bad-sort", "leaderboard", lambda box, res: [

@@ -84,6 +84,7 @@ def _dequantized_save(gguf_path: Path, out: Path) -> Path:
     return out
 
 
+@pytest.mark.realmodel
 @pytest.mark.timeout(900)
 def test_gguf_base_scores_as_its_dequantized_save(tmp_path):
     from harness import examples

@@ -20,7 +20,8 @@ from typing import Any
 
 from harness.errors import ModelError
 
-MARKER = "harness-gguf.json"
+MARKER = "harness-gguf.json"  # written last: a folder without it is not a finished copy
+FORMAT = 2  # bump when the copy's layout changes (2: no quantization_config in config.json)
 PLAIN_TYPES = {"F32", "F16", "BF16", "F64", "I8", "I16", "I32", "I64"}
 
 
@@ -84,7 +85,8 @@ def plain_folder(gguf_path: Path, digest: str, cache: Path) -> tuple[Path, dict[
     folder = cache / "gguf" / digest[:32]
     try:
         marker = json.loads((folder / MARKER).read_text(encoding="utf-8"))
-        if marker.get("sha256") == digest and isinstance(marker.get("info"), dict):
+        if marker.get("sha256") == digest and isinstance(marker.get("info"), dict) and \
+                marker.get("format") == FORMAT:
             return folder, marker["info"]
     except (OSError, ValueError):
         pass
@@ -99,7 +101,10 @@ def plain_folder(gguf_path: Path, digest: str, cache: Path) -> tuple[Path, dict[
         raise ModelError(f"cannot load GGUF base {gguf_path}: {_first_line(err)}") from None
     # A GGUF-loaded model refuses save_pretrained ("not serializable"): a model built from its
     # config takes the dequantized weights, and that one is saved.
-    model = AutoModelForCausalLM.from_config(loaded.config, dtype=loaded.dtype)
+    config = loaded.config
+    if hasattr(config, "quantization_config"):  # the GGUF loading options: not this copy's
+        del config.quantization_config
+    model = AutoModelForCausalLM.from_config(config, dtype=loaded.dtype)
     missing, unexpected = model.load_state_dict(loaded.state_dict(), strict=False)
     if unexpected or [k for k in missing if "lm_head" not in k]:
         raise ModelError(f"cannot convert GGUF base {gguf_path}: weights do not fit its config "
@@ -112,7 +117,7 @@ def plain_folder(gguf_path: Path, digest: str, cache: Path) -> tuple[Path, dict[
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
         (tmp / MARKER).write_text(json.dumps({"gguf": str(gguf_path), "sha256": digest,
-                                              "info": info}))
+                                              "info": info, "format": FORMAT}))
         if folder.exists():  # a damaged earlier conversion
             shutil.rmtree(folder, ignore_errors=True)
         try:

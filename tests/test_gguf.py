@@ -76,7 +76,9 @@ def _dequantized_save(gguf_path: Path, out: Path) -> Path:
     kwargs = {"gguf_file": gguf_path.name}
     tok = AutoTokenizer.from_pretrained(str(gguf_path.parent), **kwargs)
     loaded = AutoModelForCausalLM.from_pretrained(str(gguf_path.parent), **kwargs)
-    model = AutoModelForCausalLM.from_config(loaded.config)
+    config = loaded.config
+    del config.quantization_config  # the GGUF loading options
+    model = AutoModelForCausalLM.from_config(config)
     model.load_state_dict(loaded.state_dict(), strict=False)
     model.tie_weights()
     model.save_pretrained(out)

@@ -14,6 +14,7 @@ import signal
 import sqlite3
 import sys
 import traceback
+from collections.abc import Callable
 from pathlib import Path
 from typing import NoReturn
 
@@ -36,31 +37,22 @@ def _pair(value: str) -> tuple[str, str]:
     return name, path
 
 
-def _positive(value: str) -> int:
-    try:
-        n = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got '{value}'") from None
-    if n < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got '{value}'")
-    return n
+def _integer(low: int, high: int | None, what: str) -> Callable[[str], int]:
+    """An argparse type: an integer in [low, high] (high None: no upper bound)."""
+    def parse(value: str) -> int:
+        try:
+            n = int(value)
+        except ValueError:
+            n = None
+        if n is None or n < low or (high is not None and n > high):
+            raise argparse.ArgumentTypeError(f"expected {what}, got '{value}'")
+        return n
+    return parse
 
 
-def _seed(value: str) -> int:
-    try:
-        n = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got '{value}'") from None
-    if not 0 <= n < 2**32:
-        raise argparse.ArgumentTypeError(f"expected an integer in 0 .. 2**32 - 1, got '{value}'")
-    return n
-
-
-def _resamples(value: str) -> int:
-    n = _positive(value)
-    if n > MAX_RESAMPLES:
-        raise argparse.ArgumentTypeError(f"at most {MAX_RESAMPLES:,} resamples, got '{value}'")
-    return n
+_positive = _integer(1, None, "a positive integer")
+_seed = _integer(0, 2**32 - 1, "an integer in 0 .. 2**32 - 1")
+_resamples = _integer(1, MAX_RESAMPLES, f"a positive integer, at most {MAX_RESAMPLES:,}")
 
 
 def _days(value: str) -> float:
@@ -531,8 +523,28 @@ def _bug(err: BaseException) -> str:
             f"{saved}; please report it")
 
 
+def _one_line_for(err: Exception) -> str | None:
+    """The one stderr line for an error a user can act on; None for a bug."""
+    if isinstance(err, HarnessError):
+        return _one_line(str(err))
+    if isinstance(err, OSError):
+        return _one_line(_os_error(err))
+    if isinstance(err, sqlite3.Error):
+        return (f"result store: {_one_line(str(err))}; remove it, give another --cache-dir, or "
+                f"run with --no-cache")
+    if isinstance(err, UnicodeError):
+        return (f"text that is not valid UTF-8 or Unicode ({_one_line(str(err))[:200]}); fix "
+                f"the file it came from")
+    if isinstance(err, RecursionError):
+        return "an input is nested too deeply to read; simplify it"
+    if isinstance(err, MemoryError):
+        return "out of memory; lower --batch-size or --limit"
+    return None
+
+
 def _run(args: argparse.Namespace, debug: bool) -> tuple[int, str | None]:
-    """Run the command; (exit code, the one error line or None). debug: re-raise instead."""
+    """Run the command; (exit code, the one error line or None). A bug, or any error under
+    debug, propagates."""
     from harness import env
     from harness.report.write import prepare_out, remove_if_empty
 
@@ -545,34 +557,13 @@ def _run(args: argparse.Namespace, debug: bool) -> tuple[int, str | None]:
         code = COMMANDS[args.command](args)
         ok = True
         return code, None
-    except HarnessError as err:
-        if debug:
-            raise
-        return EXIT_USAGE, f"error: {_one_line(str(err))}"
     except KeyboardInterrupt:
         return 130, _interrupted(args.command)
-    except OSError as err:
-        if debug:
+    except Exception as err:
+        line = _one_line_for(err)
+        if debug or line is None:
             raise
-        return EXIT_USAGE, f"error: {_one_line(_os_error(err))}"
-    except sqlite3.Error as err:
-        if debug:
-            raise
-        return EXIT_USAGE, (f"error: result store: {_one_line(str(err))}; remove it, give "
-                            f"another --cache-dir, or run with --no-cache")
-    except UnicodeError as err:
-        if debug:
-            raise
-        return EXIT_USAGE, (f"error: text that is not valid UTF-8 or Unicode "
-                            f"({_one_line(str(err))[:200]}); fix the file it came from")
-    except RecursionError:
-        if debug:
-            raise
-        return EXIT_USAGE, "error: an input is nested too deeply to read; simplify it"
-    except MemoryError:
-        if debug:
-            raise
-        return EXIT_USAGE, "error: out of memory; lower --batch-size or --limit"
+        return EXIT_USAGE, f"error: {line}"
     finally:
         if not ok:
             remove_if_empty(created)

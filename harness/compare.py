@@ -4,7 +4,6 @@ finished run folders as well as on a fresh in-process evaluation."""
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -16,7 +15,7 @@ from harness.errors import ConfigError, DataError
 from harness.metrics import INFO
 from harness.report import SCHEMA_VERSION
 from harness.report.build import iter_runs, versions
-from harness.report.write import load_report
+from harness.report.write import load_report, strict_loads
 from harness.runner import scores_from_records
 from harness.stats import PairedDelta, mcnemar_exact, paired_delta, paired_delta_corpus
 
@@ -47,7 +46,7 @@ def read_samples(path: Path, task: str) -> list[dict[str, Any]]:
         if not line.strip():
             continue
         try:
-            rec = json.loads(line, parse_constant=_no_constant)
+            rec = strict_loads(line)
         except (ValueError, RecursionError) as err:
             raise DataError(f"{path}: line {lineno} is not valid JSON ({err}); the file is "
                             f"cut or damaged: re-run that evaluation") from None
@@ -60,10 +59,6 @@ def read_samples(path: Path, task: str) -> list[dict[str, Any]]:
     if not records:
         raise DataError(f"{path}: no samples for task '{task}'")
     return records
-
-
-def _no_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not allowed")
 
 
 def load_run_dir(folder: Path) -> RunView:

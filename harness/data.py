@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from harness.errors import ConfigError, DataError, HarnessError, NotFoundError
+from harness.errors import ConfigError, DataError, HarnessError, NotFoundError, first_line
 from harness.policy import DEFAULT_POLICY, CodePolicy
 from harness.specs import TaskSpec
 
@@ -88,7 +88,7 @@ def _read_table(path: Path) -> list[dict[str, Any]]:
         raise DataError(f"{path}: not valid UTF-8; re-encode the file as UTF-8") from None
     except Exception as err:  # pandas/pyarrow raise many types for unreadable files
         raise DataError(f"{path}: cannot read as {path.suffix[1:]} "
-                        f"({str(err).splitlines()[0]})") from None
+                        f"({first_line(err)})") from None
     rows = frame.to_dict(orient="records")
     # numpy arrays (parquet list columns) -> lists, so rows hash and serialise alike.
     return [{k: (v.tolist() if hasattr(v, "tolist") else v) for k, v in r.items()} for r in rows]
@@ -120,8 +120,8 @@ def read_hub(task: TaskSpec, limit: int | None) -> list[dict[str, Any]]:
 
         data = datasets.load_dataset(ds.hub, ds.config, split=split, revision=ds.revision)
     except Exception as err:
-        first = str(err).splitlines()[0] if str(err) else type(err).__name__
-        raise DataError(f"task '{task.name}': cannot load hub dataset {ds.hub} ({first}); "
+        raise DataError(f"task '{task.name}': cannot load hub dataset {ds.hub} "
+                        f"({first_line(err)}); "
                         f"without the hub, point it at a local file: "
                         f"--data {task.name}=PATH.jsonl") from None
     return [dict(r) for r in data]

@@ -19,3 +19,12 @@ class DataError(HarnessError):
 
 class ModelError(HarnessError):
     """A model, tokenizer or adapter cannot be loaded or does not fit."""
+
+
+def first_line(err: BaseException) -> str:
+    """The first non-empty line of a library's error (at most 300 characters), or its type:
+    what goes into a one-line message."""
+    for line in str(err).splitlines():
+        if line.strip():
+            return line.strip()[:300]
+    return type(err).__name__

@@ -78,63 +78,44 @@ def _pick(names: Sequence[str], name: str, what: str, where: str = "") -> None:
                           f"{', '.join(sorted(names))}")
 
 
-def _degenerate(report: dict[str, Any], rule: Rule) -> tuple[float | None, None]:
-    """A degenerate-output rate (no CI): run reports .value, comparisons .before, .after and
-    .delta (after - before; the default)."""
-    key = RATE_METRICS[rule.metric]
-    comparison = report.get("kind") == "comparison"
-    runs = [] if comparison else list(iter_runs(report))
-    if not comparison and len(runs) != 1:
-        raise ConfigError(f"the report holds {len(runs)} models; gate a comparison or a "
-                          f"one-model run")
-    tasks = report["tasks"] if comparison else runs[0]["tasks"]
-    _pick(list(tasks), rule.task, "task")
-    block = tasks[rule.task].get("degenerate")
+def _metrics(task: dict[str, Any], comparison: bool) -> dict[str, Any]:
+    """A task's metric entries, plus its degenerate-output rates (generation tasks) in the same
+    shape: `value` on runs; `before`, `after` and `delta` (after - before) on comparisons;
+    no CI."""
+    metrics = dict(task["metrics"])
+    block = task.get("degenerate")
     if not isinstance(block, dict):
-        raise ConfigError(f"rule '{rule.text}': task '{rule.task}' has no degenerate-output "
-                          f"counts (they exist for generation tasks)")
-    if not comparison:
-        if rule.field not in (None, "value"):
-            raise ConfigError(f"rule '{rule.text}': a run report has .value")
-        return block.get("rates", {}).get(key), None
-    field = rule.field or "delta"
-    if field == "value":
-        raise ConfigError(f"rule '{rule.text}': a comparison has .delta, .before and .after")
-    rates = {side: (block.get(side) or {}).get("rates", {}).get(key)
-             for side in ("before", "after")}
-    if field == "delta":
-        if rates["before"] is None or rates["after"] is None:
-            return None, None
-        return rates["after"] - rates["before"], None
-    return rates[field], None
+        return metrics
+    for name, key in RATE_METRICS.items():
+        if not comparison:
+            metrics[name] = {"value": block.get("rates", {}).get(key), "ci95": None}
+            continue
+        b, a = ((block.get(side) or {}).get("rates", {}).get(key) for side in ("before", "after"))
+        metrics[name] = {"before": b, "after": a, "ci95": None,
+                         "delta": None if a is None or b is None else a - b}
+    return metrics
 
 
 def _lookup(report: dict[str, Any], rule: Rule) -> tuple[float, tuple[float, float] | None]:
-    if rule.metric in RATE_METRICS:
-        return _degenerate(report, rule)  # type: ignore[return-value]
     if report.get("kind") == "comparison":
-        tasks = report["tasks"]
-        _pick(list(tasks), rule.task, "task")
-        _pick(list(tasks[rule.task]["metrics"]), rule.metric, "metric", f" of task '{rule.task}'")
-        m = tasks[rule.task]["metrics"][rule.metric]
-        field = rule.field or "delta"
+        tasks, comparison, field = report["tasks"], True, rule.field or "delta"
         if field == "value":
             raise ConfigError(f"rule '{rule.text}': a comparison has .delta, .before and .after")
-        if field == "delta":
-            return m["delta"], (m["ci95"][0], m["ci95"][1])
-        return m[field], None
-    runs = list(iter_runs(report))
-    if len(runs) != 1:
-        raise ConfigError(f"the report holds {len(runs)} models; gate a comparison or a "
-                          f"one-model run")
-    tasks = runs[0]["tasks"]
-    if rule.field not in (None, "value"):
-        raise ConfigError(f"rule '{rule.text}': .{rule.field} needs a comparison report; "
-                          f"a run report has .value")
+    else:
+        runs = list(iter_runs(report))
+        if len(runs) != 1:
+            raise ConfigError(f"the report holds {len(runs)} models; gate a comparison or a "
+                              f"one-model run")
+        tasks, comparison, field = runs[0]["tasks"], False, rule.field or "value"
+        if field != "value":
+            raise ConfigError(f"rule '{rule.text}': .{rule.field} needs a comparison report; "
+                              f"a run report has .value")
     _pick(list(tasks), rule.task, "task")
-    _pick(list(tasks[rule.task]["metrics"]), rule.metric, "metric", f" of task '{rule.task}'")
-    m = tasks[rule.task]["metrics"][rule.metric]
-    return m["value"], (m["ci95"][0], m["ci95"][1])
+    metrics = _metrics(tasks[rule.task], comparison)
+    _pick(list(metrics), rule.metric, "metric", f" of task '{rule.task}'")
+    m = metrics[rule.metric]
+    ci = m["ci95"] if field in ("delta", "value") else None
+    return m[field], (ci[0], ci[1]) if ci else None
 
 
 def evaluate_rules(report: dict[str, Any], rules: Sequence[Rule], strict: bool) -> list[Verdict]:

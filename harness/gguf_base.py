@@ -19,15 +19,11 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import ModelError
+from harness.errors import first_line as _first_line
 
 MARKER = "harness-gguf.json"  # written last: a folder without it is not a finished copy
 FORMAT = 2  # bump when the copy's layout changes (2: no quantization_config in config.json)
 PLAIN_TYPES = {"F32", "F16", "BF16", "F64", "I8", "I16", "I32", "I64"}
-
-
-def _first_line(err: BaseException) -> str:
-    text = str(err).strip()
-    return text.splitlines()[0][:300] if text else type(err).__name__
 
 
 def gguf_info(path: Path) -> dict[str, Any]:

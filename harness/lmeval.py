@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from harness.errors import ConfigError, DataError
+from harness.errors import ConfigError, DataError, first_line
 
 PREFIX = "lm_eval:"
 
@@ -65,8 +65,8 @@ def run_lm_eval(names: Sequence[str], model: Any, tokenizer: Any, manager: Any,
         out = simple_evaluate(model=lm, tasks=list(names), task_manager=manager,
                               log_samples=True, limit=limit, bootstrap_iters=0)
     except Exception as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise DataError(f"lm-eval could not run {', '.join(names)}: {first}") from None
+        raise DataError(f"lm-eval could not run {', '.join(names)}: {first_line(err)}") \
+            from None
     result: dict[str, tuple[list[dict[str, Any]], dict[str, Any]]] = {}
     for name in names:
         samples = sorted(out["samples"].get(name, []), key=lambda s: s["doc_id"])

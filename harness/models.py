@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import ConfigError, ModelError, NotFoundError
+from harness.errors import first_line as _first_line
 from harness.paths import safe_label
 from harness.specs import ModelSpec
 
@@ -252,14 +253,6 @@ def _quantization_config(spec: ModelSpec, device: str) -> Any:
     return BitsAndBytesConfig(load_in_8bit=True)
 
 
-def _first_line(err: BaseException) -> str:
-    text = str(err).strip()
-    for line in text.splitlines():
-        if line.strip():
-            return line.strip()[:300]
-    return type(err).__name__
-
-
 def load_tokenizer(base: str, revision: str | None = None, trust_remote_code: bool = False,
                    source: BaseSource | None = None) -> Any:
     from transformers import AutoTokenizer
@@ -305,12 +298,15 @@ def adapter_config(path: Path, raw: str) -> dict[str, Any]:
     return cfg
 
 
-def _attach_adapters(model: Any, spec: ModelSpec) -> tuple[Any, list[tuple[str, str, Path]]]:
+Attached = tuple[str, str, Path, dict[str, Any]]  # peft name, report label, folder, config
+
+
+def _attach_adapters(model: Any, spec: ModelSpec) -> tuple[Any, list[Attached]]:
     if not spec.adapters:  # a base-only run never imports peft (nor bitsandbytes through it)
         return model, []
     from peft import PeftModel
 
-    attached: list[tuple[str, str, Path]] = []
+    attached: list[Attached] = []
     labels: set[str] = set()
     for i, raw in enumerate(spec.adapters):
         path = Path(raw).expanduser()
@@ -319,7 +315,7 @@ def _attach_adapters(model: Any, spec: ModelSpec) -> tuple[Any, list[tuple[str, 
         if not (path / "adapter_config.json").exists():
             raise ModelError(f"--adapter {raw}: no adapter_config.json in the folder; "
                              f"give a PEFT adapter saved with save_pretrained")
-        adapter_config(path, raw)
+        cfg = adapter_config(path, raw)
         name = f"adapter_{i}"
         label = safe_label(path.resolve().name, f"adapter{i}")
         while label in labels or label == "base":
@@ -338,7 +334,7 @@ def _attach_adapters(model: Any, spec: ModelSpec) -> tuple[Any, list[tuple[str, 
                                  f"differ: was it trained on another base model?)") from None
             raise ModelError(f"--adapter {raw} cannot be attached to {spec.base}: {msg}") \
                 from None
-        attached.append((name, label, path))
+        attached.append((name, label, path, cfg))
     return model, attached
 
 
@@ -450,8 +446,7 @@ def load_model(spec: ModelSpec) -> LoadedModel:
     variants: list[Variant] = []
     if spec.include_base or not attached:
         variants.append(Variant("base", None, {**common, "adapter": None}))
-    for name, label, path in attached:
-        cfg = adapter_config(path, str(path))
+    for name, label, path, cfg in attached:
         names = [p.name for p in path.iterdir() if p.suffix in WEIGHT_SUFFIXES]
         adapter_fp = {"path": str(path),
                       "weights_sha256": hash_files(path, names + ["adapter_config.json"]),

@@ -131,30 +131,6 @@ def store_key(task: TaskSpec, spec: RunSpec, max_length: int, device: str = "cpu
                           ).hexdigest()[:16]
 
 
-def _record_ok(kind: str) -> Any:
-    """A check that a stored record has the shape this kind's scoring reads."""
-    def generation(r: dict[str, Any]) -> bool:
-        return isinstance(r.get("prediction"), str) and isinstance(r.get("reference"), str) \
-            and ("target_nll" not in r or _nll_ok(r["target_nll"]))
-
-    def multiple_choice(r: dict[str, Any]) -> bool:
-        p = r.get("prediction")
-        return isinstance(p, dict) and isinstance(p.get("choice"), int) and \
-            isinstance(p.get("choice_norm"), int) and isinstance(p.get("loglikelihoods"), list) \
-            and isinstance(r.get("reference"), int)
-
-    def perplexity(r: dict[str, Any]) -> bool:
-        return _nll_ok(r.get("prediction"))
-
-    return {"generation": generation, "multiple_choice": multiple_choice,
-            "perplexity": perplexity}.get(kind)
-
-
-def _nll_ok(value: Any) -> bool:
-    return isinstance(value, dict) and isinstance(value.get("nll"), (int, float)) and \
-        isinstance(value.get("n_tokens"), (int, float))
-
-
 def chunk_size(task: TaskSpec) -> int:
     configured = env.positive("HARNESS_STORE_CHUNK")
     if configured:
@@ -172,7 +148,9 @@ def run_task(task: TaskSpec, data: TaskData, engine: Engine, variant: Variant, s
     key = store_key(task, spec, engine.max_length, engine.device)
     model_fp = variant.fingerprint["id"]
     hashes = [e.hash for e in data.examples]
-    have = store.get(model_fp, key, hashes, _record_ok(task.kind), task.name) \
+    record_ok = {"generation": generation.record_ok, "perplexity": perplexity.record_ok,
+                 "multiple_choice": multiple_choice.record_ok}[task.kind]
+    have = store.get(model_fp, key, hashes, record_ok, task.name) \
         if store is not None and not spec.refresh else {}
     distributed.barrier()  # every rank has read the store before any rank writes to it
     missing = [e for e in data.examples if e.hash not in have]

@@ -49,6 +49,15 @@ def run(task: TaskSpec, examples: Sequence[Example], engine: Engine, progress: P
     return records
 
 
+def record_ok(record: dict[str, Any]) -> bool:
+    """A stored record has the shape `score` reads."""
+    from harness.kinds.perplexity import nll_ok
+
+    return isinstance(record.get("prediction"), str) and \
+        isinstance(record.get("reference"), str) and \
+        ("target_nll" not in record or nll_ok(record["target_nll"]))
+
+
 def score(task: TaskSpec, records: Sequence[dict[str, Any]], bert: BertScoreSpec) -> Scores:
     text = [m for m in task.metrics if m != "perplexity"]
     scores = score_text(text, [r["prediction"] for r in records],

@@ -80,6 +80,14 @@ def _records(task: TaskSpec, examples: Sequence[Example], contexts: Sequence[str
     return records
 
 
+def record_ok(record: dict[str, Any]) -> bool:
+    """A stored record has the shape `score` reads."""
+    p = record.get("prediction")
+    return isinstance(p, dict) and isinstance(p.get("choice"), int) and \
+        isinstance(p.get("choice_norm"), int) and isinstance(p.get("loglikelihoods"), list) \
+        and isinstance(record.get("reference"), int)
+
+
 def score(records: Sequence[dict[str, Any]]) -> Scores:
     return Scores(per_example={
         "acc": [float(r["prediction"]["choice"] == r["reference"]) for r in records],

@@ -44,6 +44,17 @@ def run(task: TaskSpec, examples: Sequence[Example], engine: Engine, progress: P
     ]
 
 
+def nll_ok(value: Any) -> bool:
+    """An {nll, n_tokens} entry as `run` writes it."""
+    return isinstance(value, dict) and isinstance(value.get("nll"), (int, float)) and \
+        isinstance(value.get("n_tokens"), (int, float))
+
+
+def record_ok(record: dict[str, Any]) -> bool:
+    """A stored record has the shape `score` reads."""
+    return nll_ok(record.get("prediction"))
+
+
 def _perplexity(summed: np.ndarray) -> float:
     return math.exp(summed[0] / summed[1]) if summed[1] else float("nan")
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from harness.errors import ModelError
+from harness.errors import ModelError, first_line
 from harness.metrics import Scores
 from harness.specs import BertScoreSpec
 
@@ -22,10 +22,10 @@ def get_scorer(spec: BertScoreSpec) -> Any:
                 model_type=spec.model, num_layers=spec.num_layers, batch_size=spec.batch_size,
                 idf=False, device="cuda" if torch.cuda.is_available() else "cpu")
         except Exception as err:
-            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-            raise ModelError(f"cannot load BERTScore model '{spec.model}' ({first}); offline, "
-                             f"give a local folder with --bertscore-model PATH and its layer "
-                             f"with --bertscore-layers N") from None
+            raise ModelError(f"cannot load BERTScore model '{spec.model}' "
+                             f"({first_line(err)}); offline, give a local folder with "
+                             f"--bertscore-model PATH and its layer with --bertscore-layers N") \
+                from None
     return _SCORERS[spec]
 
 

@@ -188,11 +188,16 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not allowed in strict JSON")
 
 
+def strict_loads(text: str) -> Any:
+    """json.loads that refuses NaN and Infinity (ValueError), as report files never hold them."""
+    return json.loads(text, parse_constant=_reject_constant)
+
+
 def read_json(path: Path, what: str) -> Any:
     """A strict JSON file (no NaN or Infinity), with one-line errors naming it."""
     try:
         text = path.read_bytes().decode("utf-8")
-        return json.loads(text, parse_constant=_reject_constant)
+        return strict_loads(text)
     except UnicodeDecodeError:
         raise DataError(f"{path}: not valid UTF-8; is it a {what}?") from None
     except json.JSONDecodeError as err:

@@ -7,7 +7,7 @@ from typing import Any
 import torch
 
 from harness.engine import decoder_and_head
-from harness.errors import ConfigError, ModelError
+from harness.errors import ConfigError, ModelError, first_line
 from harness.train.recipe import TrainSpec
 
 
@@ -64,8 +64,7 @@ def load_for_training(spec: TrainSpec, device: str) -> Any:
     try:
         model = AutoModelForCausalLM.from_pretrained(source.path, **kwargs)
     except Exception as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise ModelError(f"cannot load base {spec.base}: {first}") from None
+        raise ModelError(f"cannot load base {spec.base}: {first_line(err)}") from None
     if spec.quantization == "none":
         model.to(device)
     else:

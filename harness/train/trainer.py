@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 import random
 import shutil
 import sys
@@ -23,7 +22,7 @@ import numpy as np
 import yaml
 
 from harness.data import load_task_data
-from harness.errors import ConfigError, DataError
+from harness.errors import ConfigError, DataError, first_line
 from harness.models import load_tokenizer, materialize, resolve_base
 from harness.policy import DEFAULT_POLICY, CodePolicy
 from harness.progress import Progress
@@ -45,10 +44,6 @@ from harness.train.collate import (
 from harness.train.recipe import TrainSpec
 
 CUDA_ONLY_OPTIMIZERS = ("adamw_8bit", "paged_adamw_8bit", "paged_adamw_32bit")
-
-
-def accelerator_rank() -> int:
-    return int(os.environ.get("RANK", "0") or 0)
 
 
 def check_device(spec: TrainSpec, device: str) -> None:
@@ -277,8 +272,8 @@ def train(spec: TrainSpec, data_paths: dict[str, str], resume: bool = False,
             state = load_checkpoint(ckpt, peft_model, optimizer, scheduler)
         except Exception as err:  # safetensors, torch.load, shapes: any damage
             raise ConfigError(f"--resume: {ckpt} cannot be loaded ({type(err).__name__}: "
-                              f"{str(err).splitlines()[0] if str(err) else ''}); remove that "
-                              f"checkpoint folder to resume from an earlier one") from None
+                              f"{first_line(err)}); remove that checkpoint folder to resume "
+                              f"from an earlier one") from None
         state.pop("recipe", None)
         state.pop("data_sha256", None)
         if log_path.exists():  # keep the log as it was at the checkpoint

@@ -101,6 +101,23 @@ def with_out(argv: list[str], out: str) -> list[str]:
     return [*argv[: i + 1], out, *argv[i + 2:]]
 
 
+def damaged(what: str, name: str, content: str | bytes | None):
+    """A build: the tiny model (what="model") or adapter copied into work/, one file replaced
+    by `content` (None: removed), then a HellaSwag run on it."""
+    def build(box: Box, res) -> list[str]:
+        folder = copy_model(box, res) if what == "model" else copy_adapter(box, res)
+        target = folder / name
+        if content is None:
+            target.unlink()
+        elif isinstance(content, bytes):
+            target.write_bytes(content)
+        else:
+            target.write_text(content)
+        flag = "--base" if what == "model" else "--adapter"
+        return hs_run(box, res, HS, extra=(flag, str(folder)))
+    return build
+
+
 def gate(box: Box, report: Path, *rules: str) -> list[str]:
     argv = ["gate", str(report)]
     for r in rules:
@@ -324,34 +341,23 @@ CASES: list[Case] = [
         "--base", str(box.work / "none"))), r"no such model folder"),
     model_case("model-no-config", lambda box, res: hs_run(box, res, HS, extra=(
         "--base", str(box.work))), r"no config\.json"),
-    model_case("model-config-garbage", lambda box, res: (
-        (copy_model(box, res) / "config.json").write_text("{oops"),
-        hs_run(box, res, HS, extra=("--base", str(box.work / "model"))))[-1],
-        r"cannot load"),
-    model_case("model-weights-truncated", lambda box, res: (
-        (copy_model(box, res) / "model.safetensors").write_bytes(b"\0" * 64),
-        hs_run(box, res, HS, extra=("--base", str(box.work / "model"))))[-1],
-        r"cannot load model"),
+    model_case("model-config-garbage", damaged("model", "config.json", "{oops"),
+               r"cannot load"),
+    model_case("model-weights-truncated", damaged("model", "model.safetensors", b"\0" * 64),
+               r"cannot load model"),
     model_case("adapter-missing", lambda box, res: hs_run(box, res, HS, extra=(
         "--adapter", str(box.work / "none"))), r"--adapter .*: no such folder"),
     model_case("adapter-no-config", lambda box, res: hs_run(box, res, HS, extra=(
         "--adapter", str(box.work))), r"no adapter_config\.json"),
-    model_case("adapter-config-garbage", lambda box, res: (
-        (copy_adapter(box, res) / "adapter_config.json").write_text("{oops"),
-        hs_run(box, res, HS, extra=("--adapter", str(box.work / "adapter"))))[-1],
-        r"adapter_config\.json is not valid JSON"),
-    model_case("adapter-config-list", lambda box, res: (
-        (copy_adapter(box, res) / "adapter_config.json").write_text("[1, 2]"),
-        hs_run(box, res, HS, extra=("--adapter", str(box.work / "adapter"))))[-1],
-        r"not a PEFT adapter config"),
-    model_case("adapter-no-weights", lambda box, res: (
-        (copy_adapter(box, res) / "adapter_model.safetensors").unlink(),
-        hs_run(box, res, HS, extra=("--adapter", str(box.work / "adapter"))))[-1],
-        r"no adapter weights"),
-    model_case("adapter-weights-truncated", lambda box, res: (
-        (copy_adapter(box, res) / "adapter_model.safetensors").write_bytes(b"\1" * 40),
-        hs_run(box, res, HS, extra=("--adapter", str(box.work / "adapter"))))[-1],
-        r"--adapter .* cannot be attached"),
+    model_case("adapter-config-garbage", damaged("adapter", "adapter_config.json", "{oops"),
+               r"adapter_config\.json is not valid JSON"),
+    model_case("adapter-config-list", damaged("adapter", "adapter_config.json", "[1, 2]"),
+               r"not a PEFT adapter config"),
+    model_case("adapter-no-weights", damaged("adapter", "adapter_model.safetensors", None),
+               r"no adapter weights"),
+    model_case("adapter-weights-truncated",
+               damaged("adapter", "adapter_model.safetensors", b"\1" * 40),
+               r"--adapter .* cannot be attached"),
     model_case("adapter-other-base", lambda box, res: hs_run(box, res, HS, extra=(
         "--adapter", str(res.adapter), "--base", str(res.other_base))), r"does not fit base"),
     model_case("device-tpu", lambda box, res: hs_run(box, res, HS, extra=("--device", "tpu")),

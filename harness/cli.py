@@ -220,8 +220,11 @@ def build_parser() -> argparse.ArgumentParser:
     ca.add_argument("--task", help="prune: one task")
     ca.add_argument("--all", action="store_true", help="prune: everything")
 
-    d = sub.add_parser("demo", help="offline end-to-end demo on a tiny model it builds")
+    d = sub.add_parser("demo", help="offline end-to-end demo: train an adapter on "
+                       "SmolLM2-135M, then compare it with its base")
     d.add_argument("--out", type=_out, default=Path("reports/demo"))
+    d.add_argument("--tiny", action="store_true",
+                   help="the same story in seconds on a tiny random model")
     return parser
 
 
@@ -459,7 +462,7 @@ def cmd_cache(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from harness.demo import run_demo
 
-    run_demo(args.out)
+    run_demo(args.out, tiny=args.tiny)
     return EXIT_OK
 
 

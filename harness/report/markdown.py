@@ -31,6 +31,25 @@ def metric_label(name: str) -> str:
     return f"{info.label} (%)" if info.scale == "fraction" else info.label
 
 
+def model_format(model: dict[str, Any]) -> str:
+    """How the base's weights were read: "GGUF Q4_1 (llama), dequantized to float32"."""
+    base = model.get("base") or {}
+    if base.get("format") == "gguf":
+        return (f"GGUF {base.get('gguf_file_type') or '?'} ({base.get('gguf_architecture')}), "
+                f"dequantized to {model.get('dtype')}")
+    return f"transformers weights, {model.get('dtype')}"
+
+
+def adapter_check(adapter: dict[str, Any]) -> str:
+    """The adapter-on check's figures, or "–" where none was recorded."""
+    check = adapter.get("check")
+    if not check:
+        return "–"
+    return (f"yes: on a {check['probe_tokens']}-token probe, max \\|Δ log-prob\\| "
+            f"{check['max_abs_logprob_delta']:.3g}, mean KL "
+            f"{check['mean_kl_adapter_vs_base']:.3g} vs the base")
+
+
 def _model_lines(model: dict[str, Any]) -> list[str]:
     if "predictions" in model:
         return [f"| Predictions | `{model['predictions']}` (scored with `harness score`) |"]
@@ -38,17 +57,13 @@ def _model_lines(model: dict[str, Any]) -> list[str]:
     ident = base.get("revision") or (base.get("weights_sha256") or "")[:12]
     rows = [f"| Base | `{base.get('id')}` ({ident or 'revision unknown'}) |"]
     if base.get("format") == "gguf":
-        rows.append(f"| Format | GGUF {base.get('gguf_file_type') or '?'} "
-                    f"({base.get('gguf_architecture')}), dequantized to {model.get('dtype')} |")
+        rows.append(f"| Format | {model_format(model)} |")
     adapter = model.get("adapter")
     if adapter:
         rows.append(f"| Adapter | `{adapter['path']}` ({adapter.get('peft_type')}, r="
                     f"{adapter.get('r')}, weights {adapter['weights_sha256'][:12]}) |")
-        check = adapter.get("check")
-        if check:
-            rows.append(f"| Adapter on? | yes: on a {check['probe_tokens']}-token probe, max "
-                        f"\\|Δ log-prob\\| {check['max_abs_logprob_delta']:.3g}, mean KL "
-                        f"{check['mean_kl_adapter_vs_base']:.3g} vs the base |")
+        if adapter.get("check"):
+            rows.append(f"| Adapter on? | {adapter_check(adapter)} |")
     else:
         rows.append("| Adapter | none (base model) |")
     rows.append(f"| Quantization | {model.get('quantization')} |")

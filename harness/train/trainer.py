@@ -315,7 +315,7 @@ def train(spec: TrainSpec, data_paths: dict[str, str], resume: bool = False,
                 with autocast():
                     loss_sum, _ = loss_fn(**batch)
                 accelerator.backward(loss_sum / max(n_window, 1))
-                step_loss += float(loss_sum)
+                step_loss += float(loss_sum.detach())
                 window_seq_tokens += int(batch["attention_mask"].sum())
             grad_norm = float(accelerator.clip_grad_norm_(params, t.max_grad_norm))
             optimizer.step()

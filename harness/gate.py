@@ -1,10 +1,12 @@
 """`harness gate`: rules over a report -> exit 0 (all hold), 1 (one fails), 2 (bad rule/file).
 
-A rule is `TASK.METRIC[.FIELD] OP NUMBER`. FIELD is `delta` (default on comparisons), `before`
-or `after` on comparisons, `value` (default) on run reports. With a CI (deltas, run values),
-a rule fails by default only when the whole CI lies on the wrong side (the violation is
-significant); with --strict it must hold over the whole CI. Values without a CI (before,
-after) are compared as they are.
+A rule is `TASK.METRIC[.FIELD] OP NUMBER`. FIELD is `delta` (default on comparisons), `before`,
+`after`, `mde` (the minimum detectable effect), `p` or `p_adjusted` on comparisons, `value`
+(default) on run reports. With a CI (deltas, run values), a rule fails by default only when the
+whole CI lies on the wrong side (the violation is significant); with --strict it must hold
+over the whole CI. With significance="adjusted", a delta rule fails only when, besides, the
+cell is significant after the report's multiple-comparison adjustment. Values without a CI
+(before, after, mde, p) are compared as they are.
 """
 
 from __future__ import annotations
@@ -20,12 +22,16 @@ from typing import Any
 from harness import yamlio
 from harness.degenerate import RATE_METRICS
 from harness.errors import ConfigError, DataError
+from harness.report import SCHEMA_VERSION
 from harness.report.build import iter_runs
 
 OPS: dict[str, Callable[[float, float], bool]] = {
     ">": operator.gt, ">=": operator.ge, "<": operator.lt, "<=": operator.le,
 }
-_RULE = re.compile(r"^\s*([\w\-:]+)\.([\w\-]+)(?:\.(delta|before|after|value))?\s*"
+FIELDS = "delta|before|after|value|mde|p_adjusted|p"
+COMPARISON_KEYS = {"delta": "delta", "before": "before", "after": "after", "mde": "mde",
+                   "p": "p_value", "p_adjusted": "p_adjusted"}
+_RULE = re.compile(r"^\s*([\w\-:]+)\.([\w\-]+)(?:\.(" + FIELDS + r"))?\s*"
                    r"(>=|<=|>|<)\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*$")
 
 
@@ -51,7 +57,7 @@ def parse_rule(text: str) -> Rule:
     m = _RULE.match(text)
     if not m:
         raise ConfigError(f"rule '{text}' is not of the form TASK.METRIC[.delta|.before|.after|"
-                          f".value] OP NUMBER with OP one of > >= < <= "
+                          f".mde|.p|.p_adjusted|.value] OP NUMBER with OP one of > >= < <= "
                           f"(e.g. 'hellaswag.acc.delta >= -0.01')")
     task, metric, field, op, number = m.groups()
     return Rule(text.strip(), task, metric, field, op, float(number))
@@ -96,11 +102,19 @@ def _metrics(task: dict[str, Any], comparison: bool) -> dict[str, Any]:
     return metrics
 
 
-def _lookup(report: dict[str, Any], rule: Rule) -> tuple[float, tuple[float, float] | None]:
+@dataclass(frozen=True)
+class Found:
+    value: float | None
+    ci95: tuple[float, float] | None
+    significant_adjusted: bool | None  # comparisons' deltas; None: not in an adjusted family
+
+
+def _lookup(report: dict[str, Any], rule: Rule) -> Found:
     if report.get("kind") == "comparison":
         tasks, comparison, field = report["tasks"], True, rule.field or "delta"
         if field == "value":
-            raise ConfigError(f"rule '{rule.text}': a comparison has .delta, .before and .after")
+            raise ConfigError(f"rule '{rule.text}': a comparison has .delta, .before, .after, "
+                              f".mde, .p and .p_adjusted")
     else:
         runs = list(iter_runs(report))
         if len(runs) != 1:
@@ -114,14 +128,29 @@ def _lookup(report: dict[str, Any], rule: Rule) -> tuple[float, tuple[float, flo
     metrics = _metrics(tasks[rule.task], comparison)
     _pick(list(metrics), rule.metric, "metric", f" of task '{rule.task}'")
     m = metrics[rule.metric]
+    key = COMPARISON_KEYS[field] if comparison else field
+    if key not in m:
+        version = report.get("schema_version")
+        raise DataError(f"rule '{rule.text}': this report (schema_version {version}) has no "
+                        f"{key} for {rule.task}.{rule.metric}; re-run harness compare to get "
+                        f"reports of schema_version {SCHEMA_VERSION}")
     ci = m["ci95"] if field in ("delta", "value") else None
-    return m[field], (ci[0], ci[1]) if ci else None
+    return Found(m[key], (ci[0], ci[1]) if ci else None, m.get("significant_adjusted"))
 
 
-def evaluate_rules(report: dict[str, Any], rules: Sequence[Rule], strict: bool) -> list[Verdict]:
+def evaluate_rules(report: dict[str, Any], rules: Sequence[Rule], strict: bool,
+                   significance: str = "raw") -> list[Verdict]:
+    """significance: "raw" (a violation counts when the cell's CI lies wholly on the wrong
+    side) or "adjusted" (and the cell is significant after the report's adjustment)."""
+    if significance == "adjusted" and report.get("kind") == "comparison" \
+            and "adjustment" not in report.get("settings", {}):
+        raise DataError(f"--significance adjusted: this comparison (schema_version "
+                        f"{report.get('schema_version')}) has no adjusted p-values; re-run "
+                        f"harness compare to get reports of schema_version {SCHEMA_VERSION}")
     verdicts = []
     for rule in rules:
-        value, ci = _lookup(report, rule)
+        found = _lookup(report, rule)
+        value, ci = found.value, found.ci95
         if value is None or (ci is not None and None in ci):
             what = "value" if value is None else "95% CI"
             raise DataError(f"rule '{rule.text}': the report has no {what} for "
@@ -134,6 +163,8 @@ def evaluate_rules(report: dict[str, Any], rules: Sequence[Rule], strict: bool) 
             passed = holds(ci[0], rule.threshold) and holds(ci[1], rule.threshold)
         else:  # fails only when the whole CI violates the rule
             passed = holds(ci[0], rule.threshold) or holds(ci[1], rule.threshold)
+            if not passed and significance == "adjusted" and found.significant_adjusted is False:
+                passed = True  # a violation, but not significant after the adjustment
         verdicts.append(Verdict(rule, value, ci, passed))
     return verdicts
 

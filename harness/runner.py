@@ -14,7 +14,7 @@ from harness.data import TaskData, canonical_json, load_task_data
 from harness.engine import Engine
 from harness.errors import ConfigError
 from harness.kinds import generation, multiple_choice, perplexity
-from harness.metrics import Scores
+from harness.metrics import Scores, is_proportion
 from harness.metrics.text import metric_config
 from harness.models import LoadedModel, Variant, load_model
 from harness.policy import DEFAULT_POLICY, CodePolicy
@@ -60,7 +60,8 @@ def summarize_task(task: TaskSpec, data_source: str, data_sha: str,
     scores = score_records(task, records, bert)
     metrics: dict[str, Any] = {}
     for name, values in scores.per_example.items():
-        metrics[name] = summarize(values, resamples, seed).to_json()
+        metrics[name] = summarize(values, resamples, seed,
+                                  proportion=is_proportion(name, values)).to_json()
         for rec, v in zip(records, values, strict=True):
             rec.setdefault("metrics", {})[name] = v
     stats_seen: set[int] = set()
@@ -287,7 +288,7 @@ def _lm_name(name: str) -> str:
 def _lm_eval_result(name: str, records: list[dict[str, Any]], info: dict[str, Any],
                     spec: RunSpec, computed: int) -> dict[str, Any]:
     scores = scores_from_records("lm_eval", records)
-    metrics = {m: summarize(v, spec.bootstrap, spec.seed).to_json()
+    metrics = {m: summarize(v, spec.bootstrap, spec.seed, proportion=is_proportion(m, v)).to_json()
                for m, v in scores.per_example.items()}
     digest = hashlib.sha256("".join(r["example_hash"] for r in records).encode()).hexdigest()
     return {"kind": "lm_eval", "dataset": {"source": f"lm_eval:{name}", "sha256": digest,

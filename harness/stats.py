@@ -82,15 +82,16 @@ def wilson(successes: float, n: int, alpha: float = ALPHA) -> tuple[float, float
 
 
 def summarize(values: Sequence[float], resamples: int = DEFAULT_RESAMPLES,
-              seed: int = 0) -> MetricValue:
-    """Mean with a 95% CI and its standard error: Wilson for 0/1 values, Student t otherwise.
-    (resamples and seed are unused: both intervals are closed-form.)"""
+              seed: int = 0, proportion: bool | None = None) -> MetricValue:
+    """Mean with a 95% CI and its standard error: Wilson for proportions (0/1 values),
+    Student t otherwise. proportion None: decided from the values. (resamples and seed are
+    unused: both intervals are closed-form.)"""
     from scipy.stats import t as student
 
     arr = np.asarray(values, dtype=np.float64)
     n = int(arr.size)
     mean = float(arr.mean())
-    binary = is_binary(arr)
+    binary = is_binary(arr) if proportion is None else proportion and is_binary(arr)
     if n < 2:
         return MetricValue(_clean(mean), (_clean(mean), _clean(mean)), 0.0, n,
                            WILSON if binary else T_MEAN)
@@ -280,15 +281,20 @@ def paired_proportions(before: np.ndarray, after: np.ndarray) -> PairedDelta:
     return _agree(d)
 
 
-def paired_t_intervals(diff: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(lower, upper, p) of the paired t interval and test for each row of differences
-    [rows, n] (vectorised). A row whose differences are all equal gets a zero-width interval
-    and p = 1 (all zero) or 0."""
+def paired_t_intervals(before: np.ndarray, after: np.ndarray,
+                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(lower, upper, p) of the paired t interval and test for each row of [rows, n] values
+    (vectorised). A row whose differences are all equal (an unchanged output on every example,
+    say) says nothing about their spread: it gets the unpaired standard error
+    sqrt(s_before² + s_after²) / sqrt(n) instead of a zero-width interval."""
     from scipy.stats import t as student
 
+    diff = after - before
     n = diff.shape[1]
     delta = diff.mean(axis=1)
     se = diff.std(axis=1, ddof=1) / np.sqrt(n)
+    unpaired = np.sqrt(before.var(axis=1, ddof=1) + after.var(axis=1, ddof=1)) / np.sqrt(n)
+    se = np.where(se > 0, se, unpaired)
     q = float(student.ppf(1 - ALPHA / 2, n - 1))
     with np.errstate(divide="ignore", invalid="ignore"):
         p = np.where(se > 0, 2 * student.sf(np.abs(delta) / se, n - 1),
@@ -301,7 +307,7 @@ def paired_t(before: np.ndarray, after: np.ndarray) -> PairedDelta:
 
     diff = after - before
     n = diff.size
-    lo, hi, p = paired_t_intervals(diff[None, :])
+    lo, hi, p = paired_t_intervals(before[None, :], after[None, :])
     sd = float(diff.std(ddof=1))
     # planning sd: the paired one, or (no spread of differences at all) the unpaired bound
     plan_sd = sd if sd > 0 else float(np.sqrt(before.var(ddof=1) + after.var(ddof=1)))
@@ -313,20 +319,23 @@ def paired_t(before: np.ndarray, after: np.ndarray) -> PairedDelta:
 
 
 def paired_delta(before: Sequence[float], after: Sequence[float], resamples: int = 10_000,
-                 seed: int = 0) -> PairedDelta:
-    """Δ = mean(after) − mean(before) over the same examples: Tango + mid-p McNemar for 0/1
-    values, paired t otherwise. (resamples and seed are unused: both are closed-form.)"""
+                 seed: int = 0, proportion: bool | None = None) -> PairedDelta:
+    """Δ = mean(after) − mean(before) over the same examples: Tango + mid-p McNemar for
+    proportions (0/1 values), paired t otherwise. proportion None: decided from the values.
+    (resamples and seed are unused: both are closed-form.)"""
     b = np.asarray(before, dtype=np.float64)
     a = np.asarray(after, dtype=np.float64)
     if b.shape != a.shape:
         raise ValueError("paired values need the same examples")
     n = b.size
+    binary = is_binary(np.concatenate([a, b]))
+    binary = binary if proportion is None else proportion and binary
     if n < 2:
         delta = float((a - b).mean()) if n else 0.0
         return PairedDelta(_clean(b.mean()) if n else 0.0, _clean(a.mean()) if n else 0.0,
                            _clean(delta), (_clean(delta), _clean(delta)), None,
-                           TANGO if is_binary(np.concatenate([a, b])) else T_PAIRED, None)
-    if is_binary(b) and is_binary(a):
+                           TANGO if binary else T_PAIRED, None)
+    if binary:
         return paired_proportions(b, a)
     return paired_t(b, a)
 

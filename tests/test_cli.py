@@ -38,7 +38,7 @@ def test_run_base_writes_report_samples_and_markdown(tiny_lm, example_data, mini
                      "--bertscore-layers", "6", "--out", str(out))
     assert code == 0, cap.err
     report = _read(out)
-    assert report["schema_version"] == 1 and report["kind"] == "run"
+    assert report["schema_version"] == 2 and report["kind"] == "run"
     assert report["model"]["adapter"] is None
     assert len(report["model"]["base"]["weights_sha256"]) == 64
     cnn = report["tasks"]["cnn_dailymail"]
@@ -47,7 +47,7 @@ def test_run_base_writes_report_samples_and_markdown(tiny_lm, example_data, mini
     for metric in ("rouge1", "rouge2", "rougeL", "rougeLsum", "bertscore_f1", "gen_words",
                    "ref_words"):
         m = cnn["metrics"][metric]
-        assert set(m) == {"value", "ci95", "stderr", "n"} and m["n"] == 6
+        assert set(m) == {"value", "ci95", "stderr", "n", "ci_method"} and m["n"] == 6
         assert m["ci95"][0] <= m["value"] <= m["ci95"][1]
     assert set(report["tasks"]["hellaswag"]["metrics"]) == {"acc", "acc_norm"}
     lines = (out / "samples" / "cnn_dailymail.jsonl").read_text().splitlines()

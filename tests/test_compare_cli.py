@@ -31,20 +31,28 @@ def _json(path):
 def test_comparison_report_shape(runs):
     out = runs / "cmp"
     report = _json(out / "report.json")
-    assert report["kind"] == "comparison" and report["schema_version"] == 1
+    assert report["kind"] == "comparison" and report["schema_version"] == 2
     assert report["general"] == ["hellaswag"] and report["targets"] == ["cnn_dailymail"]
     acc = report["tasks"]["hellaswag"]["metrics"]["acc"]
-    assert set(acc) == {"before", "after", "delta", "ci95", "p_value", "significant",
+    assert set(acc) == {"before", "after", "delta", "ci95", "ci_method", "p_value",
+                        "significant", "p_adjusted", "significant_adjusted", "mde",
                         "higher_is_better"}
     assert acc["delta"] == pytest.approx(acc["after"] - acc["before"])
-    assert 0 <= acc["p_value"] <= 1
+    assert 0 <= acc["p_value"] <= acc["p_adjusted"] <= 1 and acc["mde"] > 0
+    assert acc["ci_method"] == "Tango score interval; mid-p McNemar test"
+    rouge = report["tasks"]["cnn_dailymail"]["metrics"]["rougeL"]
+    assert rouge["ci_method"] == "paired t interval; paired t test"
+    words = report["tasks"]["cnn_dailymail"]["metrics"]["ref_words"]
+    assert words["p_adjusted"] is None  # descriptive: outside the adjusted family
+    assert report["settings"]["adjustment"] == "holm"
     assert {f["task"] for f in report["forgetting"]} == {"hellaswag"}
     assert report["before"]["model"]["id"] != report["after"]["model"]["id"]
     assert len(report["tasks"]["cnn_dailymail"]["examples"]) == 3
     md = (out / "report.md").read_text()
     assert md.index("## Forgetting") < md.index("## cnn_dailymail")
-    assert "**Forgetting:** hellaswag acc" in md
-    assert "| Metric | Base | +Adapter | Δ | 95% CI |" in md
+    assert "**Forgetting:** hellaswag acc: 16 items could detect a change of ≥" in md
+    assert "| Metric | Base | +Adapter | Δ | 95% CI | p | Holm p | MDE |" in md
+    assert "Methods: Tango score interval; mid-p McNemar test (Accuracy (%)" in md
     assert (out / "deltas.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert (out / "samples" / "before" / "hellaswag.jsonl").exists()
     assert (out / "samples" / "after" / "cnn_dailymail.jsonl").exists()
@@ -157,3 +165,57 @@ def test_leaderboard(runs, tmp_path, capsys):
     capsys.readouterr()
     assert main(["leaderboard", str(runs / "before"), "--sort", "nope.metric", "--out",
                  str(tmp_path / "lb2")]) == 2
+
+
+def _as_version_1(report: dict) -> dict:
+    """A comparison as harness wrote it before schema 2: no ci_method, mde, p_adjusted."""
+    old = json.loads(json.dumps(report))
+    old["schema_version"] = 1
+    del old["settings"]["adjustment"]
+    for task in old["tasks"].values():
+        for m in task["metrics"].values():
+            for key in ("ci_method", "mde", "p_adjusted", "significant_adjusted"):
+                m.pop(key)
+    return old
+
+
+def test_gate_reads_mde_p_and_adjusted_significance(runs, tmp_path, capsys):
+    report = runs / "cmp" / "report.json"
+    data = _json(report)
+    acc = data["tasks"]["hellaswag"]["metrics"]["acc"]
+    # .mde: a CI job cannot pass by evaluating too few items
+    assert main(["gate", str(report), "--rule", f"hellaswag.acc.mde <= {acc['mde'] + 1e-9}"]) == 0
+    assert main(["gate", str(report), "--rule", f"hellaswag.acc.mde <= {acc['mde'] - 1e-3}"]) == 1
+    assert main(["gate", str(report), "--rule", f"hellaswag.acc.p_adjusted >= "
+                 f"{acc['p_adjusted']}", "--rule", f"hellaswag.acc.p <= {acc['p_value']}"]) == 0
+    capsys.readouterr()
+    # A violation that is significant on its own but not after the adjustment: --significance
+    # chooses which one the rule reads.
+    cell = data["tasks"]["cnn_dailymail"]["metrics"]["rougeL"]
+    cell.update(delta=-0.2, ci95=[-0.3, -0.1], p_value=0.01, significant=True, p_adjusted=0.2,
+                significant_adjusted=False)
+    edited = tmp_path / "edited.json"
+    edited.write_text(json.dumps(data))
+    rule = ["--rule", "cnn_dailymail.rougeL.delta >= 0"]
+    assert main(["gate", str(edited), *rule]) == 1
+    assert main(["gate", str(edited), *rule, "--significance", "adjusted"]) == 0
+    cell["significant_adjusted"] = True
+    edited.write_text(json.dumps(data))
+    assert main(["gate", str(edited), *rule, "--significance", "adjusted"]) == 1
+
+
+def test_version_1_reports_still_load(runs, tmp_path, capsys):
+    """Reports written before schema 2 load in gate and leaderboard; a rule on a field they
+    lack is one line naming the version."""
+    old = tmp_path / "v1" / "report.json"
+    old.parent.mkdir()
+    old.write_text(json.dumps(_as_version_1(_json(runs / "cmp" / "report.json"))))
+    assert main(["gate", str(old), "--rule", "hellaswag.acc.delta >= -1"]) == 0
+    capsys.readouterr()
+    assert main(["gate", str(old), "--rule", "hellaswag.acc.mde <= 0.1"]) == 2
+    assert "schema_version 1) has no mde" in _err(capsys)
+    assert main(["gate", str(old), "--rule", "hellaswag.acc.delta >= -1", "--significance",
+                 "adjusted"]) == 2
+    assert "schema_version 1) has no adjusted p-values" in _err(capsys)
+    assert main(["leaderboard", str(old.parent), str(runs / "before"), "--out",
+                 str(tmp_path / "lb")]) == 0

@@ -35,6 +35,7 @@ class MetricInfo:
     scale: Scale  # fraction: a rate or score in [0, 1] (Markdown shows x100)
     higher_is_better: bool | None  # None: no better direction (lengths, ratios)
     label: str
+    proportion: bool = False  # 0/1 per example: Wilson / Tango intervals (harness.stats)
 
 
 INFO: dict[str, MetricInfo] = {
@@ -52,8 +53,19 @@ INFO: dict[str, MetricInfo] = {
     "bertscore_f1": MetricInfo("fraction", True, "BERTScore F1"),
     "gen_words": MetricInfo("raw", None, "Avg generated words"),
     "ref_words": MetricInfo("raw", None, "Avg reference words"),
-    "exact_match": MetricInfo("fraction", True, "Exact match"),
-    "acc": MetricInfo("fraction", True, "Accuracy"),
-    "acc_norm": MetricInfo("fraction", True, "Accuracy (length-normalised)"),
+    "exact_match": MetricInfo("fraction", True, "Exact match", proportion=True),
+    "acc": MetricInfo("fraction", True, "Accuracy", proportion=True),
+    "acc_norm": MetricInfo("fraction", True, "Accuracy (length-normalised)", proportion=True),
     "perplexity": MetricInfo("raw", False, "Perplexity"),
 }
+
+
+def is_proportion(name: str, values: object) -> bool:
+    """Whether a per-example metric is a 0/1 proportion: as declared for known metrics; for
+    others (lm-eval's), when every value is 0 or 1."""
+    import numpy as np
+
+    if name in INFO:
+        return INFO[name].proportion
+    arr = np.asarray(values, dtype=np.float64)
+    return bool(arr.size) and bool(np.all((arr == 0) | (arr == 1)))

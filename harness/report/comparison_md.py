@@ -27,32 +27,76 @@ def unit(metric: str) -> str:
     return " pp" if info is not None and info.scale == "fraction" else ""
 
 
-def verdict(m: dict[str, Any]) -> str:
+ADJUSTMENT_NAMES = {"holm": "Holm", "bh": "BH", "none": "none"}
+
+
+def verdict(m: dict[str, Any], adjustment: str = "holm") -> str:
     if not m["significant"]:
-        return "not significant"
+        mde = m.get("mde")
+        return "not significant" + ("" if mde is None else
+                                    f"; could detect ≥ {fmt_size(m['metric'], mde)}")
     if m["higher_is_better"] is None:
-        return "significant change"
-    better = (m["delta"] > 0) == m["higher_is_better"]
-    return "significant improvement" if better else "significant regression"
+        text = "significant change"
+    else:
+        better = (m["delta"] > 0) == m["higher_is_better"]
+        text = "significant improvement" if better else "significant regression"
+    if m.get("significant_adjusted") is False:
+        text += f" (not after {ADJUSTMENT_NAMES.get(adjustment, adjustment)})"
+    return text
+
+
+def fmt_size(metric: str, value: float) -> str:
+    """An effect size without sign: "2.10 pp" for fractions, "0.031" otherwise."""
+    info = INFO.get(metric)
+    if info is not None and info.scale == "fraction":
+        return f"{100 * value:.2f} pp"
+    return f"{value:.4g}"
 
 
 def headline(metrics: dict[str, Any]) -> str:
     return min(metrics, key=metric_order)
 
 
-def summary_line(task: str, metric: str, m: dict[str, Any]) -> str:
+def summary_line(task: str, metric: str, m: dict[str, Any], adjustment: str,
+                 lead_with_mde: bool = False) -> str:
+    m = {**m, "metric": metric}
     lo, hi = m["ci95"]
-    return (f"{task} {metric} {fmt_delta(metric, m['delta'])}{unit(metric)} "
-            f"[{fmt_delta(metric, lo)}, {fmt_delta(metric, hi)}], {verdict(m)}")
+    change = (f"{fmt_delta(metric, m['delta'])}{unit(metric)} "
+              f"[{fmt_delta(metric, lo)}, {fmt_delta(metric, hi)}]")
+    if lead_with_mde and m.get("mde") is not None:
+        items = f"{m['n']} items" if m.get("n") else "these items"
+        return (f"{task} {metric}: {items} could detect a change of ≥ "
+                f"{fmt_size(metric, m['mde'])} (80% power); measured {change}, "
+                f"{verdict({**m, 'mde': None}, adjustment)}")
+    return f"{task} {metric} {change}, {verdict(m, adjustment)}"
 
 
-def _row(metric: str, m: dict[str, Any], task: str | None = None) -> str:
+def _p(value: float | None) -> str:
+    return "–" if value is None else f"{value:.3g}"
+
+
+def _row(metric: str, m: dict[str, Any], adjustment: str, task: str | None = None) -> str:
+    m = {**m, "metric": metric}
     lo, hi = m["ci95"]
-    p = "–" if m["p_value"] is None else f"{m['p_value']:.3g}"
     lead = f"| {task} " if task else ""
+    mde = "–" if m.get("mde") is None else fmt_size(metric, m["mde"])
     return (f"{lead}| {metric_label(metric)} | {fmt_value(metric, m['before'])} | "
             f"{fmt_value(metric, m['after'])} | {fmt_delta(metric, m['delta'])} | "
-            f"[{fmt_delta(metric, lo)}, {fmt_delta(metric, hi)}] | {p} | {verdict(m)} |")
+            f"[{fmt_delta(metric, lo)}, {fmt_delta(metric, hi)}] | {_p(m['p_value'])} | "
+            f"{_p(m.get('p_adjusted'))} | {mde} | {verdict(m, adjustment)} |")
+
+
+def methods_line(metrics: dict[str, Any]) -> list[str]:
+    """Which interval and test each metric used, grouped by method."""
+    groups: dict[str, list[str]] = {}
+    for metric in sorted(metrics, key=metric_order):
+        method = metrics[metric].get("ci_method")
+        if method:
+            groups.setdefault(method, []).append(metric_label(metric))
+    if not groups:
+        return []
+    return ["", "Methods: " + "; ".join(f"{method} ({', '.join(names)})"
+                                        for method, names in groups.items()) + "."]
 
 
 def _cell(text: str) -> str:
@@ -70,30 +114,35 @@ def render_comparison(report: dict[str, Any]) -> str:
     if len(lines) > 2:
         lines.append("")
     general = report["general"]
+    adjustment = report["settings"].get("adjustment", "none")
+    adj_name = ADJUSTMENT_NAMES.get(adjustment, adjustment)
     if general:
         lines += ["**Forgetting:** " + "; ".join(
             summary_line(t, headline(tasks[t]["metrics"]),
-                         tasks[t]["metrics"][headline(tasks[t]["metrics"])]) for t in general)
-            + ".", ""]
+                         {**tasks[t]["metrics"][headline(tasks[t]["metrics"])],
+                          "n": tasks[t]["n"]}, adjustment, lead_with_mde=True)
+            for t in general) + ".", ""]
     targets = [t for t in report["targets"] if tasks[t]["metrics"]]
     if targets:
         lines += ["**Targets:** " + "; ".join(
             summary_line(t, headline(tasks[t]["metrics"]),
-                         tasks[t]["metrics"][headline(tasks[t]["metrics"])]) for t in targets)
-            + ".", ""]
+                         tasks[t]["metrics"][headline(tasks[t]["metrics"])], adjustment)
+            for t in targets) + ".", ""]
     lines += [f"Base = `{before['label']}`, +Adapter = `{after['label']}`. Scores marked (%) are "
-              f"×100 and their Δ in percentage points. 95% CIs are paired bootstrap intervals "
-              f"over the same examples ({report['settings']['bootstrap_resamples']} resamples); "
-              "a change is significant when its CI excludes 0; p is the exact McNemar test "
-              "(accuracies).", ""]
-    header = "| Metric | Base | +Adapter | Δ | 95% CI | p | |\n|---|---:|---:|---:|---:|---:|---|"
+              "×100 and their Δ in percentage points. Each metric's 95% CI and p-value come "
+              "from one method, named under its table: a change is significant when p < 0.05, "
+              f"and then its CI excludes 0. {adj_name} p adjusts for the number of cells "
+              f"(across the targets, and across the forgetting tasks); MDE is the smallest "
+              f"true change these examples would find significant with 80% power.", ""]
+    header = (f"| Metric | Base | +Adapter | Δ | 95% CI | p | {adj_name} p | MDE | |\n"
+              "|---|---:|---:|---:|---:|---:|---:|---:|---|")
     if general:
         lines += ["## Forgetting (general tasks)", "",
                   "| Task " + header.replace("\n", "\n|---"), ]
         for t in general:
             for metric, m in sorted(tasks[t]["metrics"].items(),
                                     key=lambda kv: metric_order(kv[0])):
-                lines.append(_row(metric, m, t))
+                lines.append(_row(metric, m, adjustment, t))
         lines.append("")
     for t in sorted(tasks, key=lambda t: (tasks[t]["role"] != "target", t)):
         entry = tasks[t]
@@ -102,7 +151,8 @@ def render_comparison(report: dict[str, Any]) -> str:
                   f"n = {entry['n']} examples, `{ds['source']}` (sha256 `{ds['sha256'][:12]}`).",
                   "", header]
         for metric, m in sorted(entry["metrics"].items(), key=lambda kv: metric_order(kv[0])):
-            lines.append(_row(metric, m))
+            lines.append(_row(metric, m, adjustment))
+        lines += methods_line(entry["metrics"])
         if entry.get("metrics_not_compared"):
             lines += ["", "Not in both runs, not compared: "
                       + ", ".join(entry["metrics_not_compared"]) + "."]

@@ -109,8 +109,10 @@ def render_run(report: dict[str, Any]) -> str:
              f"harness {report['harness_version']} · {dev['type']} ({dev.get('name')}) · "
              f"{dev['dtype']} · created {report['created_at']}", "",
              "Scores marked (%) are shown ×100; report.json holds them as fractions in [0, 1]. "
-             "95% CIs are percentile bootstrap over examples "
-             f"({report['settings']['bootstrap_resamples']} resamples).", ""]
+             "95% CIs by the kind of value: Wilson for accuracies, Student t for per-example "
+             "scores, BCa bootstrap over documents for corpus metrics "
+             f"({report['settings']['bootstrap_resamples']} resamples); report.json names "
+             "each metric's method (ci_method).", ""]
     warnings = [w for r in runs for name, task in r["tasks"].items()
                 for w in warning_lines(f"{name} ({r['label']})", task.get("degenerate"))]
     if warnings:

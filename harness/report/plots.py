@@ -41,7 +41,7 @@ def render_deltas_png(report: dict[str, Any]) -> bytes:
         ax.set_yticks(ys, [r[0] for r in rows])
         ax.set_title(title, loc="left", fontsize=10)
         ax.grid(axis="x", alpha=0.3)
-    axes[-1, 0].set_xlabel("Δ (percentage points), 95% paired bootstrap CI")
+    axes[-1, 0].set_xlabel("Δ (percentage points), paired 95% CI")
     fig.suptitle(f"{report['before']['label']} → {report['after']['label']}", fontsize=11)
     fig.tight_layout()
     buf = io.BytesIO()

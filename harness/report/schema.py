@@ -75,6 +75,9 @@ def _check_comparison(c: _Checker, report: dict[str, Any]) -> None:
             for key in ("before", "after", "delta"):
                 c.number(m, key, mp)
             c.ci(m, mp)
+            if report.get("schema_version", 1) >= 2:  # intervals by kind, MDE, adjustment
+                for key in ("p_value", "p_adjusted", "mde"):
+                    c.number(m, key, mp)
     forgetting = report.get("forgetting")
     if not isinstance(forgetting, list):
         c.fail("forgetting", "is missing or not a list")

@@ -23,7 +23,7 @@ from typing import Any
 
 from harness.errors import ConfigError, DataError
 from harness.paths import dir_mode, file_mode, inside
-from harness.report import SCHEMA_VERSION
+from harness.report import READABLE_VERSIONS
 
 STAGING_PREFIX = ".harness-staging-"
 # Top-level entries of a report folder and of a leaderboard folder: a new one replaces these
@@ -223,9 +223,10 @@ def load_report(path: Path) -> dict[str, Any]:
     report = read_json(path, "report.json")
     if not isinstance(report, dict) or "schema_version" not in report:
         raise DataError(f"{path}: not a harness report (no schema_version)")
-    if report["schema_version"] != SCHEMA_VERSION:
+    if report["schema_version"] not in READABLE_VERSIONS:
         raise DataError(f"{path}: report schema_version {report['schema_version']!r} is not "
-                        f"supported (this harness reads {SCHEMA_VERSION}); re-run it with "
-                        f"this version")
+                        f"supported (this harness reads "
+                        f"{', '.join(map(str, READABLE_VERSIONS))}); re-run it with this "
+                        f"version")
     check_report(report, str(path))
     return report

@@ -120,6 +120,10 @@ def _add_eval(p: argparse.ArgumentParser, tasks_required: bool = True) -> None:
                    help="prompt every generation task through the model's chat template: auto "
                         "(when the tokenizer has one), always, or never (default: each task's "
                         "own setting)")
+    p.add_argument("--seeds", type=_integer(1, 100, "a number of seeds from 1 to 100"),
+                   default=1, metavar="K",
+                   help="run each sampling generation task (do_sample) with K seeds; its "
+                        "intervals are clustered by example (default 1)")
     p.add_argument("--lm-eval-include", type=Path, action="append", default=[],
                    help="folder of lm-eval task YAMLs, for --tasks lm_eval:NAME (repeatable)")
     p.add_argument("--cache-dir", type=Path,
@@ -324,7 +328,7 @@ def _run_spec(args: argparse.Namespace, tasks: tuple[str, ...], include_base: bo
                    max_new_tokens=args.max_new_tokens, bertscore=_bert_spec(args),
                    bootstrap=args.bootstrap, seed=args.seed, cache_dir=_cache_dir(args),
                    refresh=args.refresh, lm_eval_include=tuple(args.lm_eval_include),
-                   code=_policy(args), chat_template=args.chat_template)
+                   code=_policy(args), chat_template=args.chat_template, seeds=args.seeds)
 
 
 def cmd_run(args: argparse.Namespace) -> int:

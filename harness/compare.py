@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from harness import __version__, degenerate
+from harness import __version__, degenerate, seeds
 from harness.errors import ConfigError, DataError
 from harness.metrics import INFO, is_proportion
 from harness.report import SCHEMA_VERSION
@@ -95,6 +95,12 @@ def _check_same_examples(before: RunView, after: RunView) -> None:
         a_ids = [r["id"] for r in after.samples[task]]
         b_hash = [r.get("example_hash") for r in before.samples[task]]
         a_hash = [r.get("example_hash") for r in after.samples[task]]
+        b_seeds = [r.get("seed") for r in before.samples[task]]
+        a_seeds = [r.get("seed") for r in after.samples[task]]
+        if b_seeds != a_seeds and b_ids == a_ids:
+            raise DataError(f"task '{task}': the runs sampled with different seeds (before "
+                            f"{sorted(set(map(str, b_seeds)))}, after "
+                            f"{sorted(set(map(str, a_seeds)))}); run both with the same --seeds")
         if b_ids != a_ids or b_hash != a_hash:
             only_b = len(set(b_ids) - set(a_ids))
             only_a = len(set(a_ids) - set(b_ids))
@@ -138,7 +144,7 @@ def _examples(before: list[dict[str, Any]], after: list[dict[str, Any]]) -> list
 
 def _scores(kind: str, records: list[dict[str, Any]], task: str, side: str) -> Any:
     try:
-        return scores_from_records(kind, records)
+        return seeds.cluster(records, scores_from_records(kind, records))
     except (KeyError, TypeError, ValueError, IndexError, AttributeError) as err:
         raise DataError(f"task '{task}': the {side} run's samples lack the per-example values "
                         f"its metrics need ({type(err).__name__}: {err}); re-run that "
@@ -177,11 +183,15 @@ def compare_runs(before: RunView, after: RunView, general: Sequence[str], resamp
                                "higher_is_better": info.higher_is_better if info else None}
         role = "general" if name in general else "target"
         entry: dict[str, Any] = {
-            "role": role, "kind": kind, "n": len(before.samples[name]),
+            "role": role, "kind": kind,
+            "n": len(before.samples[name]) // seeds.seed_count(before.samples[name]),
             "dataset": before.tasks[name]["dataset"], "metrics": metrics,
             "metrics_not_compared": sorted(names_b ^ names_a),
             "config": before.tasks[name]["config"],
         }
+        k = seeds.seed_count(before.samples[name])
+        if k > 1:
+            entry["seeds"] = {"k": k, "ci": "clustered by example (values averaged over seeds)"}
         if kind == "generation":
             entry["examples"] = _examples(before.samples[name], after.samples[name])
             entry["degenerate"] = {"before": degenerate.summarize(before.samples[name]),

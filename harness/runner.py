@@ -9,7 +9,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict
 from typing import Any
 
-from harness import RESULTS_VERSION, degenerate, distributed, env, lmeval
+from harness import RESULTS_VERSION, degenerate, distributed, env, lmeval, seeds
 from harness.data import TaskData, canonical_json, load_task_data
 from harness.engine import Engine
 from harness.errors import ConfigError
@@ -57,32 +57,42 @@ def summarize_task(task: TaskSpec, data_source: str, data_sha: str,
                    records: list[dict[str, Any]], bert: BertScoreSpec, resamples: int,
                    seed: int, max_new_tokens: int | None) -> dict[str, Any]:
     """Metrics (value, CI, stderr, n) for one task; per-example values go into the records."""
-    scores = score_records(task, records, bert)
+    raw = score_records(task, records, bert)
+    for name, values in raw.per_example.items():
+        for rec, v in zip(records, values, strict=True):
+            rec.setdefault("metrics", {})[name] = v
+    scores = seeds.cluster(records, raw)  # per example: averaged over seeds, if several
     metrics: dict[str, Any] = {}
     for name, values in scores.per_example.items():
         metrics[name] = summarize(values, resamples, seed,
                                   proportion=is_proportion(name, values)).to_json()
-        for rec, v in zip(records, values, strict=True):
-            rec.setdefault("metrics", {})[name] = v
     stats_seen: set[int] = set()
-    for name, cm in scores.corpus.items():
-        metrics[name] = summarize_corpus(cm.stats, cm.compute, resamples, seed).to_json()
+    for name, cm in raw.corpus.items():  # per record; the clustered sums feed the CI below
         if id(cm.stats) not in stats_seen:
             stats_seen.add(id(cm.stats))
             if name.startswith("bleu"):  # perplexity's statistics are in the records already
                 for rec, row in zip(records, cm.stats.tolist(), strict=True):
                     rec.setdefault("metrics", {})["bleu_stats"] = row
+    for name, cm in scores.corpus.items():
+        metrics[name] = summarize_corpus(cm.stats, cm.compute, resamples, seed).to_json()
     config = task_config(task, max_new_tokens)
     extra: dict[str, Any] = {"degenerate": degenerate.summarize(records)} \
         if task.kind == "generation" else {}
     if task.kind in ("generation", "perplexity") and records:
         extra["prompt_format"] = "chat template" if records[0].get("chat_template") else "plain"
+    k = seeds.seed_count(records)
+    if k > 1:
+        extra["seeds"] = {"k": k, "seeds": sorted({r["seed"] for r in records}),
+                          "variance": seeds.variance(records, raw),
+                          "ci": "clustered by example: per-example values averaged over "
+                                "seeds, corpus statistics summed over seeds"}
+    n = len(records) // k
     return {
         **extra,
         "kind": task.kind,
-        "dataset": {"source": data_source, "sha256": data_sha, "n": len(records)},
-        "n": len(records),
-        "truncated": sum(1 for r in records if r.get("truncated")),
+        "dataset": {"source": data_source, "sha256": data_sha, "n": n},
+        "n": n,
+        "truncated": sum(1 for r in records if r.get("truncated")) // k,
         "config": config,
         "task_fingerprint": task_fingerprint(config),
         "metrics": metrics,
@@ -211,8 +221,17 @@ def run_variant(loaded: LoadedModel, variant: Variant, tasks: Sequence[TaskSpec]
             data = datasets[task.name]
             label = f"{variant.label}/{task.name}"
             start = time.perf_counter()
-            records, computed = run_task(task, data, engine, variant, spec, store, progress,
-                                         label)
+            records, computed = [], 0
+            runs = seeds.seeded(task, spec.seeds)
+            for run_as in runs:
+                part, done = run_task(run_as, data, engine, variant, spec, store, progress,
+                                      label if len(runs) == 1 else
+                                      f"{label} (seed {run_as.generation.seed})")
+                if len(runs) > 1:
+                    for rec in part:
+                        rec["seed"] = run_as.generation.seed
+                records += part
+                computed += done
             model_seconds = time.perf_counter() - start
             result = summarize_task(task, data.source, data.sha256, records, spec.bertscore,
                                     spec.bootstrap, spec.seed, spec.max_new_tokens)

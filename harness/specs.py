@@ -132,6 +132,7 @@ class RunSpec:
     lm_eval_include: tuple[Path, ...] = ()  # folders of lm-eval task YAMLs
     code: CodePolicy = field(default_factory=CodePolicy)  # which task code may run
     chat_template: ChatMode | None = None  # --chat-template: overrides the tasks' setting
+    seeds: int = 1                  # --seeds: sampling generation tasks run once per seed
 
     @property
     def lm_eval_tasks(self) -> tuple[str, ...]:

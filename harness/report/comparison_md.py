@@ -153,6 +153,10 @@ def render_comparison(report: dict[str, Any]) -> str:
         for metric, m in sorted(entry["metrics"].items(), key=lambda kv: metric_order(kv[0])):
             lines.append(_row(metric, m, adjustment))
         lines += methods_line(entry["metrics"])
+        if entry.get("seeds"):
+            lines += ["", f"Sampled with {entry['seeds']['k']} seeds per model; each example's "
+                          f"value is its mean over the seeds, and the intervals are taken over "
+                          f"the {entry['n']} examples (clustered by example)."]
         if entry.get("metrics_not_compared"):
             lines += ["", "Not in both runs, not compared: "
                       + ", ".join(entry["metrics_not_compared"]) + "."]

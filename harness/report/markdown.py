@@ -95,11 +95,28 @@ def _task_section(name: str, task: dict[str, Any]) -> list[str]:
         out.append(f"| {metric_label(metric)} | {fmt_value(metric, m['value'])} | "
                    f"[{fmt_value(metric, lo)}, {fmt_value(metric, hi)}] | "
                    f"{fmt_value(metric, m['stderr'])} | {m['n']} |")
+    out += _seeds_lines(task)
     bert = task.get("metric_config", {}).get("bertscore")
     if bert:
         out += ["", f"BERTScore: `{bert['model']}`, layer {bert['num_layers']}, "
                     f"{bert['library']}."]
     return out + [""]
+
+
+def _seeds_lines(task: dict[str, Any]) -> list[str]:
+    """Sampled with several seeds: what the interval is clustered on, and the two variance
+    components of one draw per metric."""
+    block = task.get("seeds")
+    if not block:
+        return []
+    out = ["", f"Sampled with {block['k']} seeds ({', '.join(map(str, block['seeds']))}); each "
+               f"example's value is its mean over the seeds, and the CI is taken over the "
+               f"{task['n']} examples (clustered by example).", "",
+           "| Metric | Variance between examples | Variance between seeds |", "|---|---:|---:|"]
+    for metric, v in sorted(block["variance"].items(), key=lambda kv: metric_order(kv[0])):
+        out.append(f"| {metric_label(metric)} | {v['between_examples']:.4g} | "
+                   f"{v['between_seeds']:.4g} |")
+    return out
 
 
 def render_run(report: dict[str, Any]) -> str:

@@ -22,6 +22,7 @@ from harness.runner import scores_from_records
 from harness.stats import ALPHA, POWER, PairedDelta, adjust, paired_delta, paired_delta_corpus
 
 N_EXAMPLES = 3
+DATA_ONLY = frozenset({"ref_words"})  # metrics of the references alone: the same both sides
 
 
 @dataclass
@@ -172,7 +173,7 @@ def compare_runs(before: RunView, after: RunView, general: Sequence[str], resamp
             raise DataError(f"task '{name}': the two runs share no per-example metric "
                             f"(before: {', '.join(sorted(names_b)) or 'none'}; after: "
                             f"{', '.join(sorted(names_a)) or 'none'})")
-        for metric in sorted(names_b & names_a):
+        for metric in sorted((names_b & names_a) - DATA_ONLY):
             d = _delta(metric, sb, sa, resamples, seed)
             info = INFO.get(metric)
             metrics[metric] = {"before": d.before, "after": d.after, "delta": d.delta,
@@ -192,6 +193,9 @@ def compare_runs(before: RunView, after: RunView, general: Sequence[str], resamp
         k = seeds.seed_count(before.samples[name])
         if k > 1:
             entry["seeds"] = {"k": k, "ci": "clustered by example (values averaged over seeds)"}
+        if "ref_words" in sb.per_example:  # a property of the data: shown, not compared
+            entry["reference_words"] = round(float(sum(sb.per_example["ref_words"]))
+                                             / max(len(sb.per_example["ref_words"]), 1), 12)
         if kind == "generation":
             entry["examples"] = _examples(before.samples[name], after.samples[name])
             entry["degenerate"] = {"before": degenerate.summarize(before.samples[name]),

@@ -42,8 +42,10 @@ def test_comparison_report_shape(runs):
     assert acc["ci_method"] == "Tango score interval; mid-p McNemar test"
     rouge = report["tasks"]["cnn_dailymail"]["metrics"]["rougeL"]
     assert rouge["ci_method"] == "paired t interval; paired t test"
-    words = report["tasks"]["cnn_dailymail"]["metrics"]["ref_words"]
+    words = report["tasks"]["cnn_dailymail"]["metrics"]["gen_words"]
     assert words["p_adjusted"] is None  # descriptive: outside the adjusted family
+    assert "ref_words" not in report["tasks"]["cnn_dailymail"]["metrics"]  # data, not model
+    assert report["tasks"]["cnn_dailymail"]["reference_words"] > 0
     assert report["settings"]["adjustment"] == "holm"
     assert {f["task"] for f in report["forgetting"]} == {"hellaswag"}
     assert report["before"]["model"]["id"] != report["after"]["model"]["id"]

@@ -148,7 +148,9 @@ def render_comparison(report: dict[str, Any]) -> str:
         entry = tasks[t]
         ds = entry["dataset"]
         lines += [f"## {t} ({entry['role']})", "",
-                  f"n = {entry['n']} examples, `{ds['source']}` (sha256 `{ds['sha256'][:12]}`).",
+                  f"n = {entry['n']} examples, `{ds['source']}` (sha256 `{ds['sha256'][:12]}`)"
+                  + (f"; references average {entry['reference_words']:.1f} words."
+                     if entry.get("reference_words") is not None else "."),
                   "", header]
         for metric, m in sorted(entry["metrics"].items(), key=lambda kv: metric_order(kv[0])):
             lines.append(_row(metric, m, adjustment))

@@ -403,7 +403,7 @@ def cmd_gate(args: argparse.Namespace) -> int:
     rules = load_rules(args.rule, args.rules)
     report = load_report(args.report)
     verdicts = evaluate_rules(report, rules, args.strict, args.significance)
-    print(render_verdicts(verdicts, args.strict))
+    print(render_verdicts(verdicts, args.strict, args.significance))
     return EXIT_OK if all(v.passed for v in verdicts) else EXIT_FAIL
 
 

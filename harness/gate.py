@@ -169,7 +169,8 @@ def evaluate_rules(report: dict[str, Any], rules: Sequence[Rule], strict: bool,
     return verdicts
 
 
-def render_verdicts(verdicts: Sequence[Verdict], strict: bool) -> str:
+def render_verdicts(verdicts: Sequence[Verdict], strict: bool,
+                    significance: str = "raw") -> str:
     lines = []
     for v in verdicts:
         ci = f" [95% CI {v.ci95[0]:+.4g}, {v.ci95[1]:+.4g}]" if v.ci95 else ""
@@ -177,5 +178,7 @@ def render_verdicts(verdicts: Sequence[Verdict], strict: bool) -> str:
         lines.append(f"{status}  {v.rule.text}: value {v.value:+.4g}{ci}")
     failed = sum(1 for v in verdicts if not v.passed)
     mode = "strict: whole CI must hold" if strict else "fails only on significant violations"
+    if significance == "adjusted" and not strict:
+        mode = "fails only on violations significant after the report's adjustment"
     lines.append(f"{len(verdicts) - failed} passed, {failed} failed ({mode})")
     return "\n".join(lines)

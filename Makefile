@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test clean
+.PHONY: setup demo test test-real clean
 
 $(STAMP): requirements.lock pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -29,6 +29,10 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+# The real-model tier (.ci/run runs it after make test): SmolLM2-135M on the CPU, minutes.
+test-real: $(STAMP)
+	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q -m realmodel $(PYTEST_ARGS) tests
 
 clean:
 	rm -rf $(VENV) reports/demo .pytest_cache

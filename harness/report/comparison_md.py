@@ -9,6 +9,7 @@ from harness.metrics import INFO
 from harness.report.markdown import (
     adapter_check,
     fmt_value,
+    methods_line,
     metric_label,
     metric_order,
     model_format,
@@ -84,19 +85,6 @@ def _row(metric: str, m: dict[str, Any], adjustment: str, task: str | None = Non
             f"{fmt_value(metric, m['after'])} | {fmt_delta(metric, m['delta'])} | "
             f"[{fmt_delta(metric, lo)}, {fmt_delta(metric, hi)}] | {_p(m['p_value'])} | "
             f"{_p(m.get('p_adjusted'))} | {mde} | {verdict(m, adjustment)} |")
-
-
-def methods_line(metrics: dict[str, Any]) -> list[str]:
-    """Which interval and test each metric used, grouped by method."""
-    groups: dict[str, list[str]] = {}
-    for metric in sorted(metrics, key=metric_order):
-        method = metrics[metric].get("ci_method")
-        if method:
-            groups.setdefault(method, []).append(metric_label(metric))
-    if not groups:
-        return []
-    return ["", "Methods: " + "; ".join(f"{method} ({', '.join(names)})"
-                                        for method, names in groups.items()) + "."]
 
 
 def _cell(text: str) -> str:

@@ -95,12 +95,26 @@ def _task_section(name: str, task: dict[str, Any]) -> list[str]:
         out.append(f"| {metric_label(metric)} | {fmt_value(metric, m['value'])} | "
                    f"[{fmt_value(metric, lo)}, {fmt_value(metric, hi)}] | "
                    f"{fmt_value(metric, m['stderr'])} | {m['n']} |")
+    out += methods_line(task["metrics"])
     out += _seeds_lines(task)
     bert = task.get("metric_config", {}).get("bertscore")
     if bert:
         out += ["", f"BERTScore: `{bert['model']}`, layer {bert['num_layers']}, "
                     f"{bert['library']}."]
     return out + [""]
+
+
+def methods_line(metrics: dict[str, Any]) -> list[str]:
+    """Which interval (and test) each metric used, grouped by method."""
+    groups: dict[str, list[str]] = {}
+    for metric in sorted(metrics, key=metric_order):
+        method = metrics[metric].get("ci_method")
+        if method:
+            groups.setdefault(method, []).append(metric_label(metric))
+    if not groups:
+        return []
+    return ["", "Methods: " + "; ".join(f"{method} ({', '.join(names)})"
+                                        for method, names in groups.items()) + "."]
 
 
 def _seeds_lines(task: dict[str, Any]) -> list[str]:

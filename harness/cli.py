@@ -225,6 +225,19 @@ def build_parser() -> argparse.ArgumentParser:
                          "chat_template=MODE)")
     _add_allow_code(tr)
 
+    ex = sub.add_parser("export", help="merge a LoRA adapter into its base: a plain "
+                        "transformers folder")
+    ex.add_argument("adapter", type=Path, help="the adapter folder (harness train's --out)")
+    ex.add_argument("--merge", action="store_true", required=True,
+                    help="merge the adapter into its base (required: the one export for now)")
+    ex.add_argument("--base", help="the base to merge into (default: the one the adapter's "
+                                   "recipe or adapter_config.json names)")
+    ex.add_argument("--dtype", choices=["auto", "float32", "float16", "bfloat16"],
+                    default="auto", help="weights of the merged model (auto: the base "
+                                         "config's 16-bit type, else float32)")
+    ex.add_argument("--trust-remote-code", action="store_true")
+    ex.add_argument("--out", type=_out, required=True)
+
     ca = sub.add_parser("cache", help="show or trim the per-example result store")
     ca.add_argument("action", choices=["info", "prune"])
     ca.add_argument("--cache-dir", type=Path)
@@ -472,6 +485,16 @@ def cmd_cache(args: argparse.Namespace) -> int:
         store.close()
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from harness.export import ExportSpec, describe, export_merged
+
+    summary = export_merged(ExportSpec(adapter=args.adapter, out=args.out, base=args.base,
+                                       dtype=args.dtype,
+                                       trust_remote_code=args.trust_remote_code))
+    print(describe(summary, args.out), file=sys.stderr)
+    return EXIT_OK
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from harness.demo import run_demo
 
@@ -494,8 +517,8 @@ def _quiet_libraries() -> None:
 
 COMMANDS = {"tasks": cmd_tasks, "run": cmd_run, "score": cmd_score, "compare": cmd_compare,
             "gate": cmd_gate, "leaderboard": cmd_leaderboard, "train": cmd_train,
-            "cache": cmd_cache, "demo": cmd_demo}
-OUT_COMMANDS = ("run", "score", "compare", "leaderboard", "demo")
+            "cache": cmd_cache, "demo": cmd_demo, "export": cmd_export}
+OUT_COMMANDS = ("run", "score", "compare", "leaderboard", "demo", "export")
 _DISK_FULL = (errno.ENOSPC, errno.EFBIG, getattr(errno, "EDQUOT", errno.ENOSPC))
 
 

@@ -188,6 +188,17 @@ def build_parser() -> argparse.ArgumentParser:
                    help="general tasks that form the forgetting set (comma-separated)")
     c.add_argument("--resamples", type=_resamples, default=10_000,
                    help="bootstrap resamples for the deltas of corpus metrics (BLEU, perplexity)")
+    c.add_argument("--candidate", metavar="MODEL",
+                   help="compare two models instead of base vs adapter: MODEL (a folder, hub "
+                        "id or .gguf file, e.g. a merged export or its quantised GGUF) against "
+                        "--base, with a divergence section (KL divergence, same top token, "
+                        "perplexity ratio)")
+    c.add_argument("--text", type=Path, metavar="FILE",
+                   help="--candidate: texts for the divergence (.jsonl with a \"text\" field, "
+                        "or plain text, blank-line separated; default: the tasks' prompts)")
+    c.add_argument("--divergence-tokens", type=_integer(1, 10_000_000, "a number of tokens"),
+                   default=16_384, metavar="N",
+                   help="--candidate: at most N predicted tokens for the divergence")
     c.add_argument("--adjust", choices=["holm", "bh", "none"], default="holm",
                    help="multiple-comparison adjustment across the target cells and across the "
                         "forgetting cells: Holm (family-wise, default), Benjamini-Hochberg "
@@ -387,14 +398,31 @@ def cmd_compare(args: argparse.Namespace) -> int:
     if args.runs:
         if len(args.runs) != 2:
             raise ConfigError("compare takes two run folders: BEFORE_DIR AFTER_DIR")
-        if args.base or args.adapter:
-            raise ConfigError("give either two run folders or --base/--adapter, not both")
+        if args.base or args.adapter or args.candidate:
+            raise ConfigError("give either two run folders or --base/--adapter (or "
+                              "--candidate), not both")
         before, after = load_run_dir(args.runs[0]), load_run_dir(args.runs[1])
         report = compare_runs(before, after, general, args.resamples, args.seed, args.adjust)
         markdown = write_comparison(args.out, report, before, after, None)
+    elif args.candidate:
+        from harness.compare import DivergenceSpec, compare_two_models
+        from harness.registry import discover_tasks
+
+        if not args.base or args.adapter or not args.tasks:
+            raise ConfigError("compare --candidate MODEL needs --base and --tasks, and no "
+                              "--adapter (it compares two models)")
+        tasks = tuple(dict.fromkeys(_task_list(args.tasks) + general))
+        spec = _run_spec(args, tasks, include_base=False)
+        markdown = compare_two_models(spec, args.candidate, discover_tasks(args.tasks_dir),
+                                      general, args.resamples, args.out, args.adjust,
+                                      DivergenceSpec(args.text, args.divergence_tokens))
+        if not is_main():
+            return EXIT_OK
     else:
         from harness.registry import discover_tasks
 
+        if args.text is not None:
+            raise ConfigError("--text is for compare --candidate (the divergence's texts)")
         if not args.base or len(args.adapter) != 1 or not args.tasks:
             raise ConfigError("compare needs --base, exactly one --adapter and --tasks "
                               "(or two run folders)")

@@ -257,3 +257,72 @@ def compare_models(spec: Any, registry: Mapping[str, Any], general: Sequence[str
     before, after = views_from_run(run_report, samples)
     report = compare_runs(before, after, general, resamples, spec.seed, adjustment)
     return write_comparison(out, report, before, after, run_report)
+
+
+@dataclass(frozen=True)
+class DivergenceSpec:
+    """compare --candidate: the texts the divergence is measured on (None: the tasks'
+    prompts and references) and the most predicted tokens it reads."""
+
+    text: Path | None = None
+    max_tokens: int = 16_384
+
+
+def compare_two_models(spec: Any, candidate: str, registry: Mapping[str, Any],
+                       general: Sequence[str], resamples: int, out: Path,
+                       adjustment: str = "holm",
+                       divergence: DivergenceSpec = DivergenceSpec()) -> str:
+    """Two models, not base vs adapter: `spec.model.base` ("before") and `candidate`
+    ("after", e.g. its merged export or a quantised GGUF), each evaluated on every task, the
+    same paired report, plus how far the candidate's next-token distributions are from the
+    base's (harness.divergence)."""
+    from dataclasses import replace
+
+    from harness.distributed import is_main
+    from harness.paths import safe_label
+    from harness.runner import evaluate
+
+    base_spec = replace(spec, model=replace(spec.model, adapters=(), include_base=False))
+    cand_spec = replace(base_spec, model=replace(base_spec.model, base=candidate))
+    divergence_block = _divergence(base_spec, cand_spec, registry, divergence)
+    before_report, before_samples = evaluate(base_spec, registry)
+    after_report, after_samples = evaluate(cand_spec, registry)
+    if not is_main():
+        return ""
+    before = views_from_run(before_report, before_samples)[0]
+    after = views_from_run(after_report, after_samples)[0]
+    after.label = safe_label(Path(candidate.rstrip("/")).name, "candidate")
+    if after.label == before.label:
+        after.label = "candidate"
+    report = compare_runs(before, after, general, resamples, spec.seed, adjustment)
+    report["mode"] = "models"
+    report["divergence"] = divergence_block
+    return write_comparison(out, report, before, after,
+                            {"before": before_report, "after": after_report})
+
+
+def _divergence(base_spec: Any, cand_spec: Any, registry: Mapping[str, Any],
+                spec: DivergenceSpec) -> dict[str, Any]:
+    """Both models loaded at once; measured before the task runs, so a tokenizer mismatch
+    stops the command before hours of evaluation."""
+    from harness import divergence
+    from harness.models import load_model
+    from harness.prompts import with_chat_template
+    from harness.runner import load_all_data, resolve_tasks
+
+    first = load_model(base_spec.model)
+    second = load_model(cand_spec.model)
+    divergence.check_same_tokenizer(first.tokenizer, second.tokenizer,
+                                    (base_spec.model.base, cand_spec.model.base))
+    if spec.text is not None:
+        texts, source = divergence.read_texts(spec.text), f"file:{spec.text}"
+    else:
+        data = dict(base_spec.data)
+        tasks = [with_chat_template(t, base_spec.chat_template)
+                 for t in resolve_tasks(base_spec.tasks, registry, data)]
+        datasets = load_all_data(tasks, data, base_spec.limit, base_spec.code)
+        texts = divergence.task_texts(tasks, datasets, first.tokenizer)
+        source = "the tasks' prompts (and references)"
+    result = divergence.measure(first.model, second.model, first.tokenizer, texts,
+                                spec.max_tokens)
+    return {"source": source, **result}

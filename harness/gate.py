@@ -109,7 +109,30 @@ class Found:
     significant_adjusted: bool | None  # comparisons' deltas; None: not in an adjusted family
 
 
+DIVERGENCE = ("kld_mean", "kld_p99", "kld_max", "same_top_token", "ppl_before", "ppl_after",
+              "ppl_ratio")
+
+
+def _divergence(report: dict[str, Any], rule: Rule) -> Found:
+    """`divergence.kld_mean < 0.05`: a figure of compare --candidate's divergence block."""
+    block = report.get("divergence")
+    if not isinstance(block, dict):
+        raise ConfigError(f"rule '{rule.text}': this report has no divergence block (compare "
+                          f"--candidate MODEL writes one)")
+    if rule.field is not None:
+        raise ConfigError(f"rule '{rule.text}': divergence figures have no .{rule.field}")
+    _pick(list(DIVERGENCE), rule.metric, "divergence figure")
+    value = block.get(rule.metric)
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        raise DataError(f"rule '{rule.text}': the report's divergence.{rule.metric} is not a "
+                        f"number")
+    return Found(float(value), None, None)
+
+
 def _lookup(report: dict[str, Any], rule: Rule) -> Found:
+    if rule.task == "divergence" and report.get("kind") == "comparison" \
+            and "divergence" not in report.get("tasks", {}):
+        return _divergence(report, rule)
     if report.get("kind") == "comparison":
         tasks, comparison, field = report["tasks"], True, rule.field or "delta"
         if field == "value":

@@ -87,6 +87,21 @@ def _row(metric: str, m: dict[str, Any], adjustment: str, task: str | None = Non
             f"{_p(m.get('p_adjusted'))} | {mde} | {verdict(m, adjustment)} |")
 
 
+def divergence_lines(block: dict[str, Any] | None) -> list[str]:
+    """compare --candidate: how far the candidate's next-token distributions are from the
+    base's (llama.cpp's KL-divergence statistics)."""
+    if not block:
+        return []
+    return ["## Divergence (candidate vs base)", "",
+            f"Over {block['tokens']} predicted tokens of {block['texts']} texts "
+            f"({block['source']}); KL(base ‖ candidate) per token.", "",
+            "| Mean KLD | 99th pct KLD | Max KLD | Same top token | PPL base | PPL candidate "
+            "| PPL ratio |", "|---:|---:|---:|---:|---:|---:|---:|",
+            f"| {block['kld_mean']:.4g} | {block['kld_p99']:.4g} | {block['kld_max']:.4g} | "
+            f"{100 * block['same_top_token']:.2f}% | {block['ppl_before']:.4g} | "
+            f"{block['ppl_after']:.4g} | {block['ppl_ratio']:.4f} |", ""]
+
+
 def _cell(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", "<br>") or "*(empty)*"
 
@@ -116,14 +131,16 @@ def render_comparison(report: dict[str, Any]) -> str:
             summary_line(t, headline(tasks[t]["metrics"]),
                          tasks[t]["metrics"][headline(tasks[t]["metrics"])], adjustment)
             for t in targets) + ".", ""]
-    lines += [f"Base = `{before['label']}`, +Adapter = `{after['label']}`. Scores marked (%) are "
+    other = "Candidate" if report.get("mode") == "models" else "+Adapter"
+    lines += [f"Base = `{before['label']}`, {other} = `{after['label']}`. Scores marked (%) are "
               "×100 and their Δ in percentage points. Each metric's 95% CI and p-value come "
               "from one method, named under its table: a change is significant when p < 0.05, "
               f"and then its CI excludes 0. {adj_name} p adjusts for the number of cells "
               f"(across the targets, and across the forgetting tasks); MDE is the smallest "
               f"true change these examples would find significant with 80% power.", ""]
-    header = (f"| Metric | Base | +Adapter | Δ | 95% CI | p | {adj_name} p | MDE | |\n"
+    header = (f"| Metric | Base | {other} | Δ | 95% CI | p | {adj_name} p | MDE | |\n"
               "|---|---:|---:|---:|---:|---:|---:|---:|---|")
+    lines += divergence_lines(report.get("divergence"))
     if general:
         lines += ["## Forgetting (general tasks)", "",
                   "| Task " + header.replace("\n", "\n|---"), ]
@@ -152,12 +169,12 @@ def render_comparison(report: dict[str, Any]) -> str:
                       + ", ".join(entry["metrics_not_compared"]) + "."]
         if entry.get("examples"):
             lines += ["", "<details><summary>Example outputs</summary>", "",
-                      "| id | Reference | Base | +Adapter |", "|---|---|---|---|"]
+                      f"| id | Reference | Base | {other} |", "|---|---|---|---|"]
             lines += [f"| {e['id']} | {_cell(e['reference'])} | {_cell(e['before'])} | "
                       f"{_cell(e['after'])} |" for e in entry["examples"]]
             lines += ["", "</details>"]
         lines.append("")
-    lines += ["## Set-up", "", "| | Base | +Adapter |", "|---|---|---|"]
+    lines += ["## Set-up", "", f"| | Base | {other} |", "|---|---|---|"]
     for key in ("id", "quantization", "dtype"):
         lines.append(f"| {key} | {before['model'].get(key)} | {after['model'].get(key)} |")
     base = before["model"].get("base") or {}

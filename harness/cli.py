@@ -236,13 +236,18 @@ def build_parser() -> argparse.ArgumentParser:
                          "chat_template=MODE)")
     _add_allow_code(tr)
 
-    ex = sub.add_parser("export", help="merge a LoRA adapter into its base: a plain "
-                        "transformers folder")
-    ex.add_argument("adapter", type=Path, help="the adapter folder (harness train's --out)")
-    ex.add_argument("--merge", action="store_true", required=True,
-                    help="merge the adapter into its base (required: the one export for now)")
+    ex = sub.add_parser("export", help="merge a LoRA adapter into its base (a plain "
+                        "transformers folder) and/or write a GGUF file")
+    ex.add_argument("adapter", type=Path, nargs="?",
+                    help="the adapter folder (harness train's --out); leave out with --base "
+                         "B --gguf T to convert a base alone")
+    ex.add_argument("--merge", action="store_true",
+                    help="merge the adapter into its base and write a transformers folder")
+    ex.add_argument("--gguf", choices=["f16", "q8_0", "q4_0"],
+                    help="also (or, for a base alone, only) write a GGUF file of this type, "
+                         "checked against the model it came from")
     ex.add_argument("--base", help="the base to merge into (default: the one the adapter's "
-                                   "recipe or adapter_config.json names)")
+                                   "recipe or adapter_config.json names), or to convert")
     ex.add_argument("--dtype", choices=["auto", "float32", "float16", "bfloat16"],
                     default="auto", help="weights of the merged model (auto: the base "
                                          "config's 16-bit type, else float32)")
@@ -514,13 +519,32 @@ def cmd_cache(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from harness.export import ExportSpec, describe, export_merged
+    from harness.export import ExportSpec, describe, export_gguf, export_merged
 
-    summary = export_merged(ExportSpec(adapter=args.adapter, out=args.out, base=args.base,
-                                       dtype=args.dtype,
-                                       trust_remote_code=args.trust_remote_code))
-    print(describe(summary, args.out), file=sys.stderr)
+    if args.adapter is not None and not args.merge:
+        raise ConfigError("export ADAPTER needs --merge (an adapter is exported merged into "
+                          "its base)")
+    if args.adapter is None and (args.merge or not args.base or not args.gguf):
+        raise ConfigError("export needs ADAPTER --merge [--gguf TYPE], or --base MODEL --gguf "
+                          "TYPE for a base alone")
+    spec = ExportSpec(adapter=args.adapter, out=args.out, base=args.base, dtype=args.dtype,
+                      trust_remote_code=args.trust_remote_code, gguf=args.gguf)
+    if args.adapter is not None:
+        summary = export_merged(spec)
+        print(describe(summary, args.out), file=sys.stderr)
+    if args.gguf:
+        summary = export_gguf(spec)
+        print(describe_gguf(summary, args.out), file=sys.stderr)
     return EXIT_OK
+
+
+def describe_gguf(summary: dict, out: Path) -> str:
+    check = summary["check"]
+    return (f"wrote {out / summary['file']}: GGUF {summary['type']} "
+            f"({summary['bytes'] / 2**20:.1f} MiB); read back through transformers, against "
+            f"the model it came from over {check['tokens']} tokens: mean KLD "
+            f"{check['kld_mean']:.3g}, 99th pct {check['kld_p99']:.3g}, same top token "
+            f"{100 * check['same_top_token']:.1f}%, PPL ratio {check['ppl_ratio']:.4f}")
 
 
 def cmd_demo(args: argparse.Namespace) -> int:

@@ -42,11 +42,18 @@ TOLERANCE = 1e-3  # max |log-prob| difference, merged vs un-merged, both in floa
 
 @dataclass(frozen=True)
 class ExportSpec:
-    adapter: Path
+    adapter: Path | None
     out: Path
     base: str | None = None
     dtype: str = "auto"
     trust_remote_code: bool = False
+    gguf: str | None = None  # f16 | q8_0 | q4_0
+
+
+# The written GGUF, read back through transformers, against the model it came from: mean KLD
+# per token above which the file is refused (set from measurement; q4_0 is reported only).
+GGUF_KLD_LIMIT = {"f16": 1e-3, "q8_0": 1e-2}
+CHECK_TOKENS = 2048
 
 
 def _recipe(adapter: Path) -> dict[str, Any]:
@@ -104,6 +111,7 @@ def export_merged(spec: ExportSpec) -> dict[str, Any]:
     from peft import PeftModel
     from transformers import AutoConfig, AutoModelForCausalLM
 
+    assert spec.adapter is not None
     adapter = spec.adapter.expanduser()
     if not adapter.is_dir():
         raise NotFoundError(f"{spec.adapter}: no such adapter folder")
@@ -196,3 +204,62 @@ def describe(summary: dict[str, Any], out: Path) -> str:
 
 def read_export(out: Path) -> dict[str, Any]:
     return json.loads((out / "export.json").read_text(encoding="utf-8"))
+
+
+def _check_texts() -> list[str]:
+    """Project-written text for the read-back check: news articles and everyday scenes."""
+    from harness import examples
+
+    texts = [r["article"] for r in examples.news_varied(6)]
+    texts += [f"{r['ctx']} {r['endings'][int(r['label'])]}" for r in
+              examples.commonsense_items()[:40]]
+    return [PROBE_TEXT, *texts]
+
+
+def export_gguf(spec: ExportSpec) -> dict[str, Any]:
+    """Write spec.out/NAME-TYPE.gguf from the merged folder just written (an adapter) or from
+    --base, read it back through transformers and check it against the source model."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from harness import divergence
+    from harness.gguf_export import write_gguf
+
+    assert spec.gguf is not None
+    out = spec.out
+    if spec.adapter is not None:
+        folder, label = out, out.resolve().name
+    else:
+        source = materialize(resolve_base(str(spec.base)))
+        if source.folder is None:
+            raise ConfigError(f"--base {spec.base}: GGUF export reads a local folder; download "
+                              f"the model first (huggingface-cli download) and give its folder")
+        folder, label = source.folder, Path(str(spec.base).rstrip("/")).name.removesuffix(
+            ".gguf")
+    name = f"{label}-{spec.gguf}.gguf".replace(" ", "_")
+    target = inside(out, out / name)
+    written = write_gguf(folder, target, spec.gguf, label)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(folder)
+        reference = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32).eval()
+        try:
+            back = AutoModelForCausalLM.from_pretrained(out, gguf_file=name,
+                                                        dtype=torch.float32).eval()
+        except Exception as err:
+            raise ModelError(f"transformers cannot read the GGUF file just written: "
+                             f"{first_line(err)}") from None
+        check = divergence.measure(reference, back, tokenizer, _check_texts(), CHECK_TOKENS)
+        limit = GGUF_KLD_LIMIT.get(spec.gguf)
+        if limit is not None and not check["kld_mean"] <= limit:
+            raise ModelError(f"the {spec.gguf} GGUF file, read back, differs from the model "
+                             f"(mean KLD {check['kld_mean']:.3g} > {limit}); not kept")
+    except BaseException:
+        target.unlink(missing_ok=True)
+        raise
+    summary = {**written, "check": {**check, "kld_mean_limit": limit,
+                                    "read_back": "transformers (gguf_file=, dequantized)"}}
+    record = read_export(out) if (out / "export.json").exists() else {
+        "harness_version": __version__, "kind": "gguf", "base": spec.base}
+    record.setdefault("gguf", {})[spec.gguf] = summary
+    (out / "export.json").write_text(dumps(record), encoding="utf-8")
+    return summary

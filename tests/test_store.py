@@ -205,9 +205,11 @@ def test_cache_info_and_prune(tmp_path, capsys):
 def test_ctrl_c_keeps_finished_examples_and_says_how_to_resume(tiny_lm, rouge_task, tmp_path):
     from harness import examples
 
-    data = examples.write_jsonl(examples.news(40), tmp_path / "news.jsonl")
+    # 400 rows: the run cannot finish between the last check and the signal on a busy machine
+    data = examples.write_jsonl(examples.news(400), tmp_path / "news.jsonl")
     cache, out = tmp_path / "cache", tmp_path / "out"
-    cmd = [sys.executable, "-m", "harness", *_news_args(tiny_lm, data, out, cache, rouge_task)]
+    cmd = [sys.executable, "-m", "harness",
+           *_news_args(tiny_lm, data, out, cache, rouge_task, "--limit", "400")]
     env = {**os.environ, "HARNESS_STORE_CHUNK": "2", "HARNESS_NO_PROGRESS": "1"}
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                             text=True)

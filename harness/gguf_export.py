@@ -1,0 +1,214 @@
+"""Write a transformers model folder as a GGUF file with the `gguf` package (pure Python):
+`harness export --gguf f16|q8_0|q4_0`.
+
+What it writes, as llama.cpp's converter lays it out:
+- metadata: architecture (llama, qwen2, qwen3), context length, widths, block count, head
+  counts, RMS-norm epsilon, rope base and dimension (linear rope scaling where set), file type;
+- tensors named by gguf's own name map (`gguf.get_tensor_name_map`); for the llama family the
+  Q and K projections permuted into llama.cpp's rope layout; a tied output layer written once
+  (as the embedding); 1-D tensors (norms, biases) in F32;
+- the tokenizer: every token by id with its type (normal, control, user-defined, unused
+  padding), the BPE merges, special token ids and the chat template (`gguf.SpecialVocab`),
+  tokenizer model "gpt2" (byte-level BPE) and the pre-tokenizer name llama.cpp knows the
+  family by.
+
+Quantisation uses `gguf.quants.quantize`. q8_0 and q4_0 quantise every 2-D weight whose rows
+split into 32-value blocks; q4_0 keeps the token embedding and output layer at q8_0, as
+llama.cpp's quantiser keeps the output layer at a higher precision. Other tensors are F16.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from harness.errors import ModelError, first_line
+from harness.paths import file_mode
+
+OUT_TYPES = ("f16", "q8_0", "q4_0")
+ARCHITECTURES = ("llama", "qwen2", "qwen3")
+
+
+def _pre_tokenizer(arch: str, vocab: int) -> str:
+    """The name llama.cpp gives the family's pre-tokenizer (its converter tells them apart
+    by a hash of the tokenizer's output; we know the families we write)."""
+    if arch in ("qwen2", "qwen3"):
+        return "qwen2"
+    if vocab == 49152:  # SmolLM / SmolLM2
+        return "smollm"
+    if vocab >= 128000:  # Llama 3
+        return "llama-bpe"
+    return "default"
+
+
+def _rope_theta(config: Any) -> float:
+    params = getattr(config, "rope_parameters", None) or {}
+    theta = params.get("rope_theta") if isinstance(params, dict) else None
+    return float(theta or getattr(config, "rope_theta", None) or 10000.0)
+
+
+def _rope_scaling(config: Any) -> dict[str, Any] | None:
+    params = getattr(config, "rope_parameters", None) or getattr(config, "rope_scaling", None)
+    if not isinstance(params, dict):
+        return None
+    kind = params.get("rope_type") or params.get("type") or "default"
+    return None if kind == "default" else {**params, "rope_type": kind}
+
+
+def permute_qk(weights: np.ndarray, n_head: int, n_head_kv: int | None = None) -> np.ndarray:
+    """HF's rotate-half layout of a Q or K projection to llama.cpp's interleaved rope layout:
+    within each head, the two halves of the rotary dimensions are interleaved pairwise."""
+    heads = n_head_kv if n_head_kv is not None and n_head_kv != n_head else n_head
+    shape = weights.shape
+    return (weights.reshape(heads, 2, shape[0] // heads // 2, *shape[1:])
+            .swapaxes(1, 2).reshape(shape))
+
+
+def _tokens(tokenizer: Any, vocab_size: int) -> tuple[list[str], list[int]]:
+    import gguf
+
+    by_id = {i: t for t, i in tokenizer.get_vocab().items()}
+    added = {tok.content: tok for tok in tokenizer.added_tokens_decoder.values()}
+    tokens, types = [], []
+    for i in range(vocab_size):
+        text = by_id.get(i)
+        if text is None:
+            tokens.append(f"[PAD{i}]")
+            types.append(gguf.TokenType.UNUSED)
+        elif text in added:
+            tokens.append(text)
+            types.append(gguf.TokenType.CONTROL if added[text].special
+                         else gguf.TokenType.USER_DEFINED)
+        else:
+            tokens.append(text)
+            types.append(gguf.TokenType.NORMAL)
+    return tokens, types
+
+
+def _tensor_type(name: str, data: np.ndarray, outtype: str) -> Any:
+    import gguf
+
+    q = gguf.GGMLQuantizationType
+    if data.ndim < 2:
+        return q.F32
+    if outtype == "f16":
+        return q.F16
+    block = gguf.GGML_QUANT_SIZES[q.Q8_0][0]
+    if data.shape[-1] % block:
+        return q.F16
+    if outtype == "q4_0" and name not in ("token_embd.weight", "output.weight"):
+        return q.Q4_0
+    return q.Q8_0
+
+
+def write_gguf(folder: Path, out_file: Path, outtype: str, name: str) -> dict[str, Any]:
+    """Write `folder` (a transformers causal LM) as GGUF at `out_file`; returns a summary."""
+    import gguf
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    if outtype not in OUT_TYPES:
+        raise ModelError(f"--gguf {outtype}: write one of {', '.join(OUT_TYPES)}")
+    config = AutoConfig.from_pretrained(folder)
+    arch = config.model_type
+    if arch not in ARCHITECTURES:
+        raise ModelError(f"GGUF export: architecture {arch!r} is not written yet (supported: "
+                         f"{', '.join(ARCHITECTURES)})")
+    scaling = _rope_scaling(config)
+    if scaling and scaling["rope_type"] != "linear":
+        raise ModelError(f"GGUF export: rope scaling {scaling['rope_type']!r} is not written "
+                         f"yet (supported: none, linear)")
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
+    state = {k: v.detach().float().numpy() for k, v in model.state_dict().items()}
+    del model
+    arch_id = {"llama": gguf.MODEL_ARCH.LLAMA, "qwen2": gguf.MODEL_ARCH.QWEN2,
+               "qwen3": gguf.MODEL_ARCH.QWEN3}[arch]
+    n_layers, n_head = config.num_hidden_layers, config.num_attention_heads
+    n_head_kv = getattr(config, "num_key_value_heads", None) or n_head
+    head_dim = getattr(config, "head_dim", None) or config.hidden_size // n_head
+    tie = bool(getattr(config, "tie_word_embeddings", False))
+    vocab_size = int(config.vocab_size)
+    file_type = {"f16": gguf.LlamaFileType.MOSTLY_F16, "q8_0": gguf.LlamaFileType.MOSTLY_Q8_0,
+                 "q4_0": gguf.LlamaFileType.MOSTLY_Q4_0}[outtype]
+
+    fd, tmp = tempfile.mkstemp(dir=out_file.parent, prefix=".harness-gguf-", suffix=".part")
+    os.close(fd)
+    writer = gguf.GGUFWriter(tmp, gguf.MODEL_ARCH_NAMES[arch_id])
+    try:
+        writer.add_type("model")
+        writer.add_name(name)
+        writer.add_context_length(int(config.max_position_embeddings))
+        writer.add_embedding_length(int(config.hidden_size))
+        writer.add_block_count(int(n_layers))
+        writer.add_feed_forward_length(int(config.intermediate_size))
+        writer.add_head_count(int(n_head))
+        writer.add_head_count_kv(int(n_head_kv))
+        writer.add_layer_norm_rms_eps(float(config.rms_norm_eps))
+        writer.add_rope_freq_base(_rope_theta(config))
+        writer.add_rope_dimension_count(int(head_dim))
+        if arch == "qwen3" or head_dim * n_head != config.hidden_size:
+            writer.add_key_length(int(head_dim))
+            writer.add_value_length(int(head_dim))
+        if scaling:
+            writer.add_rope_scaling_type(gguf.RopeScalingType.LINEAR)
+            writer.add_rope_scaling_factor(float(scaling["factor"]))
+        writer.add_vocab_size(vocab_size)
+        writer.add_file_type(file_type)
+        writer.add_quantization_version(gguf.GGML_QUANT_VERSION)
+        tokens, types = _tokens(tokenizer, vocab_size)
+        writer.add_tokenizer_model("gpt2")
+        writer.add_tokenizer_pre(_pre_tokenizer(arch, vocab_size))
+        writer.add_token_list(tokens)
+        writer.add_token_types(types)
+        special = gguf.SpecialVocab(str(folder), load_merges=True, n_vocab=vocab_size)
+        if not special.merges:
+            raise ModelError(f"GGUF export: {folder} has no BPE merges (tokenizer.json); only "
+                             f"byte-level BPE tokenizers are written")
+        special.add_to_gguf(writer)
+        if getattr(tokenizer, "chat_template", None) and "tokenizer.chat_template" \
+                not in writer.kv_data[0]:
+            writer.add_chat_template(tokenizer.chat_template)
+
+        names = gguf.get_tensor_name_map(arch_id, n_layers)
+        counts: dict[str, int] = {}
+        for hf_name, data in state.items():
+            if hf_name == "lm_head.weight" and tie:
+                continue  # the embedding is the output layer
+            gguf_name = names.get_name(hf_name, try_suffixes=(".weight", ".bias"))
+            if gguf_name is None:
+                raise ModelError(f"GGUF export: no GGUF name for tensor {hf_name!r} of a "
+                                 f"{arch} model")
+            if arch == "llama" and hf_name.endswith("self_attn.q_proj.weight"):
+                data = permute_qk(data, n_head, n_head)
+            elif arch == "llama" and hf_name.endswith("self_attn.k_proj.weight"):
+                data = permute_qk(data, n_head, n_head_kv)
+            qtype = _tensor_type(gguf_name, data, outtype)
+            if qtype == gguf.GGMLQuantizationType.F32:
+                writer.add_tensor(gguf_name, data.astype(np.float32))
+            elif qtype == gguf.GGMLQuantizationType.F16:
+                writer.add_tensor(gguf_name, data.astype(np.float16))
+            else:
+                writer.add_tensor(gguf_name, gguf.quants.quantize(data.astype(np.float32), qtype),
+                                  raw_dtype=qtype)
+            counts[qtype.name] = counts.get(qtype.name, 0) + 1
+        writer.write_header_to_file()
+        writer.write_kv_data_to_file()
+        writer.write_tensors_to_file()
+        writer.close()
+        os.chmod(tmp, file_mode())
+        os.replace(tmp, out_file)
+    except ModelError:
+        raise
+    except Exception as err:
+        raise ModelError(f"GGUF export of {folder} failed: {first_line(err)}") from None
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return {"file": out_file.name, "type": outtype, "architecture": arch,
+            "tensor_types": dict(sorted(counts.items())), "bytes": out_file.stat().st_size,
+            "tied_embeddings": tie}

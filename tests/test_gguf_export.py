@@ -1,0 +1,143 @@
+"""harness export --gguf: GGUF files written with the gguf package, read back through
+transformers and held against the source model (KLD, same top token), for the llama, qwen2 and
+qwen3 layouts; Q/K permutation, tied embeddings, tokenizer and chat template carried over."""
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from harness.cli import main
+
+TEXT = "The committee met on Tuesday to review the budget and the plan."
+
+
+def _qwen(tiny_lm, out, arch):
+    """A tiny random Qwen2 or Qwen3 model (tied embeddings) with the tiny tokenizer."""
+    import torch
+    from transformers import (
+        AutoTokenizer,
+        Qwen2Config,
+        Qwen2ForCausalLM,
+        Qwen3Config,
+        Qwen3ForCausalLM,
+    )
+
+    tok = AutoTokenizer.from_pretrained(tiny_lm)
+    common = dict(vocab_size=len(tok), hidden_size=64, intermediate_size=128,
+                  num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                  max_position_embeddings=512, tie_word_embeddings=True,
+                  bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id)
+    torch.manual_seed(0)
+    if arch == "qwen2":
+        model = Qwen2ForCausalLM(Qwen2Config(**common))
+    else:
+        # head_dim 128 (not hidden / heads), as in real Qwen3 models; transformers' GGUF reader
+        # takes Qwen3Config's default of 128 rather than the file's attention.key_length
+        model = Qwen3ForCausalLM(Qwen3Config(**common, head_dim=128))
+    model.save_pretrained(out)
+    for f in tiny_lm.iterdir():
+        if f.name.startswith(("tokenizer", "special_tokens", "chat_template")):
+            shutil.copy(f, out / f.name)
+    return out
+
+
+def _logprobs(model, tok, text=TEXT):
+    import torch
+
+    ids = tok(text, return_tensors="pt").input_ids
+    with torch.no_grad():
+        return torch.log_softmax(model(input_ids=ids).logits.float(), -1)
+
+
+def _export(capsys, *args):
+    code = main(["export", *args])
+    assert code == 0, capsys.readouterr().err
+    capsys.readouterr()
+
+
+def test_llama_gguf_types_read_back_and_keep_the_layout(tiny_lm, tmp_path, capsys):
+    import gguf
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    out = tmp_path / "out"
+    for kind in ("f16", "q8_0", "q4_0"):
+        _export(capsys, "--base", str(tiny_lm), "--gguf", kind, "--out", str(out))
+    record = json.loads((out / "export.json").read_text())["gguf"]
+    klds = [record[k]["check"]["kld_mean"] for k in ("f16", "q8_0", "q4_0")]
+    assert klds[0] < 1e-5 < klds[1] < 1e-2 < klds[2], klds
+    assert record["q4_0"]["tensor_types"]["Q4_0"] > 0 and record["q8_0"]["tensor_types"]["Q8_0"]
+    # transformers reads it back (dequantized), tokenizer included
+    tok = AutoTokenizer.from_pretrained(tiny_lm)
+    back_tok = AutoTokenizer.from_pretrained(out, gguf_file="tiny-lm0-f16.gguf")
+    assert back_tok(TEXT).input_ids == tok(TEXT).input_ids
+    src = AutoModelForCausalLM.from_pretrained(tiny_lm).eval()
+    back = AutoModelForCausalLM.from_pretrained(out, gguf_file="tiny-lm0-f16.gguf",
+                                                dtype=torch.float32).eval()
+    assert float((_logprobs(src, tok) - _logprobs(back, tok)).abs().max()) < 1e-2
+    # Q is stored in llama.cpp's interleaved rope layout, not HF's
+    reader = gguf.GGUFReader(out / "tiny-lm0-f16.gguf")
+    stored = {t.name: t for t in reader.tensors}
+    q_hf = src.model.layers[0].self_attn.q_proj.weight.detach().numpy()
+    q_file = np.asarray(stored["blk.0.attn_q.weight"].data, dtype=np.float32).reshape(q_hf.shape)
+    from harness.gguf_export import permute_qk
+
+    heads = src.config.num_attention_heads
+    assert np.allclose(q_file, permute_qk(q_hf, heads, heads), atol=1e-3)
+    assert not np.allclose(q_file, q_hf, atol=1e-3)
+    fields = {f: reader.fields[f] for f in reader.fields}
+    assert "tokenizer.chat_template" in fields and "tokenizer.ggml.merges" in fields
+
+
+@pytest.mark.parametrize("arch", ["qwen2", "qwen3"])
+def test_qwen_gguf_reads_back(arch, tiny_lm, tmp_path, capsys):
+    import gguf
+
+    src = _qwen(tiny_lm, tmp_path / arch, arch)
+    out = tmp_path / "out"
+    _export(capsys, "--base", str(src), "--gguf", "f16", "--out", str(out))
+    check = json.loads((out / "export.json").read_text())["gguf"]["f16"]
+    assert check["architecture"] == arch and check["tied_embeddings"]
+    assert check["check"]["kld_mean"] < 1e-5 and check["check"]["same_top_token"] > 0.99
+    names = {t.name for t in gguf.GGUFReader(out / f"{arch}-f16.gguf").tensors}
+    assert "output.weight" not in names and "token_embd.weight" in names
+    if arch == "qwen3":
+        assert "blk.0.attn_q_norm.weight" in names
+    else:
+        assert "blk.0.attn_q.bias" in names
+
+
+def test_merged_adapter_to_gguf_and_compared_as_a_candidate(tiny_lm, adapter, example_data,
+                                                            tmp_path, capsys):
+    out = tmp_path / "merged"
+    _export(capsys, str(adapter), "--merge", "--base", str(tiny_lm), "--gguf", "q8_0", "--out",
+            str(out))
+    record = json.loads((out / "export.json").read_text())
+    assert record["kind"] == "merged_adapter" and record["gguf"]["q8_0"]["check"]["tokens"] > 500
+    gguf_file = out / "merged-q8_0.gguf"
+    cmp = tmp_path / "cmp"
+    assert main(["compare", "--base", str(out), "--candidate", str(gguf_file), "--tasks",
+                 "hellaswag", "--data", f"hellaswag={example_data['hellaswag']}", "--limit",
+                 "6", "--no-cache", "--out", str(cmp)]) == 0, capsys.readouterr().err
+    block = json.loads((cmp / "report.json").read_text())["divergence"]
+    assert 0 < block["kld_mean"] < 1e-2
+
+
+def test_gguf_export_errors_are_one_line(tiny_lm, tmp_path, capsys):
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    gpt2 = tmp_path / "gpt2"
+    GPT2LMHeadModel(GPT2Config(n_layer=1, n_embd=32, n_head=2, vocab_size=100)).save_pretrained(
+        gpt2)
+    for args, message in [
+        (["--base", str(gpt2), "--gguf", "f16"], "architecture 'gpt2' is not written yet"),
+        (["--gguf", "f16"], "export needs ADAPTER --merge"),
+        (["--base", str(tiny_lm)], "export needs ADAPTER --merge"),
+    ]:
+        out = tmp_path / "o"
+        assert main(["export", *args, "--out", str(out)]) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and message in err, err
+        assert not out.exists() or not any(out.iterdir())

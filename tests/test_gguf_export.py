@@ -141,3 +141,30 @@ def test_gguf_export_errors_are_one_line(tiny_lm, tmp_path, capsys):
         err = capsys.readouterr().err.strip()
         assert len(err.splitlines()) == 1 and message in err, err
         assert not out.exists() or not any(out.iterdir())
+
+
+@pytest.mark.realmodel
+@pytest.mark.timeout(900)
+def test_real_model_gguf_round_trip(tmp_path, capsys):
+    """SmolLM2-135M-Instruct (dequantized from its Q4_1 file) written as f16 GGUF: read back,
+    the same tokens, the same chat template, and near-identical next-token distributions."""
+    import gguf
+    from test_gguf import smollm2_gguf
+    from transformers import AutoTokenizer
+
+    from harness.models import materialize, resolve_base
+
+    source = smollm2_gguf()
+    out = tmp_path / "out"
+    _export(capsys, "--base", str(source), "--gguf", "f16", "--out", str(out))
+    check = json.loads((out / "export.json").read_text())["gguf"]["f16"]["check"]
+    assert check["kld_mean"] < 1e-4 and check["same_top_token"] > 0.99, check
+    written = out / "SmolLM2-135M-Instruct.Q4_1-f16.gguf"
+    plain = materialize(resolve_base(str(source))).folder
+    tok = AutoTokenizer.from_pretrained(plain)
+    back = AutoTokenizer.from_pretrained(out, gguf_file=written.name)
+    text = "Sunhill will open a solar farm in Marlow. The solar farm will employ 60 people."
+    assert back(text).input_ids == tok(text).input_ids
+    fields = gguf.GGUFReader(written).fields
+    assert fields["tokenizer.ggml.pre"].contents() == "smollm"
+    assert "<|im_start|>" in fields["tokenizer.chat_template"].contents()

@@ -711,8 +711,9 @@ def test_sigint_during_train_says_resume(res, tmp_path) -> None:
 
     proc = subprocess.Popen([sys.executable, "-m", "harness", "train", str(recipe), "--out",
                              str(box.work / "a"), "--data", f"cnn_dailymail={res.news}"],
-                            cwd=box.work, env=box.env({}), stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 120
+                            cwd=box.work, env=box.env({}), stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    deadline = time.monotonic() + 120  # (SIGINT default in the child: see test_store.py)
     while not list((box.work / "a" / "checkpoints").glob("step-*")):
         assert proc.poll() is None and time.monotonic() < deadline, "no checkpoint appeared"
         time.sleep(0.1)

@@ -132,6 +132,9 @@ def run_harness(box: Box, argv: list[str], env: dict[str, str], fsize: int | Non
     def limits() -> None:
         if fsize is not None:
             resource.setrlimit(resource.RLIMIT_FSIZE, (fsize, fsize))
+        # As from a terminal: a background job of a non-interactive shell (how CI may start
+        # the suite) has SIGINT ignored, and the child would inherit that.
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
 
     start = time.perf_counter()
     proc = subprocess.Popen([sys.executable, "-m", "harness", *argv], cwd=box.work,

@@ -519,7 +519,7 @@ def cmd_cache(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from harness.export import ExportSpec, describe, export_gguf, export_merged
+    from harness.export import ExportSpec, describe, describe_gguf, export_gguf, export_merged
 
     if args.adapter is not None and not args.merge:
         raise ConfigError("export ADAPTER needs --merge (an adapter is exported merged into "
@@ -536,15 +536,6 @@ def cmd_export(args: argparse.Namespace) -> int:
         summary = export_gguf(spec)
         print(describe_gguf(summary, args.out), file=sys.stderr)
     return EXIT_OK
-
-
-def describe_gguf(summary: dict, out: Path) -> str:
-    check = summary["check"]
-    return (f"wrote {out / summary['file']}: GGUF {summary['type']} "
-            f"({summary['bytes'] / 2**20:.1f} MiB); read back through transformers, against "
-            f"the model it came from over {check['tokens']} tokens: mean KLD "
-            f"{check['kld_mean']:.3g}, 99th pct {check['kld_p99']:.3g}, same top token "
-            f"{100 * check['same_top_token']:.1f}%, PPL ratio {check['ppl_ratio']:.4f}")
 
 
 def cmd_demo(args: argparse.Namespace) -> int:

@@ -11,7 +11,6 @@ Both models are held at once and must share a tokenizer (the same ids for the sa
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,7 @@ import numpy as np
 
 from harness.errors import DataError, ModelError
 from harness.prompts import PromptBuilder, encode
+from harness.report.write import strict_loads
 
 MAX_TEXT_TOKENS = 512
 DEFAULT_MAX_TOKENS = 16_384
@@ -43,8 +43,8 @@ def read_texts(path: Path) -> list[str]:
             if not line.strip():
                 continue
             try:
-                row = json.loads(line)
-            except ValueError:
+                row = strict_loads(line)
+            except (ValueError, RecursionError):
                 raise DataError(f"--text {path}: line {lineno} is not JSON") from None
             if not isinstance(row, dict) or not isinstance(row.get("text"), str):
                 raise DataError(f"--text {path}: line {lineno} has no \"text\" string")

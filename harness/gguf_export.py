@@ -3,7 +3,9 @@
 
 What it writes, as llama.cpp's converter lays it out:
 - metadata: architecture (llama, qwen2, qwen3), context length, widths, block count, head
-  counts, RMS-norm epsilon, rope base and dimension (linear rope scaling where set), file type;
+  counts, RMS-norm epsilon, rope base and dimension, rope scaling (linear as metadata; Llama
+  3.1's llama3 as the `rope_freqs` tensor of per-frequency divisors, by llama.cpp's converter's
+  formula), file type;
 - tensors named by gguf's own name map (`gguf.get_tensor_name_map`); for the llama family the
   Q and K projections permuted into llama.cpp's rope layout; a tied output layer written once
   (as the embedding); 1-D tensors (norms, biases) in F32;
@@ -28,6 +30,7 @@ import numpy as np
 
 from harness.errors import ModelError, first_line
 from harness.paths import file_mode
+from harness.report.write import STAGING_PREFIX, remove_stale_staging
 
 OUT_TYPES = ("f16", "q8_0", "q4_0")
 ARCHITECTURES = ("llama", "qwen2", "qwen3")
@@ -57,6 +60,79 @@ def _rope_scaling(config: Any) -> dict[str, Any] | None:
         return None
     kind = params.get("rope_type") or params.get("type") or "default"
     return None if kind == "default" else {**params, "rope_type": kind}
+
+
+def llama3_rope_factors(scaling: dict[str, Any], theta: float, head_dim: int) -> np.ndarray:
+    """The per-frequency divisors llama.cpp stores as `rope_freqs` for Llama 3.1's "llama3"
+    rope scaling, by its converter's formula (convert_hf_to_gguf.py, LlamaModel)."""
+    import math
+
+    freqs = 1.0 / (theta ** (np.arange(0, head_dim, 2, dtype=np.float32) / head_dim))
+    factor = float(scaling.get("factor", 8.0))
+    low = float(scaling.get("low_freq_factor", 1.0))
+    high = float(scaling.get("high_freq_factor", 4.0))
+    old = float(scaling.get("original_max_position_embeddings", 8192))
+    low_wavelen, high_wavelen = old / low, old / high
+    out = []
+    for freq in freqs:
+        wavelen = 2 * math.pi / float(freq)
+        if wavelen < high_wavelen:
+            out.append(1.0)
+        elif wavelen > low_wavelen:
+            out.append(factor)
+        else:
+            smooth = (old / wavelen - low) / (high - low)
+            out.append(1.0 / ((1 - smooth) / factor + smooth))
+    return np.asarray(out, dtype=np.float32)
+
+
+def rope_check(config: Any, gguf_file: Path) -> dict[str, Any] | None:
+    """For a model with rope scaling (which transformers' GGUF reader does not restore): the
+    file's scaling held against transformers' own rope computation for the source config.
+    Returns None for plain rope; raises ModelError where they disagree."""
+    import gguf
+    import torch
+    from transformers.modeling_rope_utils import ROPE_INIT_FUNCTIONS
+
+    scaling = _rope_scaling(config)
+    if scaling is None:
+        return None
+    reader = gguf.GGUFReader(gguf_file)
+    kind = scaling["rope_type"]
+    if kind == "llama3":
+        stored = {t.name: t for t in reader.tensors}.get("rope_freqs.weight")
+        if stored is None:
+            raise ModelError("GGUF export: the file lacks rope_freqs for llama3 rope scaling")
+        factors = np.asarray(stored.data, dtype=np.float64)
+        plain, _ = ROPE_INIT_FUNCTIONS["linear"](_with_factor(config, 1.0), torch.device("cpu"))
+        scaled, _ = ROPE_INIT_FUNCTIONS["llama3"](config, torch.device("cpu"))
+        expected = (plain.double() / scaled.double()).numpy()
+        error = float(np.abs(factors - expected).max())
+    else:  # linear
+        field = reader.fields.get(f"{reader.fields['general.architecture'].contents()}"
+                                  f".rope.scaling.factor")
+        stored_factor = float(field.contents()) if field is not None else float("nan")
+        error = abs(stored_factor - float(scaling["factor"]))
+    if not error <= 1e-4:
+        raise ModelError(f"GGUF export: the file's {kind} rope scaling differs from "
+                         f"transformers' for the source config (max error {error:.3g})")
+    return {"rope_scaling": kind, "max_abs_error_vs_transformers": error}
+
+
+def _with_factor(config: Any, factor: float) -> Any:
+    """A copy of config with plain linear rope of `factor` (1.0: unscaled frequencies)."""
+    import copy
+
+    plain = copy.deepcopy(config)
+    params = dict(_rope_scaling(config) or {})
+    params.update(rope_type="linear", factor=factor, rope_theta=_rope_theta(config))
+    for key in ("low_freq_factor", "high_freq_factor", "original_max_position_embeddings"):
+        params.pop(key, None)
+    if getattr(plain, "rope_parameters", None) is not None:
+        plain.rope_parameters = params
+    else:
+        plain.rope_scaling = params
+    return plain
 
 
 def permute_qk(weights: np.ndarray, n_head: int, n_head_kv: int | None = None) -> np.ndarray:
@@ -119,9 +195,11 @@ def write_gguf(folder: Path, out_file: Path, outtype: str, name: str) -> dict[st
         raise ModelError(f"GGUF export: architecture {arch!r} is not written yet (supported: "
                          f"{', '.join(ARCHITECTURES)})")
     scaling = _rope_scaling(config)
-    if scaling and scaling["rope_type"] != "linear":
+    if scaling and scaling["rope_type"] not in ("linear", "llama3"):
         raise ModelError(f"GGUF export: rope scaling {scaling['rope_type']!r} is not written "
-                         f"yet (supported: none, linear)")
+                         f"yet (supported: none, linear, llama3)")
+    if scaling and scaling["rope_type"] == "llama3" and arch != "llama":
+        raise ModelError(f"GGUF export: llama3 rope scaling on a {arch} model is not written")
     tokenizer = AutoTokenizer.from_pretrained(folder)
     model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
     state = {k: v.detach().float().numpy() for k, v in model.state_dict().items()}
@@ -136,7 +214,11 @@ def write_gguf(folder: Path, out_file: Path, outtype: str, name: str) -> dict[st
     file_type = {"f16": gguf.LlamaFileType.MOSTLY_F16, "q8_0": gguf.LlamaFileType.MOSTLY_Q8_0,
                  "q4_0": gguf.LlamaFileType.MOSTLY_Q4_0}[outtype]
 
-    fd, tmp = tempfile.mkstemp(dir=out_file.parent, prefix=".harness-gguf-", suffix=".part")
+    # named like a report's staging folder, so a killed export's file is removed by the next
+    # write into the folder
+    remove_stale_staging(out_file.parent)
+    fd, tmp = tempfile.mkstemp(dir=out_file.parent, prefix=f"{STAGING_PREFIX}{os.getpid()}-",
+                               suffix=".gguf.part")
     os.close(fd)
     writer = gguf.GGUFWriter(tmp, gguf.MODEL_ARCH_NAMES[arch_id])
     try:
@@ -154,9 +236,12 @@ def write_gguf(folder: Path, out_file: Path, outtype: str, name: str) -> dict[st
         if arch == "qwen3" or head_dim * n_head != config.hidden_size:
             writer.add_key_length(int(head_dim))
             writer.add_value_length(int(head_dim))
-        if scaling:
+        if scaling and scaling["rope_type"] == "linear":
             writer.add_rope_scaling_type(gguf.RopeScalingType.LINEAR)
             writer.add_rope_scaling_factor(float(scaling["factor"]))
+        elif scaling:  # llama3: the per-frequency divisors as a tensor, as llama.cpp does
+            writer.add_tensor(gguf.TENSOR_NAMES[gguf.MODEL_TENSOR.ROPE_FREQS] + ".weight",
+                              llama3_rope_factors(scaling, _rope_theta(config), head_dim))
         writer.add_vocab_size(vocab_size)
         writer.add_file_type(file_type)
         writer.add_quantization_version(gguf.GGML_QUANT_VERSION)

@@ -91,6 +91,78 @@ def test_llama_gguf_types_read_back_and_keep_the_layout(tiny_lm, tmp_path, capsy
     assert "tokenizer.chat_template" in fields and "tokenizer.ggml.merges" in fields
 
 
+def test_a_killed_exports_partial_file_is_removed_by_the_next_export(tiny_lm, tmp_path,
+                                                                      capsys):
+    import os
+    import subprocess
+
+    out = tmp_path / "out"
+    out.mkdir()
+    dead = subprocess.Popen(["true"])
+    dead.wait()  # a pid whose process is gone, as after a SIGKILL
+    left = out / f".harness-staging-{dead.pid}-abc.gguf.part"
+    left.write_bytes(b"GGUF half a file")
+    live = out / f".harness-staging-{os.getpid()}-def.gguf.part"  # a running export's
+    live.write_bytes(b"GGUF being written")
+    _export(capsys, "--base", str(tiny_lm), "--gguf", "f16", "--out", str(out))
+    assert not left.exists() and live.exists()
+    assert sorted(p.name for p in out.iterdir() if not p.name.startswith(".")) == [
+        "export.json", "tiny-lm0-f16.gguf"]
+
+
+def _rescaled(tiny_lm, out, rope):
+    """The tiny llama with other rope parameters (same weights)."""
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    config = AutoConfig.from_pretrained(tiny_lm)
+    config.rope_parameters = {"rope_theta": 10000.0, **rope}
+    model = AutoModelForCausalLM.from_pretrained(tiny_lm, config=config)
+    model.save_pretrained(out)
+    for f in tiny_lm.iterdir():
+        if f.name.startswith(("tokenizer", "special_tokens", "chat_template")):
+            shutil.copy(f, out / f.name)
+    return out
+
+
+@pytest.mark.parametrize("rope", [
+    {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+     "original_max_position_embeddings": 64},
+    {"rope_type": "linear", "factor": 4.0}], ids=["llama3", "linear"])
+def test_rope_scaling_is_written_and_checked_against_transformers(rope, tiny_lm, tmp_path,
+                                                                  capsys):
+    import gguf
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from harness.gguf_export import llama3_rope_factors
+
+    src = _rescaled(tiny_lm, tmp_path / "src", rope)
+    out = tmp_path / "out"
+    _export(capsys, "--base", str(src), "--gguf", "f16", "--out", str(out))
+    check = json.loads((out / "export.json").read_text())["gguf"]["f16"]["check"]
+    assert check["rope"]["rope_scaling"] == rope["rope_type"]
+    assert check["rope"]["max_abs_error_vs_transformers"] < 1e-4
+    assert check["kld_mean"] < 1e-5
+    reader = gguf.GGUFReader(out / "src-f16.gguf")
+    tensors = {t.name: t for t in reader.tensors}
+    if rope["rope_type"] == "llama3":
+        factors = np.asarray(tensors["rope_freqs.weight"].data)
+        # all three regions of the formula are present at these sizes
+        assert factors.min() == 1.0 and factors.max() == 8.0
+        assert ((factors > 1.0) & (factors < 8.0)).any()
+        assert np.allclose(factors, llama3_rope_factors(rope, 10000.0, 16))
+    else:
+        assert "rope_freqs.weight" not in tensors
+        assert reader.fields["llama.rope.scaling.factor"].contents() == 4.0
+    # the scaling matters: under plain rope the same weights give other log-probs, so the
+    # check above could fail
+    tok = AutoTokenizer.from_pretrained(src)
+    scaled = AutoModelForCausalLM.from_pretrained(src).eval()
+    plain = AutoModelForCausalLM.from_pretrained(tiny_lm).eval()
+    with torch.no_grad():
+        assert float((_logprobs(scaled, tok) - _logprobs(plain, tok)).abs().max()) > 1e-3
+
+
 @pytest.mark.parametrize("arch", ["qwen2", "qwen3"])
 def test_qwen_gguf_reads_back(arch, tiny_lm, tmp_path, capsys):
     import gguf
@@ -131,8 +203,13 @@ def test_gguf_export_errors_are_one_line(tiny_lm, tmp_path, capsys):
     gpt2 = tmp_path / "gpt2"
     GPT2LMHeadModel(GPT2Config(n_layer=1, n_embd=32, n_head=2, vocab_size=100)).save_pretrained(
         gpt2)
+    yarn = _rescaled(tiny_lm, tmp_path / "yarn", {"rope_type": "yarn", "factor": 4.0,
+                                                   "original_max_position_embeddings": 128})
+    capsys.readouterr()
     for args, message in [
         (["--base", str(gpt2), "--gguf", "f16"], "architecture 'gpt2' is not written yet"),
+        (["--base", str(yarn), "--gguf", "f16"], "rope scaling 'yarn' is not written yet "
+                                                 "(supported: none, linear, llama3)"),
         (["--gguf", "f16"], "export needs ADAPTER --merge"),
         (["--base", str(tiny_lm)], "export needs ADAPTER --merge"),
     ]:

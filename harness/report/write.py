@@ -112,8 +112,9 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def _remove_stale_staging(out: Path) -> None:
-    """Staging folders left by a killed run (their process is gone); a live process's stay."""
+def remove_stale_staging(out: Path) -> None:
+    """Staging folders and files left by a killed run (their process is gone); a live
+    process's stay."""
     for stale in out.glob(STAGING_PREFIX + "*"):
         pid = stale.name[len(STAGING_PREFIX):].split("-")[0]
         if pid.isdigit() and _alive(int(pid)):
@@ -129,7 +130,7 @@ def write_folder(out: Path, files: Mapping[str, str | bytes],
     """Write `files` (path relative to out -> content) as one unit: staged, then moved in.
     Entries named in `replaces` that the new set lacks are removed (a previous run's)."""
     out.mkdir(parents=True, exist_ok=True)
-    _remove_stale_staging(out)
+    remove_stale_staging(out)
     stage = Path(tempfile.mkdtemp(prefix=f"{STAGING_PREFIX}{os.getpid()}-", dir=out))
     try:
         os.chmod(stage, dir_mode())

@@ -557,8 +557,13 @@ def _quiet_libraries() -> None:
     import warnings
 
     warnings.filterwarnings("ignore")
-    for name in ("transformers", "peft", "bitsandbytes", "lm_eval", "datasets", "absl"):
+    for name in ("transformers", "peft", "bitsandbytes", "lm_eval", "datasets", "absl",
+                 "gguf"):
         logging.getLogger(name).setLevel(logging.ERROR)
+    if "transformers" in sys.modules:  # imported before (in-process use): the env var is late
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
 
 
 COMMANDS = {"tasks": cmd_tasks, "run": cmd_run, "score": cmd_score, "compare": cmd_compare,

@@ -72,7 +72,17 @@ def task_texts(tasks: Sequence[Any], datasets: dict[str, Any], tokenizer: Any) -
 
 
 def check_same_tokenizer(tok_a: Any, tok_b: Any, names: tuple[str, str]) -> None:
-    if len(tok_a) != len(tok_b) or encode(tok_a, PROBE) != encode(tok_b, PROBE):
+    """The same token for every id both have, and the same ids for a probe text. Tokens past
+    the shorter one are allowed only as added special tokens (transformers' GGUF reader adds
+    <|endoftext|> to a Qwen-family vocabulary that lacks it)."""
+    vocab_a, vocab_b = tok_a.get_vocab(), tok_b.get_vocab()
+    shared = min(len(vocab_a), len(vocab_b))
+    longer, vocab_long = (tok_a, vocab_a) if len(vocab_a) > len(vocab_b) else (tok_b, vocab_b)
+    added = {str(t) for t in getattr(longer, "added_tokens_decoder", {}).values()}
+    same = ({k: v for k, v in vocab_a.items() if v < shared}
+            == {k: v for k, v in vocab_b.items() if v < shared})
+    extras_added = all(k in added for k, v in vocab_long.items() if v >= shared)
+    if not (same and extras_added) or encode(tok_a, PROBE) != encode(tok_b, PROBE):
         raise ModelError(f"{names[0]} and {names[1]} do not share a tokenizer ({len(tok_a)} vs "
                          f"{len(tok_b)} tokens, or different ids for the same text); "
                          f"divergence needs the same vocabulary")

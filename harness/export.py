@@ -19,6 +19,7 @@ import os
 import shutil
 import sys
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -209,7 +210,9 @@ def describe_gguf(summary: dict[str, Any], out: Path) -> str:
             f"({summary['bytes'] / 2**20:.1f} MiB); read back through transformers, against "
             f"the model it came from over {check['tokens']} tokens: mean KLD "
             f"{check['kld_mean']:.3g}, 99th pct {check['kld_p99']:.3g}, same top token "
-            f"{100 * check['same_top_token']:.1f}%, PPL ratio {check['ppl_ratio']:.4f}")
+            f"{100 * check['same_top_token']:.1f}%, PPL ratio {check['ppl_ratio']:.4f} "
+            f"(written in {summary['seconds']['write']:.1f} s, checked in "
+            f"{summary['seconds']['read_back_and_check']:.1f} s)")
 
 
 def read_export(out: Path) -> dict[str, Any]:
@@ -226,6 +229,27 @@ def _check_texts() -> list[str]:
     return [PROBE_TEXT, *texts]
 
 
+def _check_tokenizer(tokenizer: Any, out: Path, name: str) -> None:
+    """The file's tokenizer, read back by transformers, must split text as the model's does:
+    the pre-tokenizer is named by family, and a model whose tokenizer is not its family's
+    (digits, spaces and scripts split differently) would be served other token ids."""
+    from transformers import AutoTokenizer
+
+    from harness.divergence import PROBE
+    from harness.prompts import encode
+
+    try:
+        back = AutoTokenizer.from_pretrained(out, gguf_file=name)
+    except Exception as err:
+        raise ModelError(f"transformers cannot read the tokenizer of the GGUF file just "
+                         f"written: {first_line(err)}") from None
+    for text in [PROBE, *_check_texts()]:
+        if encode(tokenizer, text) != encode(back, text):
+            raise ModelError(f"the GGUF file's tokenizer, read back, splits text differently "
+                             f"from the model's (e.g. {text[:40]!r}): its pre-tokenizer is "
+                             f"not its family's; not kept")
+
+
 def export_gguf(spec: ExportSpec) -> dict[str, Any]:
     """Write spec.out/NAME-TYPE.gguf from the merged folder just written (an adapter) or from
     --base, read it back through transformers and check it against the source model."""
@@ -233,6 +257,7 @@ def export_gguf(spec: ExportSpec) -> dict[str, Any]:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from harness import divergence
+    from harness.gguf_base import load_gguf_model
     from harness.gguf_export import rope_check, write_gguf
 
     assert spec.gguf is not None
@@ -248,16 +273,21 @@ def export_gguf(spec: ExportSpec) -> dict[str, Any]:
             ".gguf")
     name = f"{label}-{spec.gguf}.gguf".replace(" ", "_")
     target = inside(out, out / name)
+    started = time.perf_counter()
     written = write_gguf(folder, target, spec.gguf, label)
+    wrote = time.perf_counter()
     try:
         tokenizer = AutoTokenizer.from_pretrained(folder)
+        # float32 both; on the GPU where there is one (a 1.7B model's check is minutes on CPU)
+        device = "cuda" if torch.cuda.is_available() else "cpu"
         reference = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32).eval()
+        reference.to(device)
         try:
-            back = AutoModelForCausalLM.from_pretrained(out, gguf_file=name,
-                                                        dtype=torch.float32).eval()
+            back = load_gguf_model(target, dtype=torch.float32).eval().to(device)
         except Exception as err:
             raise ModelError(f"transformers cannot read the GGUF file just written: "
                              f"{first_line(err)}") from None
+        _check_tokenizer(tokenizer, out, name)
         rope = rope_check(reference.config, target)
         if rope is not None:
             # transformers' GGUF reader does not restore rope scaling: the file's scaling is
@@ -276,6 +306,8 @@ def export_gguf(spec: ExportSpec) -> dict[str, Any]:
                                     "read_back": "transformers (gguf_file=, dequantized)"}}
     if rope is not None:
         summary["check"]["rope"] = rope
+    summary["seconds"] = {"write": round(wrote - started, 2),
+                          "read_back_and_check": round(time.perf_counter() - wrote, 2)}
     record = read_export(out) if (out / "export.json").exists() else {
         "harness_version": __version__, "kind": "gguf", "base": spec.base}
     record.setdefault("gguf", {})[spec.gguf] = summary

@@ -75,6 +75,29 @@ def check_gguf(path: Path) -> dict[str, Any]:
     return info
 
 
+def _key_length(path: Path) -> int | None:
+    import gguf
+
+    reader = gguf.GGUFReader(str(path))
+    arch = reader.fields["general.architecture"].contents()
+    field = reader.fields.get(f"{arch}.attention.key_length")
+    return int(field.contents()) if field is not None else None
+
+
+def load_gguf_model(path: Path, **kwargs: Any) -> Any:
+    """transformers' AutoModelForCausalLM from a GGUF file (dequantized). transformers' GGUF
+    reader ignores the file's attention.key_length (for Qwen3 it assumes head_dim 128); the
+    config is read first and its head_dim set from the file where they differ."""
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    config = AutoConfig.from_pretrained(str(path.parent), gguf_file=path.name)
+    key_length = _key_length(path)
+    if key_length and getattr(config, "head_dim", None) not in (None, key_length):
+        config.head_dim = key_length
+    return AutoModelForCausalLM.from_pretrained(str(path.parent), gguf_file=path.name,
+                                                config=config, **kwargs)
+
+
 def plain_folder(gguf_path: Path, digest: str, cache: Path) -> tuple[Path, dict[str, Any]]:
     """The dequantized copy of a GGUF file as a plain model folder, made on first use (the
     file's header is checked then), and the file's gguf_info as recorded at conversion."""
@@ -92,7 +115,7 @@ def plain_folder(gguf_path: Path, digest: str, cache: Path) -> tuple[Path, dict[
     kwargs = {"gguf_file": gguf_path.name}
     try:
         tokenizer = AutoTokenizer.from_pretrained(str(gguf_path.parent), **kwargs)
-        loaded = AutoModelForCausalLM.from_pretrained(str(gguf_path.parent), **kwargs)
+        loaded = load_gguf_model(gguf_path)
     except Exception as err:
         raise ModelError(f"cannot load GGUF base {gguf_path}: {_first_line(err)}") from None
     # A GGUF-loaded model refuses save_pretrained ("not serializable"): a model built from its

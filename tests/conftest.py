@@ -7,6 +7,10 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["HF_DATASETS_OFFLINE"] = "1"
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ["HARNESS_NO_PROGRESS"] = "1"
+# What the CLI sets at start (cli._quiet_libraries); tqdm reads it when first imported, which in
+# one test process is before the first in-process main() call.
+os.environ["TQDM_DISABLE"] = "1"
+os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
 # Triton, where installed, runs its interpreter: the tests run on CPU (test_kernels.py runs the
 # fused kernels through it; elsewhere they stay off on CPU).
 os.environ["TRITON_INTERPRET"] = "1"

@@ -13,8 +13,9 @@ from harness.cli import main
 TEXT = "The committee met on Tuesday to review the budget and the plan."
 
 
-def _qwen(tiny_lm, out, arch):
-    """A tiny random Qwen2 or Qwen3 model (tied embeddings) with the tiny tokenizer."""
+def _qwen(tiny_lm, out, arch, qwen_split=True):
+    """A tiny random Qwen2 or Qwen3 model (tied embeddings) with the tiny tokenizer, its
+    pre-tokenizer made Qwen's (unless qwen_split is False)."""
     import torch
     from transformers import (
         AutoTokenizer,
@@ -33,14 +34,26 @@ def _qwen(tiny_lm, out, arch):
     if arch == "qwen2":
         model = Qwen2ForCausalLM(Qwen2Config(**common))
     else:
-        # head_dim 128 (not hidden / heads), as in real Qwen3 models; transformers' GGUF reader
-        # takes Qwen3Config's default of 128 rather than the file's attention.key_length
-        model = Qwen3ForCausalLM(Qwen3Config(**common, head_dim=128))
+        # head_dim 32: neither hidden / heads nor Qwen3Config's default of 128, which
+        # transformers' GGUF reader assumes; the harness reads the file's key_length
+        model = Qwen3ForCausalLM(Qwen3Config(**common, head_dim=32))
     model.save_pretrained(out)
     for f in tiny_lm.iterdir():
         if f.name.startswith(("tokenizer", "special_tokens", "chat_template")):
             shutil.copy(f, out / f.name)
+    if qwen_split:  # the Qwen family's pre-tokenizer (digits one by one), as its GGUF declares
+        spec = json.loads((out / "tokenizer.json").read_text())
+        spec["pre_tokenizer"] = {"type": "Sequence", "pretokenizers": [
+            {"type": "Split", "pattern": {"Regex": QWEN_SPLIT}, "behavior": "Isolated",
+             "invert": False},
+            {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": False,
+             "use_regex": False}]}
+        (out / "tokenizer.json").write_text(json.dumps(spec))
     return out
+
+
+QWEN_SPLIT = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}"
+              r"\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+")
 
 
 def _logprobs(model, tok, text=TEXT):
@@ -205,8 +218,11 @@ def test_gguf_export_errors_are_one_line(tiny_lm, tmp_path, capsys):
         gpt2)
     yarn = _rescaled(tiny_lm, tmp_path / "yarn", {"rope_type": "yarn", "factor": 4.0,
                                                    "original_max_position_embeddings": 128})
+    not_qwen = _qwen(tiny_lm, tmp_path / "not-qwen", "qwen3", qwen_split=False)
     capsys.readouterr()
     for args, message in [
+        (["--base", str(not_qwen), "--gguf", "f16"], "the GGUF file's tokenizer, read back, "
+                                                     "splits text differently"),
         (["--base", str(gpt2), "--gguf", "f16"], "architecture 'gpt2' is not written yet"),
         (["--base", str(yarn), "--gguf", "f16"], "rope scaling 'yarn' is not written yet "
                                                  "(supported: none, linear, llama3)"),

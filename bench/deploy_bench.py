@@ -52,22 +52,11 @@ def _timed(label: str, args: list[str], env: dict[str, str]) -> float:
     return seconds
 
 
-def main() -> None:
-    p = argparse.ArgumentParser()
-    p.add_argument("--prompts", type=int, default=128, help="CNN/DailyMail prompts")
-    p.add_argument("--items", type=int, default=1000, help="HellaSwag items")
-    p.add_argument("--new-tokens", type=int, default=128)
-    p.add_argument("--work", type=Path, default=Path("/tmp/deploy-bench"))
-    args = p.parse_args()
-    work = args.work
-    work.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, "HARNESS_CACHE": str(work / "cache"), "HF_HUB_OFFLINE": "1",
-           "HARNESS_NO_PROGRESS": "1"}
-    steps: dict[str, float] = {}
-
+def export_part(args: argparse.Namespace, work: Path, env: dict[str, str],
+                steps: dict[str, float]) -> None:
+    """The model and its GGUF exports, timed."""
     started = time.perf_counter()
-    source = save_model(model(QWEN3_1_7B), qwen_tokenizer(work / "tok"),
-                        work / "qwen3-random")
+    source = save_model(model(QWEN3_1_7B), qwen_tokenizer(work / "tok"), work / "qwen3-random")
     steps["build and save the random model (bf16)"] = time.perf_counter() - started
     tasks = work / "tasks"
     tasks.mkdir(exist_ok=True)
@@ -75,25 +64,48 @@ def main() -> None:
     (tasks / "cnn_rouge.yaml").write_text(
         cnn.replace("name: cnn_dailymail", "name: cnn_rouge", 1)
         .replace("metrics: [rouge, bertscore, words]", "metrics: [rouge, words]"))
-    data = {"cnn_rouge": work / "cnn.jsonl", "hellaswag": work / "hellaswag.jsonl"}
-    for path, src, n in ((data["cnn_rouge"], DATA / "cnn_dailymail.jsonl", args.prompts),
-                         (data["hellaswag"], DATA / "hellaswag.jsonl", args.items)):
+    for path, src, n in ((work / "cnn.jsonl", DATA / "cnn_dailymail.jsonl", args.prompts),
+                         (work / "hellaswag.jsonl", DATA / "hellaswag.jsonl", args.items)):
         path.write_text("".join(src.read_text().splitlines(keepends=True)[:n]))
-    exports, results = work / "exports", {}
     for kind in ("q8_0", "q4_0"):
         steps[f"harness export --gguf {kind}"] = _timed(
             f"export {kind}", ["export", "--base", str(source), "--gguf", kind, "--out",
-                               str(exports)], env)
+                               str(work / "exports")], env)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--prompts", type=int, default=128, help="CNN/DailyMail prompts")
+    p.add_argument("--items", type=int, default=1000, help="HellaSwag items")
+    p.add_argument("--new-tokens", type=int, default=128)
+    p.add_argument("--work", type=Path, default=Path("/tmp/deploy-bench"))
+    p.add_argument("--part", choices=["all", "export", "compare"], default="all",
+                   help="export: build and export only; compare: reuse --work's exports (two "
+                        "device calls, each under its time limit)")
+    args = p.parse_args()
+    work = args.work
+    work.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "HARNESS_CACHE": str(work / "cache"), "HF_HUB_OFFLINE": "1",
+           "HARNESS_NO_PROGRESS": "1"}
+    timing = work / "steps.json"
+    steps: dict[str, float] = json.loads(timing.read_text()) if args.part == "compare" else {}
+    if args.part != "compare":
+        export_part(args, work, env, steps)
+        timing.write_text(json.dumps(steps))
+    if args.part == "export":
+        return
+    exports = work / "exports"
     record = json.loads((exports / "export.json").read_text())["gguf"]
+    results = {}
     for kind in ("q8_0", "q4_0"):
         out = OUT / f"deploy-compare-{kind}"
         steps[f"harness compare --candidate {kind}.gguf"] = _timed(
             f"compare {kind}", [
-                "compare", "--base", str(source), "--candidate",
-                str(exports / record[kind]["file"]), "--tasks-dir", str(tasks),
+                "compare", "--base", str(work / "qwen3-random"), "--candidate",
+                str(exports / record[kind]["file"]), "--tasks-dir", str(work / "tasks"),
                 "--tasks", "cnn_rouge", "hellaswag", "--general", "hellaswag",
-                "--data", f"cnn_rouge={data['cnn_rouge']}",
-                "--data", f"hellaswag={data['hellaswag']}",
+                "--data", f"cnn_rouge={work / 'cnn.jsonl'}",
+                "--data", f"hellaswag={work / 'hellaswag.jsonl'}",
                 "--max-new-tokens", str(args.new_tokens), "--out", str(out)], env)
         report = json.loads((out / "report.json").read_text())
         results[kind] = {

@@ -24,8 +24,10 @@ QWEN_SPLIT = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^
 
 
 def qwen_tokenizer(folder: Path):
-    """The bench tokenizer with the Qwen family's pre-tokenizer (digits one by one), which a
-    qwen3 GGUF file declares; the export refuses a tokenizer that splits otherwise."""
+    """The bench tokenizer made Qwen-like: the family's pre-tokenizer (digits one by one),
+    which a qwen3 GGUF file declares, and no BOS. The export refuses a tokenizer whose
+    read-back splits otherwise (transformers 5.17 on the GPU machine dropped the BOS this
+    tokenizer's template adds, read back from a 1.7B qwen3 file)."""
     from transformers import AutoTokenizer
 
     if not (folder / "tokenizer.json").exists():
@@ -36,6 +38,7 @@ def qwen_tokenizer(folder: Path):
              "invert": False},
             {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": False,
              "use_regex": False}]}
+        spec["post_processor"] = None  # no BOS, as Qwen's own tokenizer
         (folder / "tokenizer.json").write_text(json.dumps(spec))
     return AutoTokenizer.from_pretrained(folder)
 

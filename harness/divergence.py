@@ -74,11 +74,14 @@ def task_texts(tasks: Sequence[Any], datasets: dict[str, Any], tokenizer: Any) -
 def check_same_tokenizer(tok_a: Any, tok_b: Any, names: tuple[str, str]) -> None:
     """The same token for every id both have, and the same ids for a probe text. Tokens past
     the shorter one are allowed only as added special tokens (transformers' GGUF reader adds
-    <|endoftext|> to a Qwen-family vocabulary that lacks it)."""
+    <|endoftext|> to a Qwen-family vocabulary that lacks it) or a GGUF file's padding."""
     vocab_a, vocab_b = tok_a.get_vocab(), tok_b.get_vocab()
     shared = min(len(vocab_a), len(vocab_b))
     longer, vocab_long = (tok_a, vocab_a) if len(vocab_a) > len(vocab_b) else (tok_b, vocab_b)
     added = {str(t) for t in getattr(longer, "added_tokens_decoder", {}).values()}
+    # llama.cpp's converter (and the harness's) pads a vocabulary to the embedding's rows with
+    # unused "[PAD<id>]" tokens, which read back as real tokens
+    added |= {f"[PAD{i}]" for i in range(shared, len(vocab_long))}
     same = ({k: v for k, v in vocab_a.items() if v < shared}
             == {k: v for k, v in vocab_b.items() if v < shared})
     extras_added = all(k in added for k, v in vocab_long.items() if v >= shared)

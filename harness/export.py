@@ -244,10 +244,15 @@ def _check_tokenizer(tokenizer: Any, out: Path, name: str) -> None:
         raise ModelError(f"transformers cannot read the tokenizer of the GGUF file just "
                          f"written: {first_line(err)}") from None
     for text in [PROBE, *_check_texts()]:
-        if encode(tokenizer, text) != encode(back, text):
+        ours, theirs = encode(tokenizer, text), encode(back, text)
+        if ours != theirs:
+            at = next((i for i, (a, b) in enumerate(zip(ours, theirs, strict=False))
+                       if a != b),
+                      min(len(ours), len(theirs)))
             raise ModelError(f"the GGUF file's tokenizer, read back, splits text differently "
-                             f"from the model's (e.g. {text[:40]!r}): its pre-tokenizer is "
-                             f"not its family's; not kept")
+                             f"from the model's (in {text[:30]!r}…, from token {at}: "
+                             f"{ours[at:at + 4]} vs {theirs[at:at + 4]}): its pre-tokenizer "
+                             f"or special tokens are not its family's; not kept")
 
 
 def export_gguf(spec: ExportSpec) -> dict[str, Any]:

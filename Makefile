@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test test-real clean
+.PHONY: setup demo demo-deploy test test-real test-llamacpp clean
 
 $(STAMP): requirements.lock pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -27,6 +27,10 @@ setup: $(STAMP)
 demo: $(STAMP)
 	HF_HUB_OFFLINE=1 $(BIN)/harness demo
 
+# Seed 003's deployment path: train, merge + GGUF q4_0, compare the merged model with its file.
+demo-deploy: $(STAMP)
+	HF_HUB_OFFLINE=1 $(BIN)/harness demo --deploy --out reports/demo-deploy
+
 test: $(STAMP)
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
@@ -34,5 +38,16 @@ test: $(STAMP)
 test-real: $(STAMP)
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q -m realmodel $(PYTEST_ARGS) tests
 
+# The exported GGUF files opened in llama.cpp itself: builds llama-cpp-python from its PyPI sdist
+# (cmake and a C compiler; about 15 to 30 minutes on 2 cores, once), then runs the tests marked
+# llamacpp (the SmolLM2 leg among them). Not part of .ci/run: the build alone would take
+# most of its time budget.
+LLAMA_CPP_CMAKE := -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_TOOLS=OFF \
+	-DLLAMA_BUILD_SERVER=OFF -DLLAMA_CURL=OFF
+test-llamacpp: $(STAMP)
+	$(BIN)/python -c "import llama_cpp" 2>/dev/null || CMAKE_ARGS="$(LLAMA_CPP_CMAKE)" \
+		$(BIN)/python -m pip install -q llama-cpp-python==0.3.36
+	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q -m llamacpp $(PYTEST_ARGS) tests
+
 clean:
-	rm -rf $(VENV) reports/demo .pytest_cache
+	rm -rf $(VENV) reports/demo reports/demo-deploy .pytest_cache

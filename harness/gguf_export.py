@@ -36,16 +36,38 @@ OUT_TYPES = ("f16", "q8_0", "q4_0")
 ARCHITECTURES = ("llama", "qwen2", "qwen3")
 
 
-def _pre_tokenizer(arch: str, vocab: int) -> str:
-    """The name llama.cpp gives the family's pre-tokenizer (its converter tells them apart
-    by a hash of the tokenizer's output; we know the families we write)."""
-    if arch in ("qwen2", "qwen3"):
-        return "qwen2"
-    if vocab == 49152:  # SmolLM / SmolLM2
+QWEN2_SPLIT = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}"
+               r"\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+")
+LLAMA3_SPLIT = QWEN2_SPLIT.replace(r"|\p{N}|", r"|\p{N}{1,3}|")
+PRE_TOKENIZERS = ("gpt-2 (ByteLevel with its regex)", "smollm (digits, then ByteLevel)",
+                  "qwen2 and llama-bpe (their split regex, then ByteLevel)")
+
+
+def pre_tokenizer_name(tokenizer: Any) -> str:
+    """The name llama.cpp knows the tokenizer's pre-tokenizer by, from its structure (llama.cpp's
+    converter tells them apart by a hash of the tokenizer's output). A structure it does not
+    know is refused: llama.cpp would split text otherwise than the model does."""
+    import json
+
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    spec = json.loads(backend.to_str())["pre_tokenizer"] if backend is not None else None
+    spec = spec or {}
+    parts = spec.get("pretokenizers", [spec]) if spec.get("type") == "Sequence" else [spec]
+    kinds = [p.get("type") for p in parts]
+    if kinds == ["ByteLevel"] and parts[0].get("use_regex", True):
+        return "gpt-2"
+    if kinds == ["Digits", "ByteLevel"] and parts[0].get("individual_digits") and \
+            parts[1].get("use_regex", True):
         return "smollm"
-    if vocab >= 128000:  # Llama 3
-        return "llama-bpe"
-    return "default"
+    if kinds == ["Split", "ByteLevel"] and not parts[1].get("use_regex", True):
+        regex = (parts[0].get("pattern") or {}).get("Regex")
+        if regex == QWEN2_SPLIT:
+            return "qwen2"
+        if regex == LLAMA3_SPLIT:
+            return "llama-bpe"
+    raise ModelError(f"GGUF export: the tokenizer's pre-tokenizer ({' + '.join(map(str, kinds))}) "
+                     f"is not one llama.cpp is known to split alike (written: "
+                     f"{'; '.join(PRE_TOKENIZERS)})")
 
 
 def _rope_theta(config: Any) -> float:
@@ -201,6 +223,7 @@ def write_gguf(folder: Path, out_file: Path, outtype: str, name: str) -> dict[st
     if scaling and scaling["rope_type"] == "llama3" and arch != "llama":
         raise ModelError(f"GGUF export: llama3 rope scaling on a {arch} model is not written")
     tokenizer = AutoTokenizer.from_pretrained(folder)
+    pre = pre_tokenizer_name(tokenizer)
     model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
     state = {k: v.detach().float().numpy() for k, v in model.state_dict().items()}
     del model
@@ -247,7 +270,7 @@ def write_gguf(folder: Path, out_file: Path, outtype: str, name: str) -> dict[st
         writer.add_quantization_version(gguf.GGML_QUANT_VERSION)
         tokens, types = _tokens(tokenizer, vocab_size)
         writer.add_tokenizer_model("gpt2")
-        writer.add_tokenizer_pre(_pre_tokenizer(arch, vocab_size))
+        writer.add_tokenizer_pre(pre)
         writer.add_token_list(tokens)
         writer.add_token_types(types)
         special = gguf.SpecialVocab(str(folder), load_merges=True, n_vocab=vocab_size)
@@ -296,4 +319,4 @@ def write_gguf(folder: Path, out_file: Path, outtype: str, name: str) -> dict[st
             os.unlink(tmp)
     return {"file": out_file.name, "type": outtype, "architecture": arch,
             "tensor_types": dict(sorted(counts.items())), "bytes": out_file.stat().st_size,
-            "tied_embeddings": tie}
+            "tied_embeddings": tie, "pre_tokenizer": pre}

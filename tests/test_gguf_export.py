@@ -7,53 +7,11 @@ import shutil
 
 import numpy as np
 import pytest
+from tests_helpers import qwen_model, rescaled_llama
 
 from harness.cli import main
 
 TEXT = "The committee met on Tuesday to review the budget and the plan."
-
-
-def _qwen(tiny_lm, out, arch, qwen_split=True):
-    """A tiny random Qwen2 or Qwen3 model (tied embeddings) with the tiny tokenizer, its
-    pre-tokenizer made Qwen's (unless qwen_split is False)."""
-    import torch
-    from transformers import (
-        AutoTokenizer,
-        Qwen2Config,
-        Qwen2ForCausalLM,
-        Qwen3Config,
-        Qwen3ForCausalLM,
-    )
-
-    tok = AutoTokenizer.from_pretrained(tiny_lm)
-    common = dict(vocab_size=len(tok), hidden_size=64, intermediate_size=128,
-                  num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
-                  max_position_embeddings=512, tie_word_embeddings=True,
-                  bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id)
-    torch.manual_seed(0)
-    if arch == "qwen2":
-        model = Qwen2ForCausalLM(Qwen2Config(**common))
-    else:
-        # head_dim 32: neither hidden / heads nor Qwen3Config's default of 128, which
-        # transformers' GGUF reader assumes; the harness reads the file's key_length
-        model = Qwen3ForCausalLM(Qwen3Config(**common, head_dim=32))
-    model.save_pretrained(out)
-    for f in tiny_lm.iterdir():
-        if f.name.startswith(("tokenizer", "special_tokens", "chat_template")):
-            shutil.copy(f, out / f.name)
-    if qwen_split:  # the Qwen family's pre-tokenizer (digits one by one), as its GGUF declares
-        spec = json.loads((out / "tokenizer.json").read_text())
-        spec["pre_tokenizer"] = {"type": "Sequence", "pretokenizers": [
-            {"type": "Split", "pattern": {"Regex": QWEN_SPLIT}, "behavior": "Isolated",
-             "invert": False},
-            {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": False,
-             "use_regex": False}]}
-        (out / "tokenizer.json").write_text(json.dumps(spec))
-    return out
-
-
-QWEN_SPLIT = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}"
-              r"\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+")
 
 
 def _logprobs(model, tok, text=TEXT):
@@ -123,20 +81,6 @@ def test_a_killed_exports_partial_file_is_removed_by_the_next_export(tiny_lm, tm
         "export.json", "tiny-lm0-f16.gguf"]
 
 
-def _rescaled(tiny_lm, out, rope):
-    """The tiny llama with other rope parameters (same weights)."""
-    from transformers import AutoConfig, AutoModelForCausalLM
-
-    config = AutoConfig.from_pretrained(tiny_lm)
-    config.rope_parameters = {"rope_theta": 10000.0, **rope}
-    model = AutoModelForCausalLM.from_pretrained(tiny_lm, config=config)
-    model.save_pretrained(out)
-    for f in tiny_lm.iterdir():
-        if f.name.startswith(("tokenizer", "special_tokens", "chat_template")):
-            shutil.copy(f, out / f.name)
-    return out
-
-
 @pytest.mark.parametrize("rope", [
     {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
      "original_max_position_embeddings": 64},
@@ -149,7 +93,7 @@ def test_rope_scaling_is_written_and_checked_against_transformers(rope, tiny_lm,
 
     from harness.gguf_export import llama3_rope_factors
 
-    src = _rescaled(tiny_lm, tmp_path / "src", rope)
+    src = rescaled_llama(tiny_lm, tmp_path / "src", rope)
     out = tmp_path / "out"
     _export(capsys, "--base", str(src), "--gguf", "f16", "--out", str(out))
     check = json.loads((out / "export.json").read_text())["gguf"]["f16"]["check"]
@@ -180,7 +124,7 @@ def test_rope_scaling_is_written_and_checked_against_transformers(rope, tiny_lm,
 def test_qwen_gguf_reads_back(arch, tiny_lm, tmp_path, capsys):
     import gguf
 
-    src = _qwen(tiny_lm, tmp_path / arch, arch)
+    src = qwen_model(tiny_lm, tmp_path / arch, arch)
     out = tmp_path / "out"
     _export(capsys, "--base", str(src), "--gguf", "f16", "--out", str(out))
     check = json.loads((out / "export.json").read_text())["gguf"]["f16"]
@@ -216,13 +160,19 @@ def test_gguf_export_errors_are_one_line(tiny_lm, tmp_path, capsys):
     gpt2 = tmp_path / "gpt2"
     GPT2LMHeadModel(GPT2Config(n_layer=1, n_embd=32, n_head=2, vocab_size=100)).save_pretrained(
         gpt2)
-    yarn = _rescaled(tiny_lm, tmp_path / "yarn", {"rope_type": "yarn", "factor": 4.0,
+    yarn = rescaled_llama(tiny_lm, tmp_path / "yarn", {"rope_type": "yarn", "factor": 4.0,
                                                    "original_max_position_embeddings": 128})
-    not_qwen = _qwen(tiny_lm, tmp_path / "not-qwen", "qwen3", qwen_split=False)
+    odd = tmp_path / "odd-split"  # a pre-tokenizer llama.cpp has no name for
+    shutil.copytree(tiny_lm, odd)
+    spec = json.loads((odd / "tokenizer.json").read_text())
+    spec["pre_tokenizer"] = {"type": "Sequence", "pretokenizers": [
+        {"type": "WhitespaceSplit"}, {"type": "ByteLevel", "add_prefix_space": False,
+                                      "trim_offsets": False, "use_regex": True}]}
+    (odd / "tokenizer.json").write_text(json.dumps(spec))
     capsys.readouterr()
     for args, message in [
-        (["--base", str(not_qwen), "--gguf", "f16"], "the GGUF file's tokenizer, read back, "
-                                                     "splits text differently"),
+        (["--base", str(odd), "--gguf", "f16"], "pre-tokenizer (WhitespaceSplit + ByteLevel) "
+                                                "is not one llama.cpp is known to split alike"),
         (["--base", str(gpt2), "--gguf", "f16"], "architecture 'gpt2' is not written yet"),
         (["--base", str(yarn), "--gguf", "f16"], "rope scaling 'yarn' is not written yet "
                                                  "(supported: none, linear, llama3)"),

@@ -1,6 +1,7 @@
 """Helpers shared by tests."""
 
 import json
+import shutil
 
 
 def strip_report(report: dict) -> dict:
@@ -12,3 +13,60 @@ def strip_report(report: dict) -> dict:
         for task in run.get("tasks", {}).values():
             task.pop("timings", None)
     return report
+
+
+def qwen_model(tiny_lm, out, arch, qwen_split=True):
+    """A tiny random Qwen2 or Qwen3 model (tied embeddings) with the tiny tokenizer, its
+    pre-tokenizer made Qwen's (unless qwen_split is False)."""
+    import torch
+    from transformers import (
+        AutoTokenizer,
+        Qwen2Config,
+        Qwen2ForCausalLM,
+        Qwen3Config,
+        Qwen3ForCausalLM,
+    )
+
+    tok = AutoTokenizer.from_pretrained(tiny_lm)
+    common = dict(vocab_size=len(tok), hidden_size=64, intermediate_size=128,
+                  num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                  max_position_embeddings=512, tie_word_embeddings=True,
+                  bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id)
+    torch.manual_seed(0)
+    if arch == "qwen2":
+        model = Qwen2ForCausalLM(Qwen2Config(**common))
+    else:
+        # head_dim 32: neither hidden / heads nor Qwen3Config's default of 128, which
+        # transformers' GGUF reader assumes; the harness reads the file's key_length
+        model = Qwen3ForCausalLM(Qwen3Config(**common, head_dim=32))
+    model.save_pretrained(out)
+    for f in tiny_lm.iterdir():
+        if f.name.startswith(("tokenizer", "special_tokens", "chat_template")):
+            shutil.copy(f, out / f.name)
+    if qwen_split:  # the Qwen family's pre-tokenizer (digits one by one), as its GGUF declares
+        spec = json.loads((out / "tokenizer.json").read_text())
+        spec["pre_tokenizer"] = {"type": "Sequence", "pretokenizers": [
+            {"type": "Split", "pattern": {"Regex": QWEN_SPLIT}, "behavior": "Isolated",
+             "invert": False},
+            {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": False,
+             "use_regex": False}]}
+        (out / "tokenizer.json").write_text(json.dumps(spec))
+    return out
+
+
+QWEN_SPLIT = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}"
+              r"\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+")
+
+
+def rescaled_llama(tiny_lm, out, rope):
+    """The tiny llama with other rope parameters (same weights)."""
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    config = AutoConfig.from_pretrained(tiny_lm)
+    config.rope_parameters = {"rope_theta": 10000.0, **rope}
+    model = AutoModelForCausalLM.from_pretrained(tiny_lm, config=config)
+    model.save_pretrained(out)
+    for f in tiny_lm.iterdir():
+        if f.name.startswith(("tokenizer", "special_tokens", "chat_template")):
+            shutil.copy(f, out / f.name)
+    return out

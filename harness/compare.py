@@ -291,9 +291,10 @@ def compare_two_models(spec: Any, candidate: str, registry: Mapping[str, Any],
         return ""
     before = views_from_run(before_report, before_samples)[0]
     after = views_from_run(after_report, after_samples)[0]
+    before.label = safe_label(Path(str(spec.model.base).rstrip("/")).name, "base")
     after.label = safe_label(Path(candidate.rstrip("/")).name, "candidate")
     if after.label == before.label:
-        after.label = "candidate"
+        before.label, after.label = "base", "candidate"
     report = compare_runs(before, after, general, resamples, spec.seed, adjustment)
     report["mode"] = "models"
     report["divergence"] = divergence_block

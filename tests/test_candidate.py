@@ -2,6 +2,7 @@
 plus a divergence section whose figures equal a direct computation; gate rules on them."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -52,6 +53,7 @@ def test_candidate_comparison_with_divergence(tiny_lm, merged, example_data, tmp
                  str(out)]) == 0, capsys.readouterr().err
     report = json.loads((out / "report.json").read_text())
     assert report["mode"] == "models" and report["after"]["label"] == "lora-a-merged"
+    assert report["before"]["label"] == Path(str(tiny_lm)).name
     block = report["divergence"]
     kld, same, ratio = _direct(tiny_lm, merged, texts)
     assert block["texts"] == 2 and block["kld_mean"] == pytest.approx(kld, rel=1e-4)

@@ -182,6 +182,27 @@ def test_demo_trains_and_compares_offline(tmp_path, capsys, minilm):
         assert (demo / name).exists()
 
 
+def test_demo_deploy_trains_exports_and_compares_the_quantised_file(tmp_path, capsys, minilm):
+    """Seed 003's path on the tiny model: train, merge + GGUF q4_0, compare merged vs file."""
+    import json
+
+    code, cap = _run(capsys, "demo", "--tiny", "--deploy", "--out", str(tmp_path / "dep"))
+    assert code == 0, cap.err
+    dep = tmp_path / "dep"
+    report = _read(dep)
+    assert report["mode"] == "models" and report["general"] == ["hellaswag"]
+    merged = dep / "work" / "merged"
+    exported = json.loads((merged / "export.json").read_text())
+    assert exported["kind"] == "merged_adapter" and "q4_0" in exported["gguf"]
+    assert (merged / exported["gguf"]["q4_0"]["file"]).is_file()
+    assert report["after"]["model"]["base"]["id"].endswith("merged-q4_0.gguf")
+    assert report["after"]["model"]["base"]["gguf_file_type"] == "Q4_0"
+    assert report["divergence"]["tokens"] > 100 and report["divergence"]["kld_mean"] > 0
+    assert "## Divergence (candidate vs base)" in (dep / "report.md").read_text()
+    for step in ("1/5", "3/5", "4/5", "5/5"):
+        assert step in cap.err
+
+
 def test_device_auto_shards_with_device_map(tiny_lm, example_data, tmp_path, capsys):
     """--device auto loads with device_map="auto" (here, no GPU: all on the CPU) and gives the
     numbers of a plain CPU run."""

@@ -209,5 +209,9 @@ def test_real_model_gguf_round_trip(tmp_path, capsys):
     text = "Sunhill will open a solar farm in Marlow. The solar farm will employ 60 people."
     assert back(text).input_ids == tok(text).input_ids
     fields = gguf.GGUFReader(written).fields
-    assert fields["tokenizer.ggml.pre"].contents() == "smollm"
+    # named from the tokenizer the harness evaluates with: transformers reads the source file's
+    # "smollm" pre-tokenizer as plain GPT-2 ByteLevel (digits grouped), and the export keeps
+    # what was evaluated and trained on
+    assert json.loads(tok.backend_tokenizer.to_str())["pre_tokenizer"]["type"] == "ByteLevel"
+    assert fields["tokenizer.ggml.pre"].contents() == "gpt-2"
     assert "<|im_start|>" in fields["tokenizer.chat_template"].contents()

@@ -154,6 +154,24 @@ def test_merged_adapter_to_gguf_and_compared_as_a_candidate(tiny_lm, adapter, ex
     assert 0 < block["kld_mean"] < 1e-2
 
 
+def test_merged_lora_on_a_tiny_qwen3_to_gguf(tiny_lm, tmp_path, capsys):
+    """A LoRA on a tiny Qwen3 (head_dim 32, tied embeddings): merged, checked against base +
+    adapter, written as q8_0 GGUF and read back within the limit."""
+    from conftest import make_adapter
+
+    base = qwen_model(tiny_lm, tmp_path / "qwen3", "qwen3")
+    lora = make_adapter(base, tmp_path / "qwen3-lora", seed=3)
+    out = tmp_path / "merged"
+    _export(capsys, str(lora), "--merge", "--base", str(base), "--gguf", "q8_0", "--out",
+            str(out))
+    record = json.loads((out / "export.json").read_text())
+    assert record["merge_check"]["max_abs_logprob_delta"] < 1e-3
+    gguf_record = record["gguf"]["q8_0"]
+    assert gguf_record["architecture"] == "qwen3" and gguf_record["pre_tokenizer"] == "qwen2"
+    assert gguf_record["tied_embeddings"] and gguf_record["check"]["kld_mean"] < 1e-2
+    assert (out / "merged-q8_0.gguf").is_file()
+
+
 def test_gguf_export_errors_are_one_line(tiny_lm, tmp_path, capsys):
     from transformers import GPT2Config, GPT2LMHeadModel
 

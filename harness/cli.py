@@ -262,6 +262,15 @@ def build_parser() -> argparse.ArgumentParser:
     ca.add_argument("--task", help="prune: one task")
     ca.add_argument("--all", action="store_true", help="prune: everything")
 
+    sh = sub.add_parser("show", help="a run or comparison folder in the terminal: summary, "
+                        "the examples that flipped, one example in full")
+    sh.add_argument("folder", type=Path, metavar="DIR")
+    sh.add_argument("--task", help="one task")
+    sh.add_argument("--flips", type=_positive, nargs="?", const=10, metavar="N",
+                    help="the N examples per task that changed most (default 10): right → "
+                         "wrong first, then wrong → right, then the largest moves")
+    sh.add_argument("--example", metavar="ID", help="one example in full, before and after")
+
     d = sub.add_parser("demo", help="offline end-to-end demo: train an adapter on "
                        "SmolLM2-135M, then compare it with its base")
     d.add_argument("--out", type=_out, default=Path("reports/demo"))
@@ -541,6 +550,16 @@ def cmd_export(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_show(args: argparse.Namespace) -> int:
+    from harness.show import ShowOptions, show
+
+    if args.flips is not None and args.example is not None:
+        raise ConfigError("show takes --flips or --example, not both")
+    show(ShowOptions(folder=args.folder, task=args.task, flips=args.flips,
+                     example=args.example))
+    return EXIT_OK
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from harness.demo import run_demo
 
@@ -568,7 +587,8 @@ def _quiet_libraries() -> None:
 
 COMMANDS = {"tasks": cmd_tasks, "run": cmd_run, "score": cmd_score, "compare": cmd_compare,
             "gate": cmd_gate, "leaderboard": cmd_leaderboard, "train": cmd_train,
-            "cache": cmd_cache, "demo": cmd_demo, "export": cmd_export}
+            "cache": cmd_cache, "demo": cmd_demo, "export": cmd_export,
+            "show": cmd_show}
 OUT_COMMANDS = ("run", "score", "compare", "leaderboard", "demo", "export")
 _DISK_FULL = (errno.ENOSPC, errno.EFBIG, getattr(errno, "EDQUOT", errno.ENOSPC))
 

@@ -40,6 +40,15 @@ def render(template: str, values: Mapping[str, Any]) -> str:
     return _TOKEN.sub(sub, template)
 
 
+def shown_input(task: TaskSpec, fields: Mapping[str, Any]) -> dict[str, Any]:
+    """What reports show of an example's input: the task's template filled in (before any chat
+    template or truncation) and, for multiple choice, the choices."""
+    shown: dict[str, Any] = {"prompt": render(task.prompt, fields)}
+    if task.kind == "multiple_choice" and task.choices:
+        shown["choices"] = [str(c) for c in fields[task.choices]]
+    return shown
+
+
 def encode(tokenizer: Any, text: str, add_special_tokens: bool | None = None) -> list[int]:
     """Token ids as lm-eval's HFLM.tok_encode makes them: the tokenizer's own special-token
     default, except that a text already starting with BOS gets no second one."""

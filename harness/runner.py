@@ -19,7 +19,7 @@ from harness.metrics.text import metric_config
 from harness.models import LoadedModel, Variant, load_model
 from harness.policy import DEFAULT_POLICY, CodePolicy
 from harness.progress import Progress
-from harness.prompts import with_chat_template
+from harness.prompts import shown_input, with_chat_template
 from harness.registry import pick
 from harness.specs import BertScoreSpec, RunSpec, TaskSpec
 from harness.stats import summarize, summarize_corpus
@@ -243,6 +243,9 @@ def run_variant(loaded: LoadedModel, variant: Variant, tasks: Sequence[TaskSpec]
                                  "examples_per_second": round(computed / model_seconds, 3)
                                  if model_seconds > 0 and computed else None}
             results[task.name] = result
+            shown = {e.id: shown_input(task, e.fields) for e in data.examples}
+            for rec in records:  # fresh copies (run_task): the store keeps no inputs
+                rec["input"] = shown[rec["id"]]
             samples[task.name] = records
         if spec.lm_eval_tasks:
             results_lm, samples_lm = run_lm_eval_tasks(loaded, variant, spec, store)

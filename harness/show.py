@@ -8,12 +8,14 @@ one example in full, before and after; `--task T` one task.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from harness.compare import read_samples
 from harness.errors import ConfigError, DataError
+from harness.kinds import multiple_choice
 from harness.report.comparison_md import fmt_delta, unit, verdict
 from harness.report.markdown import fmt_value, metric_label, metric_order
 from harness.report.write import load_report
@@ -44,15 +46,49 @@ def _by_id(records: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     return out
 
 
-def _read_side(folder: Path, label: str, sub: str | None, tasks: list[str]) -> Side:
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _problem(kind: str, rec: dict[str, Any]) -> str | None:
+    """What is wrong with a record for show, or None (samples files are user input)."""
+    if not all(v is None or _number(v) for v in rec["metrics"].values()):
+        return "a per-example metric that is not a number"
+    shown = rec.get("input")
+    if shown is not None and not (isinstance(shown, dict) and
+                                  isinstance(shown.get("prompt", ""), str)):
+        return "an input that is not {\"prompt\": text, …}"
+    if kind == "multiple_choice":
+        if not multiple_choice.record_ok(rec):
+            return "no choice, log-likelihoods or gold index"
+        lls = rec["prediction"]["loglikelihoods"]
+        if not lls or not all(_number(v) for v in lls) or \
+                not 0 <= rec["reference"] < len(lls) or \
+                not 0 <= rec["prediction"]["choice"] < len(lls):
+            return "log-likelihoods that do not match its choices or gold index"
+        choices = (shown or {}).get("choices")
+        if choices is not None and not (isinstance(choices, list) and len(choices) == len(lls)
+                                        and all(isinstance(c, str) for c in choices)):
+            return "input choices that do not match its log-likelihoods"
+    return None
+
+
+def _read_side(folder: Path, label: str, sub: str | None, tasks: Mapping[str, str]) -> Side:
+    """tasks: name -> kind."""
     base = folder / "samples" / sub if sub else folder / "samples"
     samples = {}
-    for task in tasks:
+    for task, kind in tasks.items():
         path = base / f"{task}.jsonl"
         if not path.exists():
             raise DataError(f"{path} is missing: show reads the per-example samples beside "
                             f"report.json")
-        samples[task] = _by_id(read_samples(path, task))
+        records = read_samples(path, task)
+        for n, rec in enumerate(records, 1):
+            problem = _problem(kind, rec)
+            if problem is not None:
+                raise DataError(f"{path}: record {n} (id {str(rec['id'])[:40]!r}) has "
+                                f"{problem}; re-run that evaluation")
+        samples[task] = _by_id(records)
     return Side(label, samples)
 
 
@@ -62,13 +98,14 @@ def load(folder: Path) -> tuple[dict[str, Any], list[Side]]:
         raise ConfigError(f"{folder}: give a run or comparison folder (with report.json)")
     report = load_report(folder)
     if report.get("kind") == "comparison":
-        tasks = list(report["tasks"])
+        tasks = {name: block["kind"] for name, block in report["tasks"].items()}
         return report, [_read_side(folder, report["before"]["label"], "before", tasks),
                         _read_side(folder, report["after"]["label"], "after", tasks)]
     runs = report.get("runs") or [report]
     nested = len(runs) > 1
     return report, [_read_side(folder, run["label"], run["label"] if nested else None,
-                               list(run["tasks"])) for run in runs]
+                               {name: block.get("kind", "")
+                                for name, block in run["tasks"].items()}) for run in runs]
 
 
 def mc_margin(rec: dict[str, Any]) -> float:

@@ -127,3 +127,29 @@ def test_text_that_looks_like_rich_markup_prints_as_is(folders, capsys):
     assert "[/INST]" in out and "[bold]not bold[/bold] [/i]" in out
     code, out, err = _show(capsys, str(cmp), "--flips", "16", "--task", "cnn_dailymail")
     assert code == 0 and "[INST]" in out, err
+
+
+@pytest.mark.parametrize("damage, message", [
+    (lambda r: r["prediction"].pop("loglikelihoods"), "no choice, log-likelihoods"),
+    (lambda r: r["prediction"].update(loglikelihoods=[-1.0, "x", -2.0, -3.0]),
+     "log-likelihoods that do not match"),
+    (lambda r: r.update(reference=9), "log-likelihoods that do not match"),
+    (lambda r: r["metrics"].update(acc="high"), "a per-example metric that is not a number"),
+    (lambda r: r.update(input={"prompt": "p", "choices": ["a"]}), "input choices"),
+    (lambda r: r.update(input=["p"]), "an input that is not"),
+], ids=["no-lls", "text-ll", "gold-out-of-range", "text-metric", "short-choices", "input-list"])
+def test_damaged_samples_are_one_line(folders, tmp_path, capsys, damage, message):
+    import shutil
+
+    cmp = tmp_path / "cmp"
+    shutil.copytree(folders / "cmp", cmp)
+    path = cmp / "samples" / "before" / "hellaswag.jsonl"
+    lines = path.read_text().splitlines()
+    rec = json.loads(lines[2])
+    damage(rec)
+    lines[2] = json.dumps(rec)
+    path.write_text("\n".join(lines) + "\n")
+    for args in ([], ["--flips"], ["--example", rec["id"]]):
+        code, _, err = _show(capsys, str(cmp), *args)
+        assert code == 2 and len(err.strip().splitlines()) == 1, err
+        assert "record 3" in err and message in err, err

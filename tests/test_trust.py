@@ -84,10 +84,12 @@ def test_report_files_get_the_umask_and_replace_a_previous_report(tmp_path):
     finally:
         os.umask(old)
     assert [p.name for p in (out / "samples").iterdir()] == ["new_task.jsonl"]
-    for p in (out / "report.json", out / "report.md", out / "samples" / "new_task.jsonl"):
+    for p in (out / "report.json", out / "report.md", out / "report.html",
+              out / "samples" / "new_task.jsonl"):
         assert p.stat().st_mode & 0o777 == 0o644, (p, oct(p.stat().st_mode))
     assert (out / "samples").stat().st_mode & 0o777 == 0o755
-    assert sorted(p.name for p in out.iterdir()) == ["report.json", "report.md", "samples"]
+    assert sorted(p.name for p in out.iterdir()) == ["report.html", "report.json", "report.md",
+                                                    "samples"]
 
 
 def test_nothing_is_written_outside_out(tmp_path):

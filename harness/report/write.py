@@ -170,6 +170,8 @@ def write_report(out: Path, report: Mapping[str, Any],
     samples: variant label -> task -> records. One variant: samples/TASK.jsonl; several:
     samples/LABEL/TASK.jsonl. Returns the Markdown.
     """
+    from harness.report.html import render_html
+
     text = dumps(report)
     markdown = render(json.loads(text))
     nested = len(samples) > 1
@@ -179,6 +181,7 @@ def write_report(out: Path, report: Mapping[str, Any],
             rel = f"samples/{label}/{task}.jsonl" if nested else f"samples/{task}.jsonl"
             files[rel] = samples_lines(records)
     files.update(extra or {})
+    files["report.html"] = render_html(json.loads(text), samples)
     files["report.md"] = markdown
     files["report.json"] = text
     write_folder(out, files)

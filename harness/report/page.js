@@ -1,5 +1,7 @@
 (function(){
 const D=JSON.parse(document.getElementById('data').textContent);
+// per-example metrics travel as arrays in t.metrics order (smaller pages); objects here
+D.tasks.forEach(t=>t.rows.forEach(r=>r.s.forEach(s=>{if(s){const o={};t.metrics.forEach((m,i)=>{if(s.m[i]!==null&&s.m[i]!==undefined)o[m]=s.m[i];});s.m=o;}})));
 const two=D.labels.length===2&&D.kind==='comparison';
 const PAGE=100;
 function el(tag,text,cls){const e=document.createElement(tag);if(text!==undefined&&text!==null)e.textContent=String(text);if(cls)e.className=cls;return e;}
@@ -72,5 +74,5 @@ function taskView(t){
  filter.addEventListener('change',update);sort.addEventListener('change',update);search.addEventListener('input',update);more.addEventListener('click',render);
  update();return sec;}
 const host=document.getElementById('tasks');D.tasks.forEach(t=>host.appendChild(taskView(t)));
-document.body.dataset.ready='1';
+performance.mark('harness-ready');document.body.dataset.ready='1';
 })();

@@ -72,6 +72,23 @@ def _out(value: str) -> Path:
     return Path(value)
 
 
+def _gguf_type(value: str) -> str:
+    """--gguf: the types the gguf package writes; K-quants and IQ types name llama.cpp's
+    quantiser, which makes them from the f16 file."""
+    import re
+
+    if value in ("f16", "q8_0", "q4_0"):
+        return value
+    if re.fullmatch(r"(?i)(q[2-8]_k(_[sml]|_xl)?|iq[1-4]_\w+|q[2-6]_[01]|tq[12]_0|bf16|f32)",
+                    value):
+        raise argparse.ArgumentTypeError(
+            f"'{value}' is not written here: the gguf package quantises f16, q8_0 and q4_0 "
+            f"only; for K-quants and IQ types write --gguf f16, then run llama.cpp's "
+            f"llama-quantize on that file (e.g. llama-quantize m-f16.gguf m-q4_k_m.gguf "
+            f"Q4_K_M)")
+    raise argparse.ArgumentTypeError(f"expected f16, q8_0 or q4_0, got '{value}'")
+
+
 def _batch(value: str) -> int | None:
     return None if value == "auto" else _positive(value)
 
@@ -243,7 +260,7 @@ def build_parser() -> argparse.ArgumentParser:
                          "B --gguf T to convert a base alone")
     ex.add_argument("--merge", action="store_true",
                     help="merge the adapter into its base and write a transformers folder")
-    ex.add_argument("--gguf", choices=["f16", "q8_0", "q4_0"],
+    ex.add_argument("--gguf", type=_gguf_type, metavar="f16|q8_0|q4_0",
                     help="also (or, for a base alone, only) write a GGUF file of this type, "
                          "checked against the model it came from")
     ex.add_argument("--base", help="the base to merge into (default: the one the adapter's "

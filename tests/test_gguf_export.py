@@ -195,6 +195,9 @@ def test_gguf_export_errors_are_one_line(tiny_lm, tmp_path, capsys):
         (["--base", str(yarn), "--gguf", "f16"], "rope scaling 'yarn' is not written yet "
                                                  "(supported: none, linear, llama3)"),
         (["--gguf", "f16"], "export needs ADAPTER --merge"),
+        (["--base", str(tiny_lm), "--gguf", "q4_k_m"], "run llama.cpp's llama-quantize"),
+        (["--base", str(tiny_lm), "--gguf", "IQ2_XS"], "for K-quants and IQ types"),
+        (["--base", str(tiny_lm), "--gguf", "q9"], "expected f16, q8_0 or q4_0, got 'q9'"),
         (["--base", str(tiny_lm)], "export needs ADAPTER --merge"),
     ]:
         out = tmp_path / "o"

@@ -19,8 +19,7 @@ from pathlib import Path
 
 from common import DATA, OUT, QWEN3_1_7B, ROOT, SMOKE, model, save_model, tokenizer, write_result
 
-QWEN_SPLIT = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}"
-              r"\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+")
+from harness.gguf_export import QWEN2_SPLIT
 
 
 def qwen_tokenizer(folder: Path):
@@ -34,7 +33,7 @@ def qwen_tokenizer(folder: Path):
         tokenizer(folder)
         spec = json.loads((folder / "tokenizer.json").read_text())
         spec["pre_tokenizer"] = {"type": "Sequence", "pretokenizers": [
-            {"type": "Split", "pattern": {"Regex": QWEN_SPLIT}, "behavior": "Isolated",
+            {"type": "Split", "pattern": {"Regex": QWEN2_SPLIT}, "behavior": "Isolated",
              "invert": False},
             {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": False,
              "use_regex": False}]}

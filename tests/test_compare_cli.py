@@ -3,6 +3,7 @@
 import json
 
 import pytest
+from tests_helpers import compare_args
 
 from harness.cli import main
 
@@ -11,11 +12,7 @@ from harness.cli import main
 def runs(tiny_lm, adapter, example_data, minilm, tmp_path_factory):
     """An in-process comparison plus separate base and adapter run folders, same rows."""
     root = tmp_path_factory.mktemp("cmp")
-    common = ["--tasks", "cnn_dailymail,hellaswag", "--data",
-              f"cnn_dailymail={example_data['cnn_dailymail']}", "--data",
-              f"hellaswag={example_data['hellaswag']}", "--limit", "16",
-              "--max-new-tokens", "8", "--bertscore-model", str(minilm), "--bertscore-layers",
-              "6"]
+    common = compare_args(example_data, minilm)
     assert main(["compare", "--base", str(tiny_lm), "--adapter", str(adapter), "--general",
                  "hellaswag", "--resamples", "2000", *common, "--out", str(root / "cmp")]) == 0
     assert main(["run", "--base", str(tiny_lm), *common, "--out", str(root / "before")]) == 0

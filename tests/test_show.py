@@ -4,6 +4,7 @@ the flips equal what the samples say."""
 import json
 
 import pytest
+from tests_helpers import compare_args
 
 from harness.cli import main
 from harness.show import flips, mc_margin
@@ -12,11 +13,7 @@ from harness.show import flips, mc_margin
 @pytest.fixture(scope="module")
 def folders(tiny_lm, adapter, example_data, minilm, tmp_path_factory):
     root = tmp_path_factory.mktemp("show")
-    common = ["--tasks", "cnn_dailymail,hellaswag", "--data",
-              f"cnn_dailymail={example_data['cnn_dailymail']}", "--data",
-              f"hellaswag={example_data['hellaswag']}", "--limit", "16",
-              "--max-new-tokens", "8", "--bertscore-model", str(minilm), "--bertscore-layers",
-              "6"]
+    common = compare_args(example_data, minilm)
     assert main(["compare", "--base", str(tiny_lm), "--adapter", str(adapter), "--general",
                  "hellaswag", "--resamples", "500", *common, "--out", str(root / "cmp")]) == 0
     assert main(["run", "--base", str(tiny_lm), *common, "--out", str(root / "run")]) == 0

@@ -3,6 +3,8 @@
 import json
 import shutil
 
+from harness.gguf_export import QWEN2_SPLIT
+
 
 def strip_report(report: dict) -> dict:
     """A report without what may differ between identical runs: timings and timestamps."""
@@ -46,16 +48,13 @@ def qwen_model(tiny_lm, out, arch, qwen_split=True):
     if qwen_split:  # the Qwen family's pre-tokenizer (digits one by one), as its GGUF declares
         spec = json.loads((out / "tokenizer.json").read_text())
         spec["pre_tokenizer"] = {"type": "Sequence", "pretokenizers": [
-            {"type": "Split", "pattern": {"Regex": QWEN_SPLIT}, "behavior": "Isolated",
+            {"type": "Split", "pattern": {"Regex": QWEN2_SPLIT}, "behavior": "Isolated",
              "invert": False},
             {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": False,
              "use_regex": False}]}
         (out / "tokenizer.json").write_text(json.dumps(spec))
     return out
 
-
-QWEN_SPLIT = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}"
-              r"\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+")
 
 
 def rescaled_llama(tiny_lm, out, rope):
@@ -70,3 +69,12 @@ def rescaled_llama(tiny_lm, out, rope):
         if f.name.startswith(("tokenizer", "special_tokens", "chat_template")):
             shutil.copy(f, out / f.name)
     return out
+
+
+def compare_args(example_data, minilm) -> list[str]:
+    """The tasks, data and BERTScore model the comparison fixtures evaluate (16 rows each)."""
+    return ["--tasks", "cnn_dailymail,hellaswag", "--data",
+            f"cnn_dailymail={example_data['cnn_dailymail']}", "--data",
+            f"hellaswag={example_data['hellaswag']}", "--limit", "16",
+            "--max-new-tokens", "8", "--bertscore-model", str(minilm), "--bertscore-layers",
+            "6"]

@@ -34,7 +34,7 @@ from harness.models import (
     materialize,
     resolve_base,
 )
-from harness.paths import dir_mode, inside
+from harness.paths import dir_mode, file_mode, inside
 from harness.report.write import STAGING_PREFIX, dumps, remove_stale_staging
 
 DTYPES = ("auto", "float32", "float16", "bfloat16")
@@ -313,8 +313,25 @@ def export_gguf(spec: ExportSpec) -> dict[str, Any]:
         summary["check"]["rope"] = rope
     summary["seconds"] = {"write": round(wrote - started, 2),
                           "read_back_and_check": round(time.perf_counter() - wrote, 2)}
-    record = read_export(out) if (out / "export.json").exists() else {
-        "harness_version": __version__, "kind": "gguf", "base": spec.base}
-    record.setdefault("gguf", {})[spec.gguf] = summary
-    (out / "export.json").write_text(dumps(record), encoding="utf-8")
+    _add_to_record(out, spec, summary)
     return summary
+
+
+def _add_to_record(out: Path, spec: ExportSpec, summary: dict[str, Any]) -> None:
+    """export.json gains this file's entry: read, changed and replaced under a lock on the
+    folder, so two exports into one --out at once both keep theirs."""
+    import fcntl
+
+    fd = os.open(out, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        record = read_export(out) if (out / "export.json").exists() else {
+            "harness_version": __version__, "kind": "gguf", "base": spec.base}
+        record.setdefault("gguf", {})[str(spec.gguf)] = summary
+        with tempfile.NamedTemporaryFile("w", dir=out, prefix=f"{STAGING_PREFIX}{os.getpid()}-",
+                                         suffix=".json", delete=False, encoding="utf-8") as fh:
+            fh.write(dumps(record))
+        os.chmod(fh.name, file_mode())
+        os.replace(fh.name, out / "export.json")
+    finally:
+        os.close(fd)  # releases the lock

@@ -236,3 +236,24 @@ def test_real_model_gguf_round_trip(tmp_path, capsys):
     assert json.loads(tok.backend_tokenizer.to_str())["pre_tokenizer"]["type"] == "ByteLevel"
     assert fields["tokenizer.ggml.pre"].contents() == "gpt-2"
     assert "<|im_start|>" in fields["tokenizer.chat_template"].contents()
+
+
+def test_exports_into_one_folder_at_once_keep_every_entry(tmp_path):
+    """export.json is read, changed and replaced under a lock on --out: concurrent exports
+    (here 16 threads) all keep their entries, and no temporary file is left."""
+    import threading
+
+    from harness.export import ExportSpec, _add_to_record
+
+    out = tmp_path / "out"
+    out.mkdir()
+    threads = [threading.Thread(target=_add_to_record, args=(
+        out, ExportSpec(adapter=None, out=out, base="b", gguf=f"t{i}"), {"i": i}))
+        for i in range(16)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    record = json.loads((out / "export.json").read_text())
+    assert record["gguf"] == {f"t{i}": {"i": i} for i in range(16)}
+    assert [p.name for p in out.iterdir()] == ["export.json"]

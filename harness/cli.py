@@ -14,9 +14,9 @@ import signal
 import sqlite3
 import sys
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from harness.distributed import is_main
 from harness.errors import ConfigError, HarnessError
@@ -164,6 +164,37 @@ def _add_metric_opts(p: argparse.ArgumentParser) -> None:
     _add_allow_code(p)
 
 
+def _add_log_to(p: argparse.ArgumentParser) -> None:
+    from harness.track import TRACKERS
+
+    p.add_argument("--log-to", action="append", default=[], choices=list(TRACKERS),
+                   metavar="|".join(TRACKERS),
+                   help="also log to an experiment tracker (repeatable): tensorboard (event "
+                        "files in OUT/tensorboard), mlflow ($MLFLOW_TRACKING_URI, else a "
+                        "SQLite store in OUT), wandb (offline in OUT unless $WANDB_MODE says "
+                        "otherwise); each needs its package: pip install 'harness[NAME]'")
+
+
+@contextlib.contextmanager
+def _tracking(args: argparse.Namespace, job: str, out: Path) -> Iterator[Any]:
+    """The trackers of --log-to, opened before any work (a missing package fails first) on
+    rank 0 only, closed at the end. A tracker that failed while logging ends the command
+    with its error, once the command's own outputs are written."""
+    from harness.track import TrackerContext, open_trackers
+
+    trackers = open_trackers(args.log_to if is_main() else [],
+                             TrackerContext(out=out, name=out.name or job, job=job))
+    ok = False
+    try:
+        yield trackers
+        ok = True
+    finally:
+        trackers.close(ok)
+    failure = trackers.failure()
+    if failure:
+        raise ConfigError(f"{failure}; the results themselves are written in {out}")
+
+
 def _add_allow_code(p: argparse.ArgumentParser) -> None:
     p.add_argument("--allow-code", action="store_true",
                    help="let task files run Python code from outside harness (transform: "
@@ -184,6 +215,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common_model(r)
     _add_eval(r)
     _add_metric_opts(r)
+    _add_log_to(r)
     r.add_argument("--out", type=_out, required=True, help="report folder")
 
     s = sub.add_parser("score", help="score predictions made elsewhere")
@@ -220,6 +252,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="multiple-comparison adjustment across the target cells and across the "
                         "forgetting cells: Holm (family-wise, default), Benjamini-Hochberg "
                         "(false discovery rate) or none")
+    _add_log_to(c)
     c.add_argument("--out", type=_out, required=True)
 
     g = sub.add_parser("gate", help="check rules on a report: exit 0 pass, 1 fail, 2 bad input")
@@ -252,6 +285,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="as on run: train on the prompts evaluation will see (same as --set "
                          "chat_template=MODE)")
     _add_allow_code(tr)
+    _add_log_to(tr)
 
     ex = sub.add_parser("export", help="merge a LoRA adapter into its base (a plain "
                         "transformers folder) and/or write a GGUF file")
@@ -397,12 +431,16 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     if args.include_base and not args.adapter:
         raise ConfigError("--include-base needs at least one --adapter")
+    from harness.track.report import log_report
+
     spec = _run_spec(args, _task_list(args.tasks), args.include_base)
-    report, samples = evaluate(spec, discover_tasks(args.tasks_dir))
-    if not is_main():  # under a launcher, rank 0 writes the one report
-        return EXIT_OK
-    write_report(args.out, report, render_run, samples)
-    print(f"wrote {args.out}/report.md and report.json", file=sys.stderr)
+    with _tracking(args, "run", args.out) as trackers:
+        report, samples = evaluate(spec, discover_tasks(args.tasks_dir))
+        if not is_main():  # under a launcher, rank 0 writes the one report
+            return EXIT_OK
+        write_report(args.out, report, render_run, samples)
+        print(f"wrote {args.out}/report.md and report.json", file=sys.stderr)
+        log_report(trackers, args.out)
     return EXIT_OK
 
 
@@ -425,7 +463,8 @@ def cmd_score(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def cmd_compare(args: argparse.Namespace) -> int:
+def _compare(args: argparse.Namespace) -> str | None:
+    """Run the comparison and write it; its Markdown, or None on a rank other than 0."""
     from harness.compare import compare_models, compare_runs, load_run_dir, write_comparison
 
     general = _task_list(args.general) if args.general else ()
@@ -451,7 +490,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
                                       general, args.resamples, args.out, args.adjust,
                                       DivergenceSpec(args.text, args.divergence_tokens))
         if not is_main():
-            return EXIT_OK
+            return None
     else:
         from harness.registry import discover_tasks
 
@@ -465,9 +504,20 @@ def cmd_compare(args: argparse.Namespace) -> int:
         markdown = compare_models(spec, discover_tasks(args.tasks_dir), general, args.resamples,
                                   args.out, args.adjust)
         if not is_main():
+            return None
+    return markdown
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from harness.track.report import log_report
+
+    with _tracking(args, "compare", args.out) as trackers:
+        markdown = _compare(args)
+        if markdown is None:
             return EXIT_OK
-    print(markdown)
-    print(f"wrote {args.out}/report.md, report.json and deltas.png", file=sys.stderr)
+        print(markdown)
+        print(f"wrote {args.out}/report.md, report.json and deltas.png", file=sys.stderr)
+        log_report(trackers, args.out)
     return EXIT_OK
 
 
@@ -486,12 +536,14 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
     import json
 
     from harness.leaderboard import build_leaderboard, render_leaderboard_csv, render_leaderboard_md
+    from harness.report.leaderboard_html import render_leaderboard_html
     from harness.report.write import LEADERBOARD_FILES, finite, write_folder
 
     board = build_leaderboard(args.reports, args.sort)
     markdown = render_leaderboard_md(board)
     write_folder(args.out, replaces=LEADERBOARD_FILES, files={
         "leaderboard.csv": render_leaderboard_csv(board), "leaderboard.md": markdown,
+        "leaderboard.html": render_leaderboard_html(board, args.out),
         "leaderboard.json": json.dumps(finite(board), sort_keys=True, indent=2,
                                        ensure_ascii=False, allow_nan=False) + "\n"})
     print(markdown)
@@ -510,7 +562,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         if key.split(":")[0] != spec.task or key.split(":")[1:] not in ([], ["eval"]):
             raise ConfigError(f"--data {key}=…: the recipe trains task '{spec.task}'; use "
                               f"--data {spec.task}=TRAIN_FILE and --data {spec.task}:eval=FILE")
-    out = train(spec, data, resume=args.resume, policy=_policy(args))
+    folder = Path(spec.out or Path("adapters") / spec.name)
+    with _tracking(args, "train", folder) as trackers:
+        out = train(spec, data, resume=args.resume, policy=_policy(args), trackers=trackers)
     if os.environ.get("RANK", "0") == "0":  # one line under accelerate launch / torchrun
         print(f"wrote adapter to {out} (train_summary.json, train_log.jsonl, loss.png)",
               file=sys.stderr)

@@ -1,6 +1,7 @@
 """compare (in-process and over two run folders), gate exit codes, leaderboard."""
 
 import json
+from pathlib import Path
 
 import pytest
 from tests_helpers import compare_args
@@ -161,6 +162,18 @@ def test_leaderboard(runs, tmp_path, capsys):
     assert present == sorted(present, reverse=True)
     assert (out / "leaderboard.csv").read_text().startswith("rank,label,base,adapter")
     assert "# harness leaderboard" in (out / "leaderboard.md").read_text()
+    # the page: one row per board row, the same values, each linked to its run's report.html
+    import re
+    from html import unescape
+
+    page = (out / "leaderboard.html").read_text()
+    links = [unescape(h) for h in re.findall(r'<a href="([^"]+)"', page)]
+    assert len(links) == len(board["rows"])
+    for link, row in zip(links, board["rows"], strict=True):
+        assert (out / link).resolve() == (Path(row["source"]).parent / "report.html").resolve()
+    cells = [float(v) if v else None for v in
+             re.findall(r'data-key="hellaswag.acc" data-value="([^"]*)"', page)]
+    assert cells == values
     capsys.readouterr()
     assert main(["leaderboard", str(runs / "before"), "--sort", "nope.metric", "--out",
                  str(tmp_path / "lb2")]) == 2

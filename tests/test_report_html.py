@@ -126,3 +126,57 @@ def test_report_html_in_chromium(demo, browser, tmp_path):
     shot = tmp_path / "report.png"
     browser.save_screenshot(str(shot))
     assert shot.stat().st_size > 10_000
+
+
+@pytest.fixture(scope="module")
+def board(demo, tiny_lm, adapter, adapter_b, example_data, tmp_path_factory):
+    """A leaderboard over a three-model run (base and two adapters) and the demo comparison."""
+    root = tmp_path_factory.mktemp("board")
+    assert main(["run", "--base", str(tiny_lm), "--adapter", str(adapter), "--adapter",
+                 str(adapter_b), "--include-base", "--tasks", "hellaswag", "--data",
+                 f"hellaswag={example_data['hellaswag']}", "--limit", "16",
+                 "--out", str(root / "three")]) == 0
+    assert main(["leaderboard", str(root / "three"), str(demo), "--sort", "hellaswag.acc",
+                 "--out", str(root / "lb")]) == 0
+    return root / "lb"
+
+
+@pytest.mark.browser
+def test_leaderboard_html_in_chromium(board, browser):
+    """Click a column: rows sort by it, then the other way; a row's link opens its run page."""
+    from selenium.webdriver.common.by import By
+
+    _open(browser, board / "leaderboard.html")
+    data = json.loads((board / "leaderboard.json").read_text())
+    assert len(browser.find_elements(By.CSS_SELECTOR, "#board tbody tr")) == len(data["rows"])
+
+    def column():
+        return [float(v) if (v := c.get_attribute("data-value")) else None for c in
+                browser.find_elements(By.CSS_SELECTOR,
+                                      '#board tbody td[data-key="hellaswag.acc"]')]
+
+    values = [r["scores"].get("hellaswag", {}).get("acc", {}).get("value")
+              for r in data["rows"]]
+    present = sorted(v for v in values if v is not None)
+    missing = [None] * values.count(None)  # rows without the column stay last either way
+    assert len(present) == 3 and missing  # the three-model run; the demo's comparison row
+    assert column() == present[::-1] + missing  # ranked by it
+    head = browser.find_element(By.CSS_SELECTOR, '#board th[data-key="hellaswag.acc"]')
+    head.click()
+    assert column() == present[::-1] + missing
+    assert head.get_attribute("aria-sort") == "descending"
+    head.click()
+    assert column() == present + missing and head.get_attribute("aria-sort") == "ascending"
+    browser.find_element(By.CSS_SELECTOR, "#board th:nth-child(2)").click()  # by model name
+    names = [c.text for c in browser.find_elements(By.CSS_SELECTOR,
+                                                   "#board tbody td:nth-child(2)")]
+    assert names == sorted(names, key=str.lower) or names == sorted(names)
+    link = browser.find_element(By.CSS_SELECTOR, "#board tbody a")
+    target = link.get_attribute("href")
+    link.click()
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    WebDriverWait(browser, 20).until(
+        lambda d: d.execute_script("return document.body.dataset.ready === '1'")
+        and d.current_url == target)
+    assert browser.find_elements(By.CSS_SELECTOR, "section.task")  # the run's own page

@@ -30,7 +30,7 @@ STAGING_PREFIX = ".harness-staging-"
 # (a previous run's samples included), and nothing else in the folder is touched.
 REPORT_FILES = ("report.json", "report.md", "report.html", "samples", "deltas.png",
                 "runs.json")
-LEADERBOARD_FILES = ("leaderboard.md", "leaderboard.json", "leaderboard.csv")
+LEADERBOARD_FILES = ("leaderboard.md", "leaderboard.json", "leaderboard.csv", "leaderboard.html")
 
 
 def finite(value: Any) -> Any:

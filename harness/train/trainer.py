@@ -28,6 +28,7 @@ from harness.policy import DEFAULT_POLICY, CodePolicy
 from harness.progress import Progress
 from harness.prompts import with_chat_template
 from harness.registry import discover_tasks, pick
+from harness.track import Trackers, flat_params
 from harness.train.checkpoint import (
     latest_checkpoint,
     load_checkpoint,
@@ -200,7 +201,11 @@ def plot_losses(log: list[dict[str, Any]], path: Path) -> None:
 
 
 def train(spec: TrainSpec, data_paths: dict[str, str], resume: bool = False,
-          progress: Progress | None = None, policy: CodePolicy = DEFAULT_POLICY) -> Path:
+          progress: Progress | None = None, policy: CodePolicy = DEFAULT_POLICY,
+          trackers: Trackers | None = None) -> Path:
+    """Train the recipe's adapter into its out folder. `trackers` (--log-to) get the recipe as
+    parameters, each logged row (loss, eval loss, learning rate, gradient norm, tokens/s) at
+    its step, and the run's summary figures."""
     import torch
     from accelerate import Accelerator
     from transformers import get_scheduler
@@ -281,8 +286,13 @@ def train(spec: TrainSpec, data_paths: dict[str, str], resume: bool = False,
             log = [r for r in log if r["step"] <= state["step"]]
     log_path.write_text("".join(json.dumps(r, sort_keys=True) + "\n" for r in log))
 
+    trackers = trackers or Trackers()
+    trackers.params(flat_params(spec.to_dict()))
+
     def write_log(row: dict[str, Any]) -> None:
         log.append(row)
+        trackers.metrics({f"train/{k}": float(v) for k, v in row.items()
+                          if k != "step" and isinstance(v, (int, float))}, row["step"])
         if accelerator.is_main_process:
             with log_path.open("a") as fh:
                 fh.write(json.dumps(row, sort_keys=True) + "\n")
@@ -359,8 +369,11 @@ def train(spec: TrainSpec, data_paths: dict[str, str], resume: bool = False,
                 prune_checkpoints(out / "checkpoints", t.save_total_limit)
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
-        _finish(spec, out, tokenizer, log, state, train_stats, eval_stats, total,
-                time.time() - started)
+        summary = _finish(spec, out, tokenizer, log, state, train_stats, eval_stats, total,
+                          time.time() - started)
+        trackers.metrics({f"train/{k}": float(summary[k]) for k in (
+            "best_eval_loss", "eval_perplexity", "wall_seconds", "mean_tokens_per_s")
+            if isinstance(summary.get(k), (int, float))}, state["step"])
         if note:  # said once the run is done, so a failing run still ends in one line
             print(note, file=sys.stderr)
     return out
@@ -368,8 +381,9 @@ def train(spec: TrainSpec, data_paths: dict[str, str], resume: bool = False,
 
 def _finish(spec: TrainSpec, out: Path, tokenizer: Any, log: list[dict[str, Any]],
             state: dict[str, Any], train_stats: BuildStats, eval_stats: BuildStats, total: int,
-            seconds: float) -> None:
-    """The best checkpoint becomes the adapter; summary, resolved recipe, tokenizer, plot."""
+            seconds: float) -> dict[str, Any]:
+    """The best checkpoint becomes the adapter; summary, resolved recipe, tokenizer, plot.
+    Returns the summary."""
     from harness.report.build import versions
     from harness.report.write import atomic_write
 
@@ -393,3 +407,4 @@ def _finish(spec: TrainSpec, out: Path, tokenizer: Any, log: list[dict[str, Any]
     }
     atomic_write(out / "train_summary.json", json.dumps(summary, sort_keys=True, indent=2) + "\n")
     plot_losses(log, out / "loss.png")
+    return summary

@@ -1,0 +1,69 @@
+"""MLflow: a run with params, metrics (with steps while training) and the samples as table
+artifacts. The store is $MLFLOW_TRACKING_URI where set (a server, a database); otherwise a
+local SQLite store in OUT (mlflow.db, artifacts in OUT/mlruns), MLflow's own local default
+since its file store went into maintenance. The experiment is $MLFLOW_EXPERIMENT_NAME or
+"harness"."""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from harness.track import Scalar, TrackerContext
+
+PARAM_CHARS = 6000  # MLflow's limit on a parameter value
+_KEY = re.compile(r"[^\w\-. /]")  # the characters MLflow allows in a key
+
+
+def key(name: str) -> str:
+    return _KEY.sub("_", name)
+
+
+class MlflowTracker:
+    def __init__(self, ctx: TrackerContext) -> None:
+        import mlflow
+
+        for name in ("mlflow", "alembic"):  # their INFO lines (database set-up) are not ours
+            logging.getLogger(name).setLevel(logging.WARNING)
+        uri = os.environ.get("MLFLOW_TRACKING_URI")
+        self.client = mlflow.MlflowClient(tracking_uri=uri or
+                                          f"sqlite:///{(ctx.out / 'mlflow.db').resolve()}")
+        experiment = os.environ.get("MLFLOW_EXPERIMENT_NAME", "harness")
+        found = self.client.get_experiment_by_name(experiment)
+        if found is not None:
+            experiment_id = found.experiment_id
+        else:  # local default: artifacts inside OUT, not in the current folder
+            location = None if uri else (ctx.out / "mlruns").resolve().as_uri()
+            experiment_id = self.client.create_experiment(experiment,
+                                                          artifact_location=location)
+        self.run_id = self.client.create_run(experiment_id, run_name=ctx.name,
+                                             tags={"harness.job": ctx.job}).info.run_id
+
+    def params(self, values: Mapping[str, Scalar]) -> None:
+        from mlflow.entities import Param
+
+        self.client.log_batch(self.run_id, params=[
+            Param(key(k), str(v)[:PARAM_CHARS]) for k, v in values.items()])
+
+    def metrics(self, values: Mapping[str, float], step: int | None) -> None:
+        import time
+
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        self.client.log_batch(self.run_id, metrics=[
+            Metric(key(k), float(v), now, step or 0) for k, v in values.items()])
+
+    def table(self, name: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+        data = {c: [row[i] for row in rows] for i, c in enumerate(columns)}
+        self.client.log_table(self.run_id, data=data, artifact_file=f"samples/{key(name)}.json")
+
+    def close(self, ok: bool) -> None:
+        self.client.set_terminated(self.run_id, status="FINISHED" if ok else "FAILED")
+
+
+def open_tracker(ctx: TrackerContext) -> MlflowTracker:
+    return MlflowTracker(ctx)

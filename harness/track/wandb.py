@@ -1,0 +1,63 @@
+"""Weights & Biases: a run with its config, metrics (with steps while training), the summary,
+and the samples as W&B Tables. $WANDB_MODE decides online or offline; where it is unset the
+run is offline (nothing leaves the machine, no login prompt) and `wandb sync OUT/wandb/…`
+uploads it later. The run's files, and wandb's cache and data folders where the user has not
+set them, stay in OUT. The project is $WANDB_PROJECT or "harness"."""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from harness.errors import ConfigError
+from harness.track import Scalar, TrackerContext
+
+MODES = ("online", "offline", "disabled")
+
+
+def mode() -> str:
+    """$WANDB_MODE, checked; offline where it is unset or empty."""
+    value = os.environ.get("WANDB_MODE", "").strip() or "offline"
+    if value not in MODES:
+        raise ConfigError(f"WANDB_MODE={value!r}: give one of {', '.join(MODES)} (or leave it "
+                          f"unset for an offline run in --out)")
+    os.environ["WANDB_MODE"] = value  # wandb reads it too
+    return value
+
+
+class WandbTracker:
+    def __init__(self, ctx: TrackerContext) -> None:
+        run_mode = mode()
+        with warnings.catch_warnings():  # pydantic warnings some wandb versions give on import
+            warnings.simplefilter("ignore")
+            import wandb
+        self.wandb = wandb
+        local = (ctx.out / "wandb" / ".local").resolve()
+        for var in ("WANDB_CACHE_DIR", "WANDB_DATA_DIR", "WANDB_ARTIFACT_DIR"):
+            os.environ.setdefault(var, str(local))
+        os.environ.setdefault("WANDB_SILENT", "true")
+        self.run = wandb.init(project=os.environ.get("WANDB_PROJECT", "harness"),
+                              name=ctx.name, job_type=ctx.job, dir=str(ctx.out.resolve()),
+                              mode=run_mode,  # type: ignore[arg-type]
+                              reinit="create_new")
+
+    def params(self, values: Mapping[str, Scalar]) -> None:
+        self.run.config.update(dict(values), allow_val_change=True)
+
+    def metrics(self, values: Mapping[str, float], step: int | None) -> None:
+        if step is None:  # evaluation figures: the run's summary, and one history row
+            self.run.summary.update(dict(values))
+        self.run.log(dict(values), step=step)
+
+    def table(self, name: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+        self.run.log({f"samples/{name}": self.wandb.Table(columns=list(columns),
+                                                         data=[list(r) for r in rows])})
+
+    def close(self, ok: bool) -> None:
+        self.run.finish(exit_code=0 if ok else 1)
+
+
+def open_tracker(ctx: TrackerContext) -> WandbTracker:
+    return WandbTracker(ctx)

@@ -26,12 +26,14 @@ class MlflowTracker:
     def __init__(self, ctx: TrackerContext) -> None:
         import mlflow
 
-        for name in ("mlflow", "alembic"):  # their INFO lines (database set-up) are not ours
-            logging.getLogger(name).setLevel(logging.WARNING)
-        uri = os.environ.get("MLFLOW_TRACKING_URI")
+        # their INFO lines (database set-up) and warnings before an error are not ours: an error
+        # reaches the user as one line from open_trackers
+        for name in ("mlflow", "alembic"):
+            logging.getLogger(name).setLevel(logging.ERROR)
+        uri = os.environ.get("MLFLOW_TRACKING_URI", "").strip() or None
         self.client = mlflow.MlflowClient(tracking_uri=uri or
                                           f"sqlite:///{(ctx.out / 'mlflow.db').resolve()}")
-        experiment = os.environ.get("MLFLOW_EXPERIMENT_NAME", "harness")
+        experiment = os.environ.get("MLFLOW_EXPERIMENT_NAME", "").strip() or "harness"
         found = self.client.get_experiment_by_name(experiment)
         if found is not None:
             experiment_id = found.experiment_id

@@ -1,8 +1,9 @@
 """Weights & Biases: a run with its config, metrics (with steps while training), the summary,
 and the samples as W&B Tables. $WANDB_MODE decides online or offline; where it is unset the
 run is offline (nothing leaves the machine, no login prompt) and `wandb sync OUT/wandb/…`
-uploads it later. The run's files, and wandb's cache and data folders where the user has not
-set them, stay in OUT. The project is $WANDB_PROJECT or "harness"."""
+uploads it later; WANDB_MODE=online needs a login (checked first). The run's files, and
+wandb's cache and data folders (offline also its settings folder) where the user has not set
+them, stay in OUT. The project is $WANDB_PROJECT or "harness"."""
 
 from __future__ import annotations
 
@@ -27,18 +28,41 @@ def mode() -> str:
     return value
 
 
+def logged_in() -> bool:
+    """A W&B key in the environment or in ~/.netrc for the W&B host."""
+    import netrc
+    from urllib.parse import urlparse
+
+    if os.environ.get("WANDB_API_KEY", "").strip():
+        return True
+    host = urlparse(os.environ.get("WANDB_BASE_URL", "").strip() or
+                    "https://api.wandb.ai").hostname or "api.wandb.ai"
+    try:
+        return netrc.netrc().authenticators(host) is not None
+    except (OSError, netrc.NetrcParseError):
+        return False
+
+
 class WandbTracker:
     def __init__(self, ctx: TrackerContext) -> None:
         run_mode = mode()
+        if run_mode == "online" and not logged_in():
+            raise ConfigError("WANDB_MODE=online needs a W&B login: run `wandb login` or set "
+                              "WANDB_API_KEY (or leave WANDB_MODE unset for an offline run in "
+                              "--out)")
         with warnings.catch_warnings():  # pydantic warnings some wandb versions give on import
             warnings.simplefilter("ignore")
             import wandb
         self.wandb = wandb
         local = (ctx.out / "wandb" / ".local").resolve()
-        for var in ("WANDB_CACHE_DIR", "WANDB_DATA_DIR", "WANDB_ARTIFACT_DIR"):
-            os.environ.setdefault(var, str(local))
+        # offline, wandb's settings folder too: online runs keep the user's (their login)
+        folders = ("WANDB_CACHE_DIR", "WANDB_DATA_DIR", "WANDB_ARTIFACT_DIR") + (
+            ("WANDB_CONFIG_DIR",) if run_mode != "online" else ())
+        for var in folders:
+            if not os.environ.get(var, "").strip():
+                os.environ[var] = str(local)
         os.environ.setdefault("WANDB_SILENT", "true")
-        self.run = wandb.init(project=os.environ.get("WANDB_PROJECT", "harness"),
+        self.run = wandb.init(project=os.environ.get("WANDB_PROJECT", "").strip() or "harness",
                               name=ctx.name, job_type=ctx.job, dir=str(ctx.out.resolve()),
                               mode=run_mode,  # type: ignore[arg-type]
                               reinit="create_new")

@@ -671,6 +671,28 @@ CASES += [
 ]
 
 
+def _tracked_compare(*trackers: str):
+    def build(box: Box, res) -> list[str]:
+        return ["compare", str(res.run_a), str(res.run_b), "--out", str(box.out),
+                *[a for t in trackers for a in ("--log-to", t)]]
+    return build
+
+
+CASES += [
+    Case("tracker-unknown", "trackers", _tracked_compare("neptune"), r"invalid choice.*neptune"),
+    Case("tracker-wandb-mode", "trackers", _tracked_compare("wandb"), r"WANDB_MODE='bogus'",
+         env={"WANDB_MODE": "bogus"}),
+    Case("tracker-wandb-online-no-key", "trackers", _tracked_compare("wandb"),
+         r"WANDB_MODE=online needs a W&B login", env={"WANDB_MODE": "online",
+                                                      "WANDB_API_KEY": ""}),
+    Case("tracker-mlflow-uri", "trackers", _tracked_compare("mlflow"),
+         r"--log-to mlflow: cannot start a run", env={"MLFLOW_TRACKING_URI": "garbage://x"}),
+    Case("tracker-mlflow-unreadable-db", "trackers", _tracked_compare("mlflow"),
+         r"--log-to mlflow: cannot start a run .*unable to open",
+         env={"MLFLOW_TRACKING_URI": "sqlite:////proc/harness-x.db"}),
+]
+
+
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
 def test_hostile(case: Case, res, tmp_path) -> None:
     result, broken = run_case(case, Box(tmp_path / "box"), res)

@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 
 from harness import yamlio
 from harness.errors import ConfigError, NotFoundError
+from harness.metrics.families import families_for
 from harness.paths import check_name
 from harness.specs import DatasetSpec, GenerationSpec, TaskSpec
 
@@ -29,12 +30,6 @@ _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 # Scanned left to right as prompts.render does: {{, }}, {anything without braces}, or a lone
 # brace (None group).
 _BRACES = re.compile(r"\{\{|\}\}|\{([^{}]*)\}|[{}]")
-# Which metric families make sense for which kind of task.
-_KIND_METRICS = {
-    "generation": {"rouge", "bleu", "bertscore", "words", "exact_match", "perplexity"},
-    "multiple_choice": {"acc"},
-    "perplexity": {"perplexity"},
-}
 
 
 def placeholders(template: str) -> list[str]:
@@ -179,7 +174,7 @@ def parse_task(raw: Any, source: str) -> TaskSpec:
             problems.append("a multiple_choice task needs 'choices' (the field with the list)")
         if kind != "multiple_choice" and raw.get("choices"):
             problems.append(f"'choices' is only for multiple_choice tasks, not {kind}")
-        allowed = _KIND_METRICS[kind]
+        allowed = families_for(kind)
         for m in metrics:
             if m not in allowed:
                 close = difflib.get_close_matches(m, sorted(allowed), n=2)

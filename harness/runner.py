@@ -53,6 +53,13 @@ def score_records(task: TaskSpec, records: Sequence[dict[str, Any]],
     return perplexity.score(records)
 
 
+def stats_key(metric: str) -> str | None:
+    """Where a corpus metric's family keeps its per-example statistics in the records."""
+    from harness.metrics.families import METRICS
+
+    return next((f.stats_key for f in METRICS.values() if metric in f.metrics), None)
+
+
 def summarize_task(task: TaskSpec, data_source: str, data_sha: str,
                    records: list[dict[str, Any]], bert: BertScoreSpec, resamples: int,
                    seed: int, max_new_tokens: int | None) -> dict[str, Any]:
@@ -70,9 +77,10 @@ def summarize_task(task: TaskSpec, data_source: str, data_sha: str,
     for name, cm in raw.corpus.items():  # per record; the clustered sums feed the CI below
         if id(cm.stats) not in stats_seen:
             stats_seen.add(id(cm.stats))
-            if name.startswith("bleu"):  # perplexity's statistics are in the records already
+            key = stats_key(name)  # perplexity's statistics are in the records already
+            if key is not None:
                 for rec, row in zip(records, cm.stats.tolist(), strict=True):
-                    rec.setdefault("metrics", {})["bleu_stats"] = row
+                    rec.setdefault("metrics", {})[key] = row
     for name, cm in scores.corpus.items():
         metrics[name] = summarize_corpus(cm.stats, cm.compute, resamples, seed).to_json()
     config = task_config(task, max_new_tokens)
@@ -381,14 +389,17 @@ def scores_from_records(kind: str, records: Sequence[dict[str, Any]]) -> Scores:
     if kind == "lm_eval":
         names = list(records[0].get("metrics", {}))
         return Scores(per_example={k: [float(r["metrics"][k]) for r in records] for k in names})
-    from harness.metrics.bleu import bleu_from_stats
+    from harness.metrics.families import METRICS
 
-    names = [k for k in records[0].get("metrics", {}) if not k.endswith("_stats")]
+    rebuild = {f.stats_key: f.rebuild for f in METRICS.values() if f.stats_key and f.rebuild}
+    first = records[0].get("metrics", {})
+    names = [k for k in first if k not in rebuild]
     per_example = {k: [float(r["metrics"][k]) for r in records] for k in names}
     corpus = {}
-    if "bleu_stats" in records[0].get("metrics", {}):
-        corpus = bleu_from_stats(np.array([r["metrics"]["bleu_stats"] for r in records],
-                                          dtype=np.float64)).corpus
+    for key, fn in rebuild.items():  # corpus families: their metrics from the stored stats
+        if key in first:
+            corpus.update(fn(np.array([r["metrics"][key] for r in records],
+                                      dtype=np.float64)).corpus)
     if "target_nll" in records[0]:
         corpus["perplexity"] = perplexity.perplexity_metric([r["target_nll"] for r in records])
     return Scores(per_example=per_example, corpus=corpus)

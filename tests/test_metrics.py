@@ -116,3 +116,68 @@ def test_words_and_exact_match():
                                                             "ref_words": [2.0, 1.0]}
     assert exact_match(["The Cat!", "dog"], ["cat", "cat"]).per_example["exact_match"] == [1.0,
                                                                                            0.0]
+
+
+def test_squad_f1_is_the_official_token_f1():
+    """SQuAD v1.1's F1, worked by hand: articles and punctuation go, then token overlap."""
+    from harness.metrics.squad_f1 import squad_f1
+
+    got = squad_f1(["The cat sat on the mat.", "", "Paris", "a b"],
+                   ["A cat sat", "", "paris!", "c d"]).per_example["squad_f1"]
+    # 1: pred {cat, sat, on, mat}, ref {cat, sat}: P 2/4, R 2/2, F1 2/3.
+    # 2: both empty after normalising: 1 (the official script's rule). 3: equal: 1. 4: none: 0.
+    assert got == pytest.approx([2 / 3, 1.0, 1.0, 0.0])
+
+
+def test_a_metric_is_one_family_entry(tmp_path):
+    """squad_f1 came in as one module and one METRICS entry: task files accept it for
+    generation (and refuse it elsewhere), reports show its label, runs score it."""
+    from harness.errors import ConfigError
+    from harness.metrics import INFO, METRICS
+    from harness.registry import discover_tasks
+    from harness.report.markdown import metric_label
+
+    assert "squad_f1" in METRICS and INFO["squad_f1"].label == "Token F1 (SQuAD)"
+    assert metric_label("squad_f1").startswith("Token F1 (SQuAD)")
+    assert list(INFO)[:4] == ["rouge1", "rouge2", "rougeL", "rougeLsum"]  # display order kept
+    good = ("name: qa\nkind: generation\ndataset: {split: test}\nfields: {q: q, a: a}\n"
+            "prompt: 'Q: {q}\\nA:'\ntarget: a\nmetrics: [squad_f1, exact_match]\n")
+    (tmp_path / "qa.yaml").write_text(good)
+    assert discover_tasks([tmp_path])["qa"].metrics == ("squad_f1", "exact_match")
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "mc.yaml").write_text(
+        "name: mc\nkind: multiple_choice\ndataset: {split: test}\nfields: {q: q, c: c, a: a}\n"
+        "prompt: '{q}'\nchoices: c\ntarget: a\nmetrics: [squad_f1]\n")
+    with pytest.raises(ConfigError, match="metric 'squad_f1' is not available for "
+                                          "multiple_choice"):
+        discover_tasks([bad])
+
+
+def test_squad_f1_in_a_run(tiny_lm, tmp_path):
+    import json
+
+    from harness.cli import main
+    from harness.metrics.squad_f1 import squad_f1
+
+    tasks = tmp_path / "tasks"
+    tasks.mkdir()
+    (tasks / "qa.yaml").write_text(
+        "name: qa\nkind: generation\ndataset: {split: test}\nfields: {q: q, a: a}\n"
+        "prompt: 'Q: {q}\\nA:'\ntarget: a\nmetrics: [squad_f1]\n"
+        "generation: {max_new_tokens: 6}\n")
+    rows = [{"q": f"what is {i} plus {i}?", "a": f"{2 * i}"} for i in range(6)]
+    data = tmp_path / "qa.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    out = tmp_path / "out"
+    assert main(["run", "--base", str(tiny_lm), "--tasks-dir", str(tasks), "--tasks", "qa",
+                 "--data", f"qa={data}", "--no-cache", "--out", str(out)]) == 0
+    report = json.loads((out / "report.json").read_text())
+    block = report["tasks"]["qa"]["metrics"]["squad_f1"]
+    samples = [json.loads(x) for x in (out / "samples" / "qa.jsonl").open()]
+    want = squad_f1([s["prediction"] for s in samples], [s["reference"] for s in samples])
+    assert [s["metrics"]["squad_f1"] for s in samples] == want.per_example["squad_f1"]
+    assert block["value"] == pytest.approx(sum(want.per_example["squad_f1"]) / len(samples))
+    assert len(block["ci95"]) == 2
+    assert report["tasks"]["qa"]["metric_config"]["squad_f1"]["library"].startswith(
+        "torchmetrics ")

@@ -1,5 +1,6 @@
 """Metric families: pure functions over predictions and references that call the reference
-libraries (rouge-score, sacrebleu, bert-score). One literal dict, so grep finds them all.
+libraries (rouge-score, sacrebleu, bert-score, torchmetrics' SQuAD). One dict,
+harness.metrics.families.METRICS, so grep finds them all.
 
 A family returns Scores: per-example values (aggregated as a mean) and corpus metrics
 (per-example sufficient statistics plus the function that turns their sum into the value).
@@ -7,11 +8,14 @@ A family returns Scores: per-example values (aggregated as a mean) and corpus me
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from harness.specs import BertScoreSpec
 
 Scale = Literal["fraction", "raw"]
 
@@ -38,32 +42,43 @@ class MetricInfo:
     proportion: bool = False  # 0/1 per example: Wilson / Tango intervals (harness.stats)
 
 
-INFO: dict[str, MetricInfo] = {
-    "rouge1": MetricInfo("fraction", True, "ROUGE-1"),
-    "rouge2": MetricInfo("fraction", True, "ROUGE-2"),
-    "rougeL": MetricInfo("fraction", True, "ROUGE-L"),
-    "rougeLsum": MetricInfo("fraction", True, "ROUGE-Lsum"),
-    "bleu": MetricInfo("fraction", True, "BLEU"),
-    "bleu_precision_1": MetricInfo("fraction", True, "BLEU 1-gram precision"),
-    "bleu_precision_2": MetricInfo("fraction", True, "BLEU 2-gram precision"),
-    "bleu_precision_3": MetricInfo("fraction", True, "BLEU 3-gram precision"),
-    "bleu_precision_4": MetricInfo("fraction", True, "BLEU 4-gram precision"),
-    "bleu_brevity_penalty": MetricInfo("fraction", True, "BLEU brevity penalty"),
-    "bleu_length_ratio": MetricInfo("raw", None, "BLEU length ratio"),
-    "bertscore_f1": MetricInfo("fraction", True, "BERTScore F1"),
-    "gen_words": MetricInfo("raw", None, "Avg generated words"),
-    "ref_words": MetricInfo("raw", None, "Avg reference words"),
-    "exact_match": MetricInfo("fraction", True, "Exact match", proportion=True),
-    "acc": MetricInfo("fraction", True, "Accuracy", proportion=True),
-    "acc_norm": MetricInfo("fraction", True, "Accuracy (length-normalised)", proportion=True),
-    "perplexity": MetricInfo("raw", False, "Perplexity"),
-}
+@dataclass(frozen=True)
+class Family:
+    """A metric family: the metrics it yields, the task kinds it serves, and how it scores.
+
+    `score` (predictions, references, the BERTScore spec) -> Scores for families computed from
+    text; None for those the task kind computes itself (accuracy from log-likelihoods,
+    perplexity from target log-likelihoods). A corpus family names `stats_key`, under which
+    each record keeps its per-example statistics, and `rebuild`, which turns those back into
+    its corpus metrics (compare, seeds and reports recompute the corpus value from them).
+    `config` says, for report.json, how the family was computed (library, version, options).
+    Families live in harness/metrics/families.py: METRICS, one entry each.
+    """
+
+    kinds: frozenset[str]
+    metrics: dict[str, MetricInfo]
+    score: Callable[[Sequence[str], Sequence[str], BertScoreSpec], Scores] | None = None
+    config: Callable[[BertScoreSpec], dict[str, object]] | None = None
+    stats_key: str | None = None
+    rebuild: Callable[[np.ndarray], Scores] | None = None
+
+
+def __getattr__(name: str) -> object:
+    """METRICS and INFO (every metric's MetricInfo, in display order) come from
+    harness.metrics.families, which imports the family modules, which import this one."""
+    if name in ("METRICS", "INFO"):
+        from harness.metrics import families
+
+        return getattr(families, name)
+    raise AttributeError(f"module 'harness.metrics' has no attribute {name!r}")
 
 
 def is_proportion(name: str, values: object) -> bool:
     """Whether a per-example metric is a 0/1 proportion: as declared for known metrics; for
     others (lm-eval's), when every value is 0 or 1."""
     import numpy as np
+
+    from harness.metrics.families import INFO
 
     if name in INFO:
         return INFO[name].proportion

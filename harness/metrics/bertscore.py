@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from harness.errors import ModelError, first_line
-from harness.metrics import Scores
+from harness.metrics import Family, MetricInfo, Scores
 from harness.specs import BertScoreSpec
 
 _SCORERS: dict[BertScoreSpec, Any] = {}
@@ -47,3 +47,15 @@ def bertscore(predictions: Sequence[str], references: Sequence[str],
         for i, v in zip(keep, f1.tolist(), strict=True):
             values[i] = float(v)
     return Scores(per_example={"bertscore_f1": values})
+
+
+def _config(spec: BertScoreSpec) -> dict[str, object]:
+    import importlib.metadata as md
+
+    return {"library": f"bert-score {md.version('bert-score')}", "model": spec.model,
+            "num_layers": spec.num_layers, "idf": spec.idf, "rescale_with_baseline": False}
+
+
+FAMILY = Family(frozenset({"generation"}),
+                {"bertscore_f1": MetricInfo("fraction", True, "BERTScore F1")},
+                score=bertscore, config=_config)

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from harness.metrics import CorpusMetric, Scores
+from harness.metrics import CorpusMetric, Family, MetricInfo, Scores
 
 
 def _scorer():  # -> sacrebleu.metrics.BLEU
@@ -38,3 +38,22 @@ def bleu_from_stats(stats: np.ndarray) -> Scores:
     for n in range(1, 5):
         corpus[f"bleu_precision_{n}"] = pick(lambda s, n=n: s.precisions[n - 1] / 100.0)
     return Scores(corpus={name: CorpusMetric(stats, fn) for name, fn in corpus.items()})
+
+
+def _config(_bert: object) -> dict[str, object]:
+    import importlib.metadata as md
+
+    scorer = _scorer()
+    scorer.corpus_score(["x"], [["x"]])  # the signature needs the number of references
+    return {"library": f"sacrebleu {md.version('sacrebleu')}",
+            "signature": str(scorer.get_signature())}
+
+
+FAMILY = Family(frozenset({"generation"}), {
+    "bleu": MetricInfo("fraction", True, "BLEU"),
+    **{f"bleu_precision_{n}": MetricInfo("fraction", True, f"BLEU {n}-gram precision")
+       for n in range(1, 5)},
+    "bleu_brevity_penalty": MetricInfo("fraction", True, "BLEU brevity penalty"),
+    "bleu_length_ratio": MetricInfo("raw", None, "BLEU length ratio"),
+}, score=lambda predictions, references, _bert: bleu(predictions, references), config=_config,
+    stats_key="bleu_stats", rebuild=bleu_from_stats)

@@ -7,7 +7,7 @@ import os
 import re
 from collections.abc import Sequence
 
-from harness.metrics import Scores
+from harness.metrics import Family, MetricInfo, Scores
 
 ROUGE_TYPES = ("rouge1", "rouge2", "rougeL", "rougeLsum")
 # A sentence ends at . ! or ? (optionally followed by closing quotes or brackets) before
@@ -88,3 +88,19 @@ def rouge(predictions: Sequence[str], references: Sequence[str],
     else:
         rows = _score_pairs(pairs)
     return Scores(per_example={t: [r[i] for r in rows] for i, t in enumerate(ROUGE_TYPES)})
+
+
+def _config(_bert: object) -> dict[str, object]:
+    import importlib.metadata as md
+
+    return {"library": f"rouge-score {md.version('rouge-score')}", "use_stemmer": True,
+            "aggregate": "mean of per-example F1",
+            "rougeLsum_sentences": "split by harness.metrics.rouge.split_sentences"}
+
+
+FAMILY = Family(frozenset({"generation"}), {
+    "rouge1": MetricInfo("fraction", True, "ROUGE-1"),
+    "rouge2": MetricInfo("fraction", True, "ROUGE-2"),
+    "rougeL": MetricInfo("fraction", True, "ROUGE-L"),
+    "rougeLsum": MetricInfo("fraction", True, "ROUGE-Lsum"),
+}, score=lambda predictions, references, _bert: rouge(predictions, references), config=_config)

@@ -6,7 +6,7 @@ import re
 import string
 from collections.abc import Sequence
 
-from harness.metrics import Scores
+from harness.metrics import Family, MetricInfo, Scores
 
 
 def words(predictions: Sequence[str], references: Sequence[str]) -> Scores:
@@ -29,3 +29,12 @@ def exact_match(predictions: Sequence[str], references: Sequence[str]) -> Scores
     return Scores(per_example={"exact_match": [
         float(_normalize(p) == _normalize(r)) for p, r in zip(predictions, references,
                                                               strict=True)]})
+
+
+WORDS = Family(frozenset({"generation"}), {
+    "gen_words": MetricInfo("raw", None, "Avg generated words"),
+    "ref_words": MetricInfo("raw", None, "Avg reference words"),
+}, score=lambda predictions, references, _bert: words(predictions, references))
+EXACT_MATCH = Family(frozenset({"generation"}), {
+    "exact_match": MetricInfo("fraction", True, "Exact match", proportion=True),
+}, score=lambda predictions, references, _bert: exact_match(predictions, references))

@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo demo-deploy test test-real test-llamacpp clean
+.PHONY: setup demo demo-deploy test test-real test-llamacpp docs clean
 
 $(STAMP): requirements.lock pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -48,6 +48,10 @@ test-llamacpp: $(STAMP)
 	$(BIN)/python -c "import llama_cpp" 2>/dev/null || CMAKE_ARGS="$(LLAMA_CPP_CMAKE)" \
 		$(BIN)/python -m pip install -q llama-cpp-python==0.3.36
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q -m llamacpp $(PYTEST_ARGS) tests
+
+# docs/cli.md from the argparse parser (a test checks it is current)
+docs: $(STAMP)
+	$(BIN)/python -m harness.clidoc > docs/cli.md
 
 clean:
 	rm -rf $(VENV) reports/demo reports/demo-deploy .pytest_cache

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import gc
-import os
 from pathlib import Path
 
 from common import (
@@ -122,18 +121,17 @@ def main() -> None:
 
     engines: dict[str, Engine] = {}
 
-    def ours(label: str, batch, env: dict[str, str], model_=None, new: int = NEW,
+    from harness.options import EngineOptions
+
+    def ours(label: str, batch, opts: dict, model_=None, new: int = NEW,
              compile: bool = False) -> None:
-        for k, v in env.items():
-            os.environ[k] = v
-        eng = Engine(model_ or m, tok, DEVICE, 4096, batch_size=batch, compile=compile)
+        eng = Engine(model_ or m, tok, DEVICE, 4096, batch_size=batch,
+                     options=EngineOptions(compile=compile, **opts))
         if compile:  # one engine: its compiled parts carry over to the second call
             eng = engines.setdefault("compiled", eng)
         with Timer() as t:
             out = eng.generate(prompts, GenerationSpec(max_new_tokens=new), Progress(False),
                                "gen")
-        for k in env:
-            del os.environ[k]
         agree = sum(a.strip() == b.strip() for a, b in zip(out, plain_out, strict=True))
         n = len(prompts) * new
         results.append({"engine": label, "seconds": round(t.seconds, 2),
@@ -148,24 +146,22 @@ def main() -> None:
         ours("harness decode loop + CUDA graph, batch auto, first call", None, {})
         ours("harness decode loop + CUDA graph, batch auto, second call", None, {})
         ours("harness decode loop + CUDA graph, unfused (HARNESS_FUSED=0)", None,
-             {"HARNESS_FUSED": "0"})
-        ours("harness default but flash varlen decode attention (HARNESS_DECODE_ATTN=varlen)",
-             None, {"HARNESS_DECODE_ATTN": "varlen"})
+             {"fused": "off"})
         ours("harness, prompt pass only (1 new token), batch auto", None, {}, new=1)
     else:
         ours(f"harness, transformers generate path, batch {args.batch}", args.batch,
-             {"HARNESS_FAST_DECODE": "0"})
-        ours("harness decode loop, eager steps, batch auto", None, {"HARNESS_CUDA_GRAPHS": "0"})
+             {"greedy_loop": False})
+        ours("harness decode loop, eager steps, batch auto", None, {"cuda_graphs": False})
         ours("harness decode loop + CUDA graph, batch auto, first call", None, {})
         ours("harness decode loop + CUDA graph, batch auto, second call", None, {})
         ours("harness decode loop + CUDA graph, unfused (HARNESS_FUSED=0)", None,
-             {"HARNESS_FUSED": "0"})
+             {"fused": "off"})
         ours("harness --compile (norms, MLPs), CUDA graph, batch auto, first call (compiles)",
              None, {}, compile=True)
         ours("harness --compile (norms, MLPs), CUDA graph, batch auto, second call", None, {},
              compile=True)
         ours("harness, prompt pass only (1 new token), batch auto", None, {}, new=1)
-        ours("harness, prompt pass only, unfused (HARNESS_FUSED=0)", None, {"HARNESS_FUSED": "0"},
+        ours("harness, prompt pass only, unfused (HARNESS_FUSED=0)", None, {"fused": "off"},
              new=1)
         ours("harness --compile, prompt pass only (1 new token), batch auto", None, {}, new=1,
              compile=True)

@@ -8,7 +8,6 @@ from __future__ import annotations
 import argparse
 import gc
 import json
-import os
 import tempfile
 from pathlib import Path
 
@@ -25,7 +24,7 @@ from common import (
 )
 
 
-def run_ours(m, tok, rows_path: Path, n: int, compile: bool = False):
+def run_ours(m, tok, rows_path: Path, n: int, options=None):
     from harness.data import load_task_data
     from harness.engine import Engine
     from harness.kinds import multiple_choice
@@ -35,7 +34,7 @@ def run_ours(m, tok, rows_path: Path, n: int, compile: bool = False):
     with Timer() as t:  # end to end: read and preprocess the rows, tokenize, score
         task = discover_tasks()["hellaswag"]
         data = load_task_data(task, str(rows_path), n)
-        engine = Engine(m, tok, DEVICE, max_length=4096, compile=compile)
+        engine = Engine(m, tok, DEVICE, max_length=4096, options=options)
         records = multiple_choice.run(task, data.examples, engine, Progress(False), "hs")
     acc = sum(r["prediction"]["choice"] == r["reference"] for r in records) / len(records)
     acc_norm = sum(r["prediction"]["choice_norm"] == r["reference"] for r in records) / len(
@@ -121,16 +120,18 @@ def main() -> None:
 
     results = []
     ours_choice: dict[int, int] = {}
+    from harness.options import EngineOptions
+
     variants = (
-        ("harness (default: flash segments, fused kernels)", False, "auto", "flash"),
-        ("harness, masked rows (HARNESS_CHOICES_ATTN=mask)", False, "auto", "mask"),
-        ("harness, masked rows, unfused (HARNESS_FUSED=0)", False, "0", "mask"),
-        ("harness --compile, first call (compiles)", True, "auto", "flash"),
-        ("harness --compile, second call", True, "auto", "flash"))
-    for label, compile, fused, attn in variants[:1] if args.quick else variants:
-        os.environ["HARNESS_FUSED"] = fused
-        os.environ["HARNESS_CHOICES_ATTN"] = attn
-        t, records, acc, acc_norm, budget, kinds = run_ours(m, tok, path, n, compile)
+        ("harness (default: flash segments, fused kernels)", EngineOptions()),
+        ("harness, masked rows (HARNESS_CHOICES_ATTN=mask)",
+         EngineOptions(choices_attention="mask")),
+        ("harness, masked rows, unfused (HARNESS_FUSED=0)",
+         EngineOptions(choices_attention="mask", fused="off")),
+        ("harness --compile, first call (compiles)", EngineOptions(compile=True)),
+        ("harness --compile, second call", EngineOptions(compile=True)))
+    for label, options in variants[:1] if args.quick else variants:
+        t, records, acc, acc_norm, budget, kinds = run_ours(m, tok, path, n, options)
         choice = {int(r["id"]): r["prediction"]["choice"] for r in records}
         ours_choice = ours_choice or choice
         results.append({"engine": label, "seconds": round(t.seconds, 2),
@@ -139,14 +140,11 @@ def main() -> None:
                         "token_budget": budget, "fused": kinds,
                         "choice_agreement_with_default": sum(
                             choice[k] == ours_choice[k] for k in choice) / len(choice)})
-    os.environ.pop("HARNESS_FUSED")
-    os.environ.pop("HARNESS_CHOICES_ATTN")
     # Where our time goes: the same tokenization again on its own.
     import time
 
     from harness.data import load_task_data
-    from harness.engine import encode_pairs
-    from harness.prompts import render
+    from harness.prompts import encode_pairs, render
     from harness.registry import discover_tasks
 
     task = discover_tasks()["hellaswag"]
@@ -176,7 +174,7 @@ def main() -> None:
     ratio_compiled = None if args.quick else results[4]["items_per_s"] / auto["items_per_s"]
     # FLOP floor: 2 FLOPs per parameter per token, the context counted once per item,
     # against 780 TFLOP/s (bf16 matmul measured on this GPU model).
-    from harness.engine import encode_pair
+    from harness.prompts import encode_pair
     from harness.transforms import hellaswag
 
     shared = per_choice = 0

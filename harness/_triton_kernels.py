@@ -1,10 +1,10 @@
 """The Triton kernels of `harness.kernels` (imported only where Triton is: CUDA builds of
 torch ship it; the tests install it and run these through its interpreter)."""
 
-import os
-
 import triton
 import triton.language as tl
+
+from harness import env
 
 try:
     from triton.language.extra import libdevice
@@ -13,7 +13,7 @@ except ImportError:  # pragma: no cover - older Triton
 
 # On the GPU: libdevice's exp (CUDA's expf, as torch's silu) and IEEE adds that the compiler
 # cannot contract into FMAs. The interpreter (TRITON_INTERPRET=1) has neither.
-ACCURATE = libdevice is not None and os.environ.get("TRITON_INTERPRET", "0") != "1"
+ACCURATE = libdevice is not None and env.text("TRITON_INTERPRET") != "1"
 
 
 # Token counts, which change from batch to batch, are not specialised on (divisibility by 16),
@@ -112,19 +112,29 @@ def target_logprob_kernel(L, T, LP, HIT, V, stride, BLOCK: tl.constexpr):
 
 
 @triton.jit
-def attend_keys(q, k_at, v_at, sks, svs, lo, hi, scale, BG: tl.constexpr, D: tl.constexpr,
-                BLOCK_N: tl.constexpr):
-    """Query rows `q` [BG, D] over keys lo..hi-1 (K at `k_at`, V at `v_at`, one key every
-    `sks` / `svs` elements), online softmax over blocks of BLOCK_N keys, P rounded to the
-    value dtype for the P·V product as flash attention does: (running max, running sum,
-    unnormalised float32 output)."""
+def decode_attn_kernel(Q, K, V, USED, Out, scale, sqb, sqh, skb, skh, sks, svb, svh, svs,
+                       sob, soh, G: tl.constexpr, BG: tl.constexpr, D: tl.constexpr,
+                       BLOCK_N: tl.constexpr):
+    """One decode step's attention for one row and one K/V head: the G query heads that
+    share the K/V head attend to the row's first USED[row] keys, each key read once for all
+    of them (online softmax over blocks of BLOCK_N keys; P rounded to the value dtype for
+    the P·V product, as flash attention does)."""
+    row = tl.program_id(0).to(tl.int64)
+    kvh = tl.program_id(1).to(tl.int64)
+    g = tl.arange(0, BG)
     d = tl.arange(0, D)
+    heads = kvh * G + g   # the G query heads that share this K/V head, BG wide
+    in_group = g < G
+    q = tl.load(Q + row * sqb + heads[:, None] * sqh + d[None, :], mask=in_group[:, None],
+                other=0.0)
+    n_used = tl.load(USED + row)
+    k_at, v_at = K + row * skb + kvh * skh, V + row * svb + kvh * svh
     m_i = tl.full((BG,), float("-inf"), tl.float32)
     l_i = tl.zeros((BG,), tl.float32)
     acc = tl.zeros((BG, D), tl.float32)
-    for start in range(lo, hi, BLOCK_N):
+    for start in range(0, n_used, BLOCK_N):
         n = start + tl.arange(0, BLOCK_N)
-        valid = n < hi
+        valid = n < n_used
         k = tl.load(k_at + n[:, None] * sks + d[None, :], mask=valid[:, None], other=0.0)
         s = tl.dot(q, tl.trans(k)) * scale
         s = tl.where(valid[None, :], s, float("-inf"))
@@ -135,37 +145,6 @@ def attend_keys(q, k_at, v_at, sks, svs, lo, hi, scale, BG: tl.constexpr, D: tl.
         v = tl.load(v_at + n[:, None] * svs + d[None, :], mask=valid[:, None], other=0.0)
         acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v)
         m_i = m_new
-    return m_i, l_i, acc
-
-
-@triton.jit
-def group_queries(Q, USED, sqb, sqh, G: tl.constexpr, BG: tl.constexpr, D: tl.constexpr):
-    """A decode-attention program's share: its row (grid axis 0) and K/V head (axis 1), the
-    G query heads that share that K/V head (`heads`, BG wide, masked by `in_group`), their
-    queries [BG, D] and the row's number of used key slots."""
-    row = tl.program_id(0).to(tl.int64)
-    kvh = tl.program_id(1).to(tl.int64)
-    g = tl.arange(0, BG)
-    d = tl.arange(0, D)
-    heads = kvh * G + g
-    in_group = g < G
-    q = tl.load(Q + row * sqb + heads[:, None] * sqh + d[None, :], mask=in_group[:, None],
-                other=0.0)
-    return row, kvh, heads, in_group, q, tl.load(USED + row)
-
-
-@triton.jit
-def decode_attn_kernel(Q, K, V, USED, Out, scale, sqb, sqh, skb, skh, sks, svb, svh, svs,
-                       sob, soh, G: tl.constexpr, BG: tl.constexpr, D: tl.constexpr,
-                       BLOCK_N: tl.constexpr):
-    """One decode step's attention for one row and one K/V head: the G query heads that
-    share the K/V head attend to the row's first USED[row] keys, each key read once for all
-    of them (online softmax over blocks of BLOCK_N keys; P rounded to the value dtype for
-    the P·V product, as flash attention does)."""
-    row, kvh, heads, in_group, q, n_used = group_queries(Q, USED, sqb, sqh, G, BG, D)
-    m_i, l_i, acc = attend_keys(q, K + row * skb + kvh * skh, V + row * svb + kvh * svh,
-                                sks, svs, 0, n_used, scale, BG, D, BLOCK_N)
     out = acc / l_i[:, None]
-    d = tl.arange(0, D)
     tl.store(Out + row * sob + heads[:, None] * soh + d[None, :], out.to(Out.dtype.element_ty),
              mask=in_group[:, None])

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from harness.distributed import is_main
+from harness.env import text as env_text
 from harness.errors import ConfigError, HarnessError
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE, EXIT_BUG = 0, 1, 2, 3
@@ -412,11 +413,12 @@ def _model_spec(args: argparse.Namespace, include_base: bool):  # -> ModelSpec
 
 
 def _run_spec(args: argparse.Namespace, tasks: tuple[str, ...], include_base: bool):
+    from harness.options import EngineOptions
     from harness.specs import RunSpec
 
     return RunSpec(model=_model_spec(args, include_base), tasks=tasks,
                    data=tuple(_data(args.data).items()), limit=args.limit,
-                   batch_size=args.batch_size, compile=args.compile,
+                   batch_size=args.batch_size, engine=EngineOptions.from_env(args.compile),
                    max_new_tokens=args.max_new_tokens, bertscore=_bert_spec(args),
                    bootstrap=args.bootstrap, seed=args.seed, cache_dir=_cache_dir(args),
                    refresh=args.refresh, lm_eval_include=tuple(args.lm_eval_include),
@@ -565,7 +567,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     folder = Path(spec.out or Path("adapters") / spec.name)
     with _tracking(args, "train", folder) as trackers:
         out = train(spec, data, resume=args.resume, policy=_policy(args), trackers=trackers)
-    if os.environ.get("RANK", "0") == "0":  # one line under accelerate launch / torchrun
+    if is_main():  # one line under accelerate launch / torchrun
         print(f"wrote adapter to {out} (train_summary.json, train_log.jsonl, loss.png)",
               file=sys.stderr)
     return EXIT_OK
@@ -767,7 +769,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     _quiet_libraries()
-    debug = os.environ.get("HARNESS_DEBUG", "").strip() == "1"
+    debug = env_text("HARNESS_DEBUG") == "1"
     try:
         code, message = _run(args, debug)
     except Exception as err:  # an unexpected error: a bug, reported in one line

@@ -3,22 +3,23 @@ share of the examples, every rank gathers all records, rank 0 writes the report.
 
 from __future__ import annotations
 
-import os
 from typing import Any, TypeVar
+
+from harness import env
 
 T = TypeVar("T")
 
 
 def world_size() -> int:
-    return int(os.environ.get("WORLD_SIZE", "1"))
+    return int(env.text("WORLD_SIZE") or "1")
 
 
 def rank() -> int:
-    return int(os.environ.get("RANK", "0"))
+    return int(env.text("RANK") or "0")
 
 
 def local_rank() -> int:
-    return int(os.environ.get("LOCAL_RANK", "0"))
+    return int(env.text("LOCAL_RANK") or "0")
 
 
 def is_main() -> bool:

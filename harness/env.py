@@ -1,8 +1,10 @@
 """The environment variables the harness reads, checked in one place when a command starts.
 
 A value that is set but not one the harness understands is an error naming the variable,
-not a silent fallback. `numerics()` names the switches that change computed numbers; they
-are part of the result-store key, so a run with another numerical path never reuses answers.
+not a silent fallback. The engine's switches are turned into harness.options.EngineOptions
+once per command; those that change computed numbers are part of the result-store key, so a
+run with another numerical path never reuses answers. Other modules read the environment
+through `get`, `positive` and `text` here, nowhere else.
 """
 
 from __future__ import annotations
@@ -17,16 +19,15 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "HARNESS_CHOICES_ATTN": ("flash", "mask", "segments"),
     "HARNESS_FAST_DECODE": ("0", "1"),
     "HARNESS_CUDA_GRAPHS": ("0", "1"),
-    "HARNESS_DECODE_ATTN": ("auto", "grouped", "varlen", "sdpa"),
-    "HARNESS_LOAD_VIA_CPU": ("0", "1"),
+    "HARNESS_DECODE_ATTN": ("auto", "grouped", "sdpa"),
     "HARNESS_DEBUG": ("0", "1"),
 }
 POSITIVE = ("HARNESS_STORE_CHUNK", "HARNESS_METRIC_WORKERS")
 PATHS = ("HARNESS_CACHE", "HARNESS_CONFIG", "XDG_CACHE_HOME", "XDG_CONFIG_HOME")
-# Switches whose value changes the numbers an example gets (not only speed).
-NUMERIC = ("HARNESS_FUSED", "HARNESS_CHOICES_ATTN", "HARNESS_FAST_DECODE", "HARNESS_DECODE_ATTN")
+# The engine's switches become harness.options.EngineOptions (documented there).
 DEFAULTS = {"HARNESS_FUSED": "auto", "HARNESS_CHOICES_ATTN": "flash",
-            "HARNESS_FAST_DECODE": "1", "HARNESS_DECODE_ATTN": "auto"}
+            "HARNESS_FAST_DECODE": "1", "HARNESS_DECODE_ATTN": "auto",
+            "HARNESS_CUDA_GRAPHS": "1", "HARNESS_DEBUG": "0"}
 
 
 def _int(name: str, value: str, minimum: int) -> int:
@@ -74,6 +75,8 @@ def positive(name: str) -> int | None:
     return _int(name, value, 1) if value else None
 
 
-def numerics() -> dict[str, str]:
-    """The numerics switches as set (defaults filled in), for the store key and the report."""
-    return {name: get(name) for name in NUMERIC}
+def text(name: str) -> str:
+    """Any other variable's value, stripped ("" when unset): the one place the harness reads
+    the environment (its own HARNESS_* switches above, the launcher's RANK/WORLD_SIZE, the
+    trackers' MLFLOW_*/WANDB_* settings)."""
+    return os.environ.get(name, "").strip()

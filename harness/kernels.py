@@ -19,15 +19,15 @@ reproduces on a probe input — a norm with a different formula (Gemma's `1 + we
 activation, partial rotary, all keep their own code. The sum inside RMSNorm's mean runs in a
 different order than torch's, so outputs can differ from the module's by one unit in the last
 place of the half-precision result; everything else rounds where the modules round
-(`bench/gpu_checks.py` counts the exactly equal elements on the GPU). Used on CUDA in half
+(`tests/gpu` counts the exactly equal elements on the GPU). Used on CUDA in half
 precision; float32 runs, where results are compared exactly, keep the modules' own code.
-`HARNESS_FUSED=0` turns it off; `HARNESS_FUSED=1` with `TRITON_INTERPRET=1` (the tests) also
-runs them on CPU tensors, float32 included, through Triton's interpreter.
+The engine passes its `EngineOptions.fused` mode: "off" turns them off; "on" with
+`TRITON_INTERPRET=1` (the tests) also runs them on CPU tensors, float32 included, through
+Triton's interpreter.
 """
 
 from __future__ import annotations
 
-import os
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
@@ -35,7 +35,9 @@ from typing import Any
 
 
 def _interpreting() -> bool:
-    return os.environ.get("TRITON_INTERPRET", "0") == "1"
+    from harness import env
+
+    return env.text("TRITON_INTERPRET") == "1"
 
 
 def _kernels() -> dict[str, Any] | None:
@@ -51,18 +53,14 @@ def _kernels() -> dict[str, Any] | None:
             "decode_attn": kt.decode_attn_kernel, "accurate": kt.ACCURATE}
 
 
-def _setting() -> str:
-    return os.environ.get("HARNESS_FUSED", "auto")
-
-
-def _runs_here(t: Any) -> bool:
-    """Whether the kernels run on this tensor: CUDA in half precision; with HARNESS_FUSED=1
-    under the Triton interpreter (tests), CPU tensors of any float dtype."""
+def _runs_here(t: Any, mode: str = "auto") -> bool:
+    """Whether the kernels run on this tensor: CUDA in half precision; with mode "on" under
+    the Triton interpreter (tests), CPU tensors of any float dtype."""
     import torch
 
     if t.is_cuda:
         return t.dtype in (torch.float16, torch.bfloat16)
-    return t.device.type == "cpu" and _interpreting() and _setting() == "1" and \
+    return t.device.type == "cpu" and _interpreting() and mode == "on" and \
         t.dtype in (torch.float32, torch.float16, torch.bfloat16)
 
 
@@ -124,13 +122,13 @@ def rope(q: Any, k_: Any, cos: Any, sin: Any) -> tuple[Any, Any]:
     return qo, ko
 
 
-def target_logprobs(logits: Any, targets: Any) -> tuple[Any, Any] | None:
+def target_logprobs(logits: Any, targets: Any, mode: str = "auto") -> tuple[Any, Any] | None:
     """(log_softmax(logits.float())[i, targets[i]], logits[i].argmax() == targets[i]) per row
     in one read of the logits, without a float32 copy of them; None where the kernels do not
     serve (the caller computes it with torch)."""
     import torch
 
-    if _setting() == "0" or not _runs_here(logits) or logits.dim() != 2 or \
+    if mode == "off" or not _runs_here(logits, mode) or logits.dim() != 2 or \
             logits.stride(-1) != 1 or (k := _kernels()) is None:
         return None
     rows, vocab = logits.shape
@@ -144,11 +142,11 @@ def target_logprobs(logits: Any, targets: Any) -> tuple[Any, Any] | None:
     return lp, hit.bool()
 
 
-def decode_attention_serves(query: Any, key: Any) -> bool:
+def decode_attention_serves(query: Any, key: Any, mode: str = "auto") -> bool:
     """Whether `decode_attention` serves these tensors (the kernels' device and dtypes, a
     head size its matrix products take, whole query groups per K/V head)."""
     d = query.shape[-1]
-    return _setting() != "0" and _runs_here(query) and key.dtype == query.dtype and \
+    return mode != "off" and _runs_here(query, mode) and key.dtype == query.dtype and \
         d >= 16 and d & (d - 1) == 0 and query.shape[1] % key.shape[1] == 0 and \
         _kernels() is not None
 
@@ -187,7 +185,7 @@ def _norm_call(m: Any) -> Callable[..., Any] | None:
         return None
 
     def call(x: Any, *args: Any, **kwargs: Any) -> Any:
-        if args or kwargs or not _runs_here(x) or x.shape[-1] != w.shape[0] or \
+        if args or kwargs or not _runs_here(x, "on") or x.shape[-1] != w.shape[0] or \
                 w.device != x.device:
             return m.forward(x, *args, **kwargs)
         return rms_norm(x, w, eps)
@@ -204,10 +202,10 @@ def _mlp_call(m: Any) -> Callable[..., Any] | None:
         return None
 
     def call(x: Any, *args: Any, **kwargs: Any) -> Any:
-        if args or kwargs or not _runs_here(x):
+        if args or kwargs or not _runs_here(x, "on"):
             return m.forward(x, *args, **kwargs)
         g, u = m.gate_proj(x), m.up_proj(x)
-        if g.dtype != u.dtype or g.shape != u.shape or not _runs_here(g):
+        if g.dtype != u.dtype or g.shape != u.shape or not _runs_here(g, "on"):
             return m.down_proj(m.act_fn(g) * u)
         return m.down_proj(silu_mul(g, u))
     return call
@@ -218,7 +216,7 @@ def _rope_fn(original: Callable[..., Any]) -> Callable[..., Any]:
                              **kwargs: Any) -> Any:
         unsqueeze = kwargs.pop("unsqueeze_dim", 1) if not args else None
         ok = unsqueeze == 1 and not kwargs and q.dim() == 4 and k.dim() == 4 and \
-            cos.dim() == 3 and cos.shape == sin.shape and _runs_here(q) and \
+            cos.dim() == 3 and cos.shape == sin.shape and _runs_here(q, "on") and \
             q.dtype == k.dtype == cos.dtype == sin.dtype and q.shape[0] == k.shape[0] and \
             q.shape[2:] == k.shape[2:] and cos.shape[1:] == q.shape[2:] and \
             cos.shape[0] in (1, q.shape[0]) and q.shape[-1] in (16, 32, 64, 128, 256) and \
@@ -334,13 +332,13 @@ def _plan(decoder: Any, dtype: Any, device: Any,
     return calls, globals_, [f"{k} x{v}" for k, v in kinds.items()]
 
 
-def usable(decoder: Any) -> tuple[Any, Any] | None:
+def usable(decoder: Any, mode: str = "auto") -> tuple[Any, Any] | None:
     """(dtype, device) when the fused kernels can serve this decoder: Triton importable,
-    HARNESS_FUSED not 0, every parameter on one device where the kernels run (`_runs_here`);
+    mode not "off", every parameter on one device where the kernels run (`_runs_here`);
     None else."""
     import torch
 
-    if _setting() == "0":
+    if mode == "off":
         return None
     devices, dtype = set(), None
     for p in decoder.parameters():
@@ -350,17 +348,17 @@ def usable(decoder: Any) -> tuple[Any, Any] | None:
     if len(devices) != 1 or dtype is None:
         return None
     device = devices.pop()
-    if not _runs_here(torch.empty(0, dtype=dtype, device=device)) or _kernels() is None:
+    if not _runs_here(torch.empty(0, dtype=dtype, device=device), mode) or _kernels() is None:
         return None
     return dtype, device
 
 
 @contextmanager
-def fused(decoder: Any) -> Iterator[list[str]]:
+def fused(decoder: Any, mode: str = "auto") -> Iterator[list[str]]:
     """Inside the block, the decoder's RMSNorms, SiLU MLPs and rotary embedding run the fused
     kernels (those that pass their probes); their own code again after it. Yields what was
     installed (empty where nothing could be)."""
-    where = usable(decoder)
+    where = usable(decoder, mode)
     if where is None:
         yield []
         return

@@ -395,9 +395,9 @@ def load_model(spec: ModelSpec) -> LoadedModel:
         kwargs["dtype"] = dtype
         if device == "auto":
             kwargs["device_map"] = "auto"
-        elif device.startswith("cuda") and os.environ.get("HARNESS_LOAD_VIA_CPU") != "1":
+        elif device.startswith("cuda"):
             # Straight from the files to the GPU: no copy of the weights in host memory, no
-            # host-to-device copy after (HARNESS_LOAD_VIA_CPU=1: the old way, for comparison).
+            # host-to-device copy after.
             kwargs["device_map"] = {"": device}
     # A local folder's weights are hashed (for the fingerprint) while they load: sha256
     # releases the GIL, and the files are read from the page cache the load fills. Any

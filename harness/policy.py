@@ -10,12 +10,12 @@ lives outside any repository a pull request can change.
 
 from __future__ import annotations
 
-import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from harness import env as harness_env
 from harness.errors import ConfigError
 
 BUILTIN_MODULE = "harness.transforms"
@@ -25,10 +25,10 @@ _FUNCTION_TAG = re.compile(rb"!function\b")
 
 def config_path() -> Path:
     """$HARNESS_CONFIG, else $XDG_CONFIG_HOME/harness/config.yaml (~/.config by default)."""
-    env = os.environ.get("HARNESS_CONFIG")
+    env = harness_env.text("HARNESS_CONFIG") or None
     if env:
         return Path(env).expanduser()
-    base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    base = harness_env.text("XDG_CONFIG_HOME") or str(Path.home() / ".config")
     return Path(base) / "harness" / "config.yaml"
 
 

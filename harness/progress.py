@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import os
 import sys
 from typing import Any
+
+from harness import env
 
 
 class Progress:
@@ -12,7 +13,7 @@ class Progress:
 
     def __init__(self, enabled: bool | None = None):
         if enabled is None:
-            enabled = sys.stderr.isatty() and not os.environ.get("HARNESS_NO_PROGRESS")
+            enabled = sys.stderr.isatty() and not env.text("HARNESS_NO_PROGRESS")
         self._bar: Any = None
         if enabled:
             from rich.console import Console

@@ -136,9 +136,10 @@ def _run_kind(task: TaskSpec, examples: Sequence[Any], engine: Engine, progress:
 
 def numerics(spec: RunSpec, device: str) -> dict[str, Any]:
     """What besides model and task changes the numbers an example gets: the harness's results
-    version, the device type, --compile and the engine's numerical switches."""
+    version, the device type, and the engine options that change numbers (--compile, fused
+    kernels, layouts, decode path: EngineOptions.numerics)."""
     return {"results_version": RESULTS_VERSION, "device_type": device.split(":")[0],
-            "compile": spec.compile, **env.numerics()}
+            **spec.engine.numerics()}
 
 
 def store_key(task: TaskSpec, spec: RunSpec, max_length: int, device: str = "cpu") -> str:
@@ -218,10 +219,11 @@ def run_task(task: TaskSpec, data: TaskData, engine: Engine, variant: Variant, s
 def run_variant(loaded: LoadedModel, variant: Variant, tasks: Sequence[TaskSpec],
                 datasets: Mapping[str, TaskData], spec: RunSpec, progress: Progress,
                 store: Store | None = None,
-                ) -> tuple[dict[str, Any], dict[str, list[dict[str, Any]]]]:
-    """Evaluate one variant (base or base + adapter) on every task."""
+                ) -> tuple[dict[str, Any], dict[str, list[dict[str, Any]]], dict[str, Any]]:
+    """Evaluate one variant (base or base + adapter) on every task: (task results, samples,
+    what the engine did: its decode path, fused kernels and out-of-memory back-offs)."""
     engine = Engine(loaded.model, loaded.tokenizer, loaded.device, loaded.max_length,
-                    batch_size=spec.batch_size, compile=spec.compile)
+                    batch_size=spec.batch_size, options=spec.engine)
     results: dict[str, Any] = {}
     samples: dict[str, list[dict[str, Any]]] = {}
     with loaded.use(variant):
@@ -259,7 +261,10 @@ def run_variant(loaded: LoadedModel, variant: Variant, tasks: Sequence[TaskSpec]
             results_lm, samples_lm = run_lm_eval_tasks(loaded, variant, spec, store)
             results.update(results_lm)
             samples.update(samples_lm)
-    return results, samples
+    did = {"decode_mode": engine.decode_mode or None,
+           "decode_attention": engine.decode_attention or None,
+           "fused_kernels": sorted(engine.fused_seen), "backoffs": engine.backoffs}
+    return results, samples, did
 
 
 def run_lm_eval_tasks(loaded: LoadedModel, variant: Variant, spec: RunSpec,
@@ -363,16 +368,17 @@ def evaluate(spec: RunSpec, registry: Mapping[str, TaskSpec],
     try:
         with progress or Progress() as bar:
             for variant in loaded.variants:
-                results, variant_samples = run_variant(loaded, variant, tasks, datasets, spec,
-                                                       bar, store)
+                results, variant_samples, did = run_variant(loaded, variant, tasks, datasets,
+                                                            spec, bar, store)
                 runs.append({"label": variant.label, "model": variant.fingerprint,
-                             "tasks": results})
+                             "tasks": results, "engine": did})
                 samples[variant.label] = variant_samples
     finally:
         if store is not None:
             store.close()
     report = run_report(runs, loaded, spec, started)
     report["settings"]["numerics"] = numerics(spec, loaded.device)
+    report["settings"]["engine"] = spec.engine.to_json()
     return report, samples
 
 

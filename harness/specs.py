@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from harness.options import EngineOptions
 from harness.policy import CodePolicy
 
 TaskKind = Literal["generation", "multiple_choice", "perplexity"]
@@ -122,7 +123,7 @@ class RunSpec:
     data: tuple[tuple[str, str], ...] = ()
     limit: int | None = None
     batch_size: int | None = None
-    compile: bool = False           # torch.compile the decoder layers for scoring
+    engine: EngineOptions = field(default_factory=EngineOptions)  # how the engine computes
     max_new_tokens: int | None = None
     bertscore: BertScoreSpec = field(default_factory=BertScoreSpec)
     bootstrap: int = 1000

@@ -26,6 +26,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import IO, Any
 
+from harness import env as harness_env
 from harness.errors import ConfigError, HarnessError
 
 try:
@@ -42,10 +43,10 @@ class StoreError(HarnessError):
 
 
 def default_cache_dir() -> Path:
-    env = os.environ.get("HARNESS_CACHE")
+    env = harness_env.text("HARNESS_CACHE") or None
     if env:
         return Path(env).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    base = harness_env.text("XDG_CACHE_HOME") or Path.home() / ".cache"
     return Path(base) / "harness"
 
 

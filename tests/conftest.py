@@ -11,9 +11,6 @@ os.environ["HARNESS_NO_PROGRESS"] = "1"
 # one test process is before the first in-process main() call.
 os.environ["TQDM_DISABLE"] = "1"
 os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
-# Triton, where installed, runs its interpreter: the tests run on CPU (test_kernels.py runs the
-# fused kernels through it; elsewhere they stay off on CPU).
-os.environ["TRITON_INTERPRET"] = "1"
 if "HARNESS_CACHE" not in os.environ:  # keep the tests' result store out of ~/.cache
     import tempfile
 
@@ -107,3 +104,11 @@ def shared_file(*parts: str) -> Path:
     if not path.exists():
         pytest.skip(f"{path} is absent (real data lives in ../shared/data)")
     return path
+
+
+def pytest_configure(config):
+    """Triton, where installed, runs its interpreter: the tests run on CPU (test_kernels.py
+    runs the fused kernels through it; elsewhere they stay off on CPU). Not for `-m gpu`
+    (tests/gpu), which runs the compiled kernels on the GPU. Nothing has imported Triton yet."""
+    if config.getoption("markexpr", "").strip() != "gpu":
+        os.environ["TRITON_INTERPRET"] = "1"

@@ -107,7 +107,7 @@ def test_adapter_matches_plain_peft(tiny_lm, adapter, example_data, tmp_path, ca
     tok = AutoTokenizer.from_pretrained(tiny_lm)
     model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny_lm), adapter)
     from harness.data import load_task_data
-    from harness.engine import encode_pair
+    from harness.prompts import encode_pair
     from harness.registry import discover_tasks
 
     task = discover_tasks()["hellaswag"]

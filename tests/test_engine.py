@@ -4,17 +4,11 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from harness.engine import (
-    Engine,
-    LoglikelihoodRequest,
-    _batches,
-    _pack,
-    cut_at_stop,
-    encode_pair,
-    greedy_batches,
-    greedy_costs,
-)
+from harness.engine import Engine, LoglikelihoodRequest, cut_at_stop
+from harness.engine.batching import _batches, _pack, greedy_batches, greedy_costs
+from harness.options import EngineOptions
 from harness.progress import Progress
+from harness.prompts import encode_pair
 from harness.specs import GenerationSpec
 
 PROMPTS = ["Northwind will open a new factory in Calder", "What are the symptoms of river flu ?",
@@ -64,7 +58,7 @@ def test_loglikelihood_independent_of_batching(engine_parts):
 
 
 def test_encode_pairs_equals_encode_pair(engine_parts):
-    from harness.engine import encode_pairs
+    from harness.prompts import encode_pairs
 
     _, tok = engine_parts
     pairs = [(p, " the end") for p in PROMPTS] + [("Question: ", "yes"), ("<s>Hi", " there")]
@@ -184,15 +178,15 @@ def choice_groups(tok):
     return groups
 
 
-def _generate_both(model, tok, monkeypatch, new_tokens=40, batch_size=3):
+def _generate_both(model, tok, new_tokens=40, batch_size=3):
     """(static-cache greedy loop, transformers generate) on the same batches."""
     ids = [tok.encode(p) for p in PROMPTS + LONG]
     spec = GenerationSpec(max_new_tokens=new_tokens)
     fast_engine = Engine(model, tok, "cpu", 512, batch_size=batch_size)
     fast = fast_engine.generate(ids, spec, Progress(False), "g")
     assert fast_engine.decode_mode == "eager"
-    monkeypatch.setenv("HARNESS_FAST_DECODE", "0")
-    plain_engine = Engine(model, tok, "cpu", 512, batch_size=batch_size)
+    plain_engine = Engine(model, tok, "cpu", 512, batch_size=batch_size,
+                          options=EngineOptions(greedy_loop=False))
     plain = plain_engine.generate(ids, spec, Progress(False), "g")
     assert plain_engine.decode_mode == "generate"
     return fast, plain
@@ -203,7 +197,7 @@ def test_fast_greedy_equals_generate_over_many_steps(engine_parts, monkeypatch):
     one left-padded batch, grouped-query attention (4 query / 2 K/V heads)."""
     model, tok = engine_parts
     assert model.config.num_attention_heads > model.config.num_key_value_heads
-    fast, plain = _generate_both(model, tok, monkeypatch)
+    fast, plain = _generate_both(model, tok)
     assert fast == plain
     assert any(len(x) > 40 for x in fast)  # real text came out, not only EOS
 
@@ -220,7 +214,7 @@ def test_fast_greedy_stops_at_eos(engine_parts, monkeypatch):
         m.model.norm.weight.fill_(1.0)
         m.lm_head.weight[tok.eos_token_id] += 50 * m.model.norm(
             m.model.embed_tokens.weight).mean(0)
-    fast, plain = _generate_both(m, tok, monkeypatch, new_tokens=70)
+    fast, plain = _generate_both(m, tok, new_tokens=70)
     assert fast == plain
     assert min(len(x) for x in fast) < 10  # some rows did end at EOS
 
@@ -236,12 +230,10 @@ def test_fast_greedy_with_adapter_and_eager_attention(plain_lm, tmp_path, monkey
         base = AutoModelForCausalLM.from_pretrained(plain_lm, dtype=torch.float32,
                                                     attn_implementation=impl).eval()
         model = PeftModel.from_pretrained(base, adapter).eval()
-        fast, plain = _generate_both(model, tok, monkeypatch, new_tokens=20, batch_size=4)
-        monkeypatch.delenv("HARNESS_FAST_DECODE")
+        fast, plain = _generate_both(model, tok, new_tokens=20, batch_size=4)
         assert fast == plain, impl
         with model.disable_adapter():
-            fast_off, plain_off = _generate_both(model, tok, monkeypatch, new_tokens=20)
-        monkeypatch.delenv("HARNESS_FAST_DECODE")
+            fast_off, plain_off = _generate_both(model, tok, new_tokens=20)
         assert fast_off == plain_off and fast_off != fast, impl
 
 
@@ -277,7 +269,7 @@ def test_packed_choices_equal_one_row_per_continuation(plain_lm, impl):
 
 def test_encode_many_equals_tokenizer_call(engine_parts):
     """The Rust backend's batch path gives the ids `tokenizer(...)` gives."""
-    from harness.engine import encode_many
+    from harness.prompts import encode_many
 
     _, tok = engine_parts
     texts = PROMPTS + LONG + ["", "  spaced  out ", "Ünïcode — dashes…", "<s>Hi there"]
@@ -293,7 +285,8 @@ def test_compiled_engine_gives_the_same_results(engine_parts, monkeypatch):
     ids = [tok.encode(p) for p in PROMPTS + LONG]
     spec = GenerationSpec(max_new_tokens=12)
     eager = Engine(model, tok, "cpu", 512, batch_size=4)
-    compiled = Engine(model, tok, "cpu", 512, batch_size=4, compile=True)
+    compiled = Engine(model, tok, "cpu", 512, batch_size=4,
+                      options=EngineOptions(compile=True))
     assert compiled.generate(ids, spec, Progress(False), "g") == eager.generate(
         ids, spec, Progress(False), "g")
     assert compiled._compiled_calls.keys() == {"parts"}
@@ -311,7 +304,7 @@ def test_compiled_engine_gives_the_same_results(engine_parts, monkeypatch):
 
 
 @pytest.mark.parametrize("impl", ["sdpa", "eager"])
-def test_segment_layout_equals_masked_rows(plain_lm, impl, monkeypatch):
+def test_segment_layout_equals_masked_rows(plain_lm, impl):
     """Multiple choice as segments of one packed sequence (the CUDA default, flash attention
     there; here sdpa per segment) scores as the masked rows do, over several batches."""
     tok = AutoTokenizer.from_pretrained(plain_lm)
@@ -320,9 +313,11 @@ def test_segment_layout_equals_masked_rows(plain_lm, impl, monkeypatch):
     groups = choice_groups(tok) * 3
 
     def run(setting):
-        monkeypatch.setenv("HARNESS_CHOICES_ATTN", setting)
-        eng = Engine(model, tok, "cpu", 512, token_budget=600)
-        assert eng._flash_choices_ok(model.model) == (setting == "segments")
+        from harness.engine.choices import flash_serves
+
+        eng = Engine(model, tok, "cpu", 512, token_budget=600,
+                     options=EngineOptions(choices_attention=setting))
+        assert flash_serves(eng, model.model) == (setting == "segments")
         return [r for item in eng.loglikelihood_choices(groups, Progress(False), "mc")
                 for r in item]
 

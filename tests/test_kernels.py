@@ -1,7 +1,7 @@
 """Fused kernels (harness/kernels.py) under Triton's interpreter, on CPU in float32: they
 compute what the modules they replace compute, are used only where a probe shows that, and
 leave the model as it was after the engine's call. (Their half-precision rounding, on the GPU,
-is checked by bench/gpu_checks.py.)"""
+is checked on the GPU by tests/gpu.)"""
 
 import pytest
 import torch
@@ -18,17 +18,18 @@ from transformers import (  # noqa: E402
 )
 
 from harness import kernels  # noqa: E402
-from harness.engine import Engine, encode_pair  # noqa: E402
+from harness.engine import Engine  # noqa: E402
+from harness.options import EngineOptions  # noqa: E402
 from harness.progress import Progress  # noqa: E402
+from harness.prompts import encode_pair  # noqa: E402
 from harness.specs import GenerationSpec  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
 def interpreted(monkeypatch):
-    """conftest sets TRITON_INTERPRET=1 before anything imports Triton; HARNESS_FUSED=1 lets
-    the kernels serve CPU tensors through the interpreter."""
+    """conftest sets TRITON_INTERPRET=1 before anything imports Triton; mode "on" (ON below,
+    EngineOptions(fused="on")) lets the kernels serve CPU tensors through the interpreter."""
     monkeypatch.setenv("TRITON_INTERPRET", "1")
-    monkeypatch.setenv("HARNESS_FUSED", "1")
 
 
 def tiny(cls, cfg_cls, **kw):
@@ -50,7 +51,7 @@ def test_fused_layers_compute_what_the_modules_compute(cls, cfg_cls):
     ids = torch.randint(0, 300, (3, 9))
     with torch.no_grad():
         ref = model(ids).logits
-        with kernels.fused(model.model) as kinds:
+        with kernels.fused(model.model, "on") as kinds:
             got = model(ids).logits
     prefix = cls.__name__.removesuffix("ForCausalLM")
     assert f"{prefix}RMSNorm x{9 if prefix == 'Qwen3' else 5}" in kinds
@@ -108,22 +109,20 @@ class GeluMLP(torch.nn.Module):
 
 def test_modules_that_compute_something_else_keep_their_own_code():
     block = torch.nn.Sequential(OffsetRMSNorm(16), GeluMLP(16))
-    with kernels.fused(block) as kinds:
+    with kernels.fused(block, "on") as kinds:
         assert kinds == []
         assert all(m._compiled_call_impl is None for m in block.modules())
 
 
-def test_switched_off_or_unsupported_installs_nothing(monkeypatch):
+def test_switched_off_or_unsupported_installs_nothing():
     model = tiny(Qwen3ForCausalLM, Qwen3Config)
-    monkeypatch.setenv("HARNESS_FUSED", "0")
-    with kernels.fused(model.model) as kinds:
+    with kernels.fused(model.model, "off") as kinds:
         assert kinds == []
-    monkeypatch.delenv("HARNESS_FUSED")  # the default: CUDA only, so nothing on CPU
-    with kernels.fused(model.model) as kinds:
+    with kernels.fused(model.model, "auto") as kinds:  # the default: CUDA only, not on CPU
         assert kinds == []
 
 
-def test_engine_with_fused_kernels_gives_the_same_results(plain_lm, monkeypatch):
+def test_engine_with_fused_kernels_gives_the_same_results(plain_lm):
     """Scoring (packed choices) and greedy decoding (packed prompt pass, decode steps with
     the grouped attention kernel) with the fused kernels give the unfused engine's
     log-likelihoods and texts."""
@@ -137,17 +136,16 @@ def test_engine_with_fused_kernels_gives_the_same_results(plain_lm, monkeypatch)
     ids = [tok.encode(p) for p in prompts]
     spec = GenerationSpec(max_new_tokens=6)
 
-    def run():
-        eng = Engine(model, tok, "cpu", 512, batch_size=3)
+    def run(mode):
+        eng = Engine(model, tok, "cpu", 512, batch_size=3, options=EngineOptions(fused=mode))
         return (eng.loglikelihood_choices(groups, Progress(False), "mc"),
                 eng.generate(ids, spec, Progress(False), "g"),
                 eng.fused_kernels + [eng.decode_attention])
 
-    fused_mc, fused_text, kinds = run()
+    fused_mc, fused_text, kinds = run("on")
     assert "LlamaRMSNorm x5" in kinds and "LlamaMLP x2" in kinds
     assert "grouped (Triton)" in kinds  # the decode steps' attention kernel
-    monkeypatch.setenv("HARNESS_FUSED", "0")
-    plain_mc, plain_text, none = run()
+    plain_mc, plain_text, none = run("off")
     assert none == ["sdpa"]
     assert fused_text == plain_text
     assert [r.logprob for x in fused_mc for r in x] == pytest.approx(
@@ -161,11 +159,11 @@ def test_target_logprobs_match_log_softmax_and_first_argmax():
     logits = torch.randn(6, 9000) * 3
     logits[2, 7] = logits[2, 8000] = 50.0  # a tie: torch.argmax picks the first
     targets = torch.tensor([1, 4500, 8000, 8999, 0, 7])
-    lp, hit = kernels.target_logprobs(logits, targets)
+    lp, hit = kernels.target_logprobs(logits, targets, "on")
     want = torch.log_softmax(logits, -1).gather(1, targets[:, None])[:, 0]
     torch.testing.assert_close(lp, want, rtol=1e-5, atol=1e-5)
     assert hit.tolist() == (logits.argmax(-1) == targets).tolist()
-    lp, hit = kernels.target_logprobs(logits, torch.tensor([1, 4500, 7, 8999, 0, 7]))
+    lp, hit = kernels.target_logprobs(logits, torch.tensor([1, 4500, 7, 8999, 0, 7]), "on")
     assert hit[2] and not hit[5]
 
 
@@ -181,7 +179,7 @@ def test_decode_attention_matches_softmax_over_each_rows_keys(heads, kv_heads):
     cache_v = torch.randn(rows, slots, kv_heads, d)
     used = torch.tensor([150, 70, 1], dtype=torch.int32)
     key, value = cache_k.transpose(1, 2), cache_v.transpose(1, 2)
-    assert kernels.decode_attention_serves(q, key)
+    assert kernels.decode_attention_serves(q, key, "on")
     out = kernels.decode_attention(q, key, value, used, 0.3)
     group = heads // kv_heads
     for r in range(rows):

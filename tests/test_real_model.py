@@ -11,6 +11,7 @@ import pytest
 
 from harness import examples
 from harness.engine import Engine
+from harness.options import EngineOptions
 from harness.progress import Progress
 from harness.registry import discover_tasks
 from harness.runner import evaluate
@@ -77,8 +78,8 @@ def test_greedy_loop_equals_generate_on_the_real_model(smollm2, monkeypatch):
     fast_engine = Engine(model, tok, "cpu", 2048, batch_size=2)
     fast = fast_engine.generate(ids, spec, Progress(False), "g")
     assert fast_engine.decode_mode == "eager"
-    monkeypatch.setenv("HARNESS_FAST_DECODE", "0")
-    plain_engine = Engine(model, tok, "cpu", 2048, batch_size=2)
+    plain_engine = Engine(model, tok, "cpu", 2048, batch_size=2,
+                          options=EngineOptions(greedy_loop=False))
     plain = plain_engine.generate(ids, spec, Progress(False), "g")
     assert plain_engine.decode_mode == "generate"
     assert fast == plain

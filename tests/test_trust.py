@@ -143,8 +143,18 @@ def test_store_key_holds_results_version_and_numerics(monkeypatch):
     monkeypatch.setattr(runner, "RESULTS_VERSION", 99)
     assert runner.store_key(task, spec, 512, "cpu") != key
     monkeypatch.setattr(runner, "RESULTS_VERSION", 1)
-    monkeypatch.setenv("HARNESS_FUSED", "0")
-    assert runner.store_key(task, spec, 512, "cpu") != key
+    from dataclasses import replace
+
+    from harness.options import EngineOptions
+
+    assert runner.store_key(task, replace(spec, engine=EngineOptions(fused="off")), 512,
+                            "cpu") != key
+    # CUDA graphs replay the same kernels: not part of the key
+    assert runner.store_key(task, replace(spec, engine=EngineOptions(cuda_graphs=False)), 512,
+                            "cpu") == key
+    monkeypatch.setenv("HARNESS_FUSED", "0")  # the environment reaches the key through the CLI
+    assert runner.store_key(task, replace(spec, engine=EngineOptions.from_env()), 512,
+                            "cpu") != key
 
 
 def _open_and_write(folder: str, i: int, queue) -> None:

@@ -14,10 +14,10 @@ from typing import Any
 import numpy as np
 
 from harness.data import Example
-from harness.engine import Choices, Engine, encode_pairs
+from harness.engine import Choices, Engine
 from harness.metrics import Scores
 from harness.progress import Progress
-from harness.prompts import prompt_hash, render
+from harness.prompts import encode_pairs, prompt_hash, render
 from harness.specs import TaskSpec
 
 # Items tokenized per slice: a thread tokenizes the next slice while the device scores this one.

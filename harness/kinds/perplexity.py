@@ -9,10 +9,10 @@ from typing import Any
 import numpy as np
 
 from harness.data import Example
-from harness.engine import Engine, LoglikelihoodRequest, encode_pair
+from harness.engine import Engine, LoglikelihoodRequest
 from harness.metrics import CorpusMetric, Scores
 from harness.progress import Progress
-from harness.prompts import PromptBuilder, prompt_hash
+from harness.prompts import PromptBuilder, encode_pair, prompt_hash
 from harness.specs import TaskSpec
 
 

@@ -7,11 +7,11 @@ since its file store went into maintenance. The experiment is $MLFLOW_EXPERIMENT
 from __future__ import annotations
 
 import logging
-import os
 import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from harness import env
 from harness.track import Scalar, TrackerContext
 
 PARAM_CHARS = 6000  # MLflow's limit on a parameter value
@@ -30,10 +30,10 @@ class MlflowTracker:
         # reaches the user as one line from open_trackers
         for name in ("mlflow", "alembic"):
             logging.getLogger(name).setLevel(logging.ERROR)
-        uri = os.environ.get("MLFLOW_TRACKING_URI", "").strip() or None
+        uri = env.text("MLFLOW_TRACKING_URI") or None
         self.client = mlflow.MlflowClient(tracking_uri=uri or
                                           f"sqlite:///{(ctx.out / 'mlflow.db').resolve()}")
-        experiment = os.environ.get("MLFLOW_EXPERIMENT_NAME", "").strip() or "harness"
+        experiment = env.text("MLFLOW_EXPERIMENT_NAME") or "harness"
         found = self.client.get_experiment_by_name(experiment)
         if found is not None:
             experiment_id = found.experiment_id

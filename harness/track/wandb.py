@@ -12,6 +12,7 @@ import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from harness import env
 from harness.errors import ConfigError
 from harness.track import Scalar, TrackerContext
 
@@ -20,7 +21,7 @@ MODES = ("online", "offline", "disabled")
 
 def mode() -> str:
     """$WANDB_MODE, checked; offline where it is unset or empty."""
-    value = os.environ.get("WANDB_MODE", "").strip() or "offline"
+    value = env.text("WANDB_MODE") or "offline"
     if value not in MODES:
         raise ConfigError(f"WANDB_MODE={value!r}: give one of {', '.join(MODES)} (or leave it "
                           f"unset for an offline run in --out)")
@@ -33,9 +34,9 @@ def logged_in() -> bool:
     import netrc
     from urllib.parse import urlparse
 
-    if os.environ.get("WANDB_API_KEY", "").strip():
+    if env.text("WANDB_API_KEY"):
         return True
-    host = urlparse(os.environ.get("WANDB_BASE_URL", "").strip() or
+    host = urlparse(env.text("WANDB_BASE_URL") or
                     "https://api.wandb.ai").hostname or "api.wandb.ai"
     try:
         return netrc.netrc().authenticators(host) is not None
@@ -59,10 +60,10 @@ class WandbTracker:
         folders = ("WANDB_CACHE_DIR", "WANDB_DATA_DIR", "WANDB_ARTIFACT_DIR") + (
             ("WANDB_CONFIG_DIR",) if run_mode != "online" else ())
         for var in folders:
-            if not os.environ.get(var, "").strip():
+            if not env.text(var):
                 os.environ[var] = str(local)
         os.environ.setdefault("WANDB_SILENT", "true")
-        self.run = wandb.init(project=os.environ.get("WANDB_PROJECT", "").strip() or "harness",
+        self.run = wandb.init(project=env.text("WANDB_PROJECT") or "harness",
                               name=ctx.name, job_type=ctx.job, dir=str(ctx.out.resolve()),
                               mode=run_mode,  # type: ignore[arg-type]
                               reinit="create_new")

@@ -6,7 +6,7 @@ from typing import Any
 
 import torch
 
-from harness.engine import decoder_and_head
+from harness.engine.arch import decoder_and_head
 from harness.errors import ConfigError, ModelError, first_line
 from harness.train.recipe import TrainSpec
 

@@ -115,20 +115,13 @@ def main() -> None:
     torch.cuda.empty_cache()
 
     from harness.engine import Engine
+    from harness.options import EngineOptions
     from harness.progress import Progress
     from harness.specs import GenerationSpec
 
-
-    engines: dict[str, Engine] = {}
-
-    from harness.options import EngineOptions
-
-    def ours(label: str, batch, opts: dict, model_=None, new: int = NEW,
-             compile: bool = False) -> None:
+    def ours(label: str, batch, opts: dict, model_=None, new: int = NEW) -> None:
         eng = Engine(model_ or m, tok, DEVICE, 4096, batch_size=batch,
-                     options=EngineOptions(compile=compile, **opts))
-        if compile:  # one engine: its compiled parts carry over to the second call
-            eng = engines.setdefault("compiled", eng)
+                     options=EngineOptions(**opts))
         with Timer() as t:
             out = eng.generate(prompts, GenerationSpec(max_new_tokens=new), Progress(False),
                                "gen")
@@ -156,15 +149,9 @@ def main() -> None:
         ours("harness decode loop + CUDA graph, batch auto, second call", None, {})
         ours("harness decode loop + CUDA graph, unfused (HARNESS_FUSED=0)", None,
              {"fused": "off"})
-        ours("harness --compile (norms, MLPs), CUDA graph, batch auto, first call (compiles)",
-             None, {}, compile=True)
-        ours("harness --compile (norms, MLPs), CUDA graph, batch auto, second call", None, {},
-             compile=True)
         ours("harness, prompt pass only (1 new token), batch auto", None, {}, new=1)
         ours("harness, prompt pass only, unfused (HARNESS_FUSED=0)", None, {"fused": "off"},
              new=1)
-        ours("harness --compile, prompt pass only (1 new token), batch auto", None, {}, new=1,
-             compile=True)
         ours(f"harness decode loop + CUDA graph, batch {args.batch}", args.batch, {})
     # With a LoRA adapter (r=8 on q/v), un-merged, as the harness evaluates adapters.
     from peft import LoraConfig, get_peft_model

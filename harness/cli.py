@@ -128,10 +128,6 @@ def _add_eval(p: argparse.ArgumentParser, tasks_required: bool = True) -> None:
     p.add_argument("--limit", type=_positive, help="the first N rows of each task")
     p.add_argument("--batch-size", type=_batch, default=None,
                    help="rows per batch, or auto (a token budget; default)")
-    p.add_argument("--compile", action="store_true",
-                   help="torch.compile the decoder layers for scoring and the norms and MLPs "
-                        "for greedy decoding (the first batch waits for the compile; pays off "
-                        "on long runs or several variants in one process)")
     p.add_argument("--max-new-tokens", type=_positive,
                    help="override every generation task's max_new_tokens")
     p.add_argument("--chat-template", choices=["auto", "always", "never"],
@@ -418,7 +414,7 @@ def _run_spec(args: argparse.Namespace, tasks: tuple[str, ...], include_base: bo
 
     return RunSpec(model=_model_spec(args, include_base), tasks=tasks,
                    data=tuple(_data(args.data).items()), limit=args.limit,
-                   batch_size=args.batch_size, engine=EngineOptions.from_env(args.compile),
+                   batch_size=args.batch_size, engine=EngineOptions.from_env(),
                    max_new_tokens=args.max_new_tokens, bertscore=_bert_spec(args),
                    bootstrap=args.bootstrap, seed=args.seed, cache_dir=_cache_dir(args),
                    refresh=args.refresh, lm_eval_include=tuple(args.lm_eval_include),

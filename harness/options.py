@@ -2,8 +2,9 @@
 handed down (runner → Engine → its layouts, decoding and kernels). report.json records it
 with what the engine then did; the fields that change numbers enter the result-store key.
 
-Built from the command line (`--compile`) and these documented environment variables, read
-(and checked) by harness/env.py only:
+Built from these documented environment variables, read (and checked) by harness/env.py
+only. (`--compile` was removed: torch.compile'd layers lost to the default path on every
+workload measured, bench/RESULTS.md.)
 
 - HARNESS_FUSED = auto | 0 | 1 → fused = auto (CUDA, half precision) | off | on (also CPU
   tensors under TRITON_INTERPRET=1: the tests);
@@ -28,7 +29,6 @@ DecodeAttention = Literal["auto", "grouped", "sdpa"]
 
 @dataclass(frozen=True)
 class EngineOptions:
-    compile: bool = False
     fused: Fused = "auto"
     choices_attention: ChoicesAttention = "flash"
     greedy_loop: bool = True
@@ -36,12 +36,12 @@ class EngineOptions:
     cuda_graphs: bool = True
 
     @classmethod
-    def from_env(cls, compile: bool = False) -> EngineOptions:
-        """The options a command runs with: --compile, and the checked environment."""
+    def from_env(cls) -> EngineOptions:
+        """The options a command runs with: from the checked environment."""
         from harness import env
 
         fused = {"auto": "auto", "1": "on", "0": "off"}[env.get("HARNESS_FUSED")]
-        return cls(compile=compile, fused=fused,  # type: ignore[arg-type]
+        return cls(fused=fused,  # type: ignore[arg-type]
                    choices_attention=env.get("HARNESS_CHOICES_ATTN"),  # type: ignore[arg-type]
                    greedy_loop=env.get("HARNESS_FAST_DECODE") != "0",
                    decode_attention=env.get("HARNESS_DECODE_ATTN"),  # type: ignore[arg-type]
@@ -50,7 +50,7 @@ class EngineOptions:
     def numerics(self) -> dict[str, Any]:
         """The fields that change the numbers an example gets (not only speed): the store key
         holds them. CUDA graphs replay the same kernels, so they are not among them."""
-        return {"compile": self.compile, "fused": self.fused,
+        return {"fused": self.fused,
                 "choices_attention": self.choices_attention,
                 "greedy_loop": self.greedy_loop, "decode_attention": self.decode_attention}
 

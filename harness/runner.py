@@ -136,7 +136,7 @@ def _run_kind(task: TaskSpec, examples: Sequence[Any], engine: Engine, progress:
 
 def numerics(spec: RunSpec, device: str) -> dict[str, Any]:
     """What besides model and task changes the numbers an example gets: the harness's results
-    version, the device type, and the engine options that change numbers (--compile, fused
+    version, the device type, and the engine options that change numbers (fused
     kernels, layouts, decode path: EngineOptions.numerics)."""
     return {"results_version": RESULTS_VERSION, "device_type": device.split(":")[0],
             **spec.engine.numerics()}

@@ -243,17 +243,28 @@ def test_research_qa_perplexity(tiny_lm, tmp_path, capsys):
     assert lo <= metrics["perplexity"]["value"] <= hi
 
 
-def test_run_with_compile_matches_eager(tiny_lm, example_data, tmp_path, capsys):
-    """--compile reaches the engine and changes no number that matters."""
-    reports = {}
-    for flag in ([], ["--compile"]):
-        out = tmp_path / ("compiled" if flag else "eager")
-        code, cap = _run(capsys, "run", "--base", str(tiny_lm), "--tasks", "hellaswag",
-                         "--data", f"hellaswag={example_data['hellaswag']}", "--limit", "8",
-                         "--no-cache", "--out", str(out), *flag)
-        assert code == 0, cap.err
-        reports[bool(flag)] = _read(out)["tasks"]["hellaswag"]["metrics"]
-    assert reports[True] == reports[False]
+def test_run_records_engine_options_and_what_ran(tiny_lm, example_data, minilm, tmp_path,
+                                                 capsys):
+    """report.json holds the engine options (settings.engine), those that change numbers in
+    settings.numerics (the store key), and what the engine did; --compile is gone (one line)."""
+    out = tmp_path / "run"
+    code, cap = _run(capsys, "run", "--base", str(tiny_lm), "--tasks", "hellaswag,cnn_dailymail",
+                     "--data", f"hellaswag={example_data['hellaswag']}", "--data",
+                     f"cnn_dailymail={example_data['cnn_dailymail']}", "--limit", "4",
+                     "--max-new-tokens", "4", "--bertscore-model", str(minilm),
+                     "--bertscore-layers", "6", "--no-cache", "--out", str(out))
+    assert code == 0, cap.err
+    report = _read(out)
+    assert report["settings"]["engine"] == {
+        "fused": "auto", "choices_attention": "flash", "greedy_loop": True,
+        "decode_attention": "auto", "cuda_graphs": True}
+    assert report["settings"]["numerics"]["fused"] == "auto"
+    assert "cuda_graphs" not in report["settings"]["numerics"]
+    assert report["engine"] == {"decode_mode": "eager", "decode_attention": "sdpa",
+                                "fused_kernels": [], "backoffs": 0}
+    code, cap = _run(capsys, "run", "--base", str(tiny_lm), "--tasks", "hellaswag", "--compile",
+                     "--out", str(tmp_path / "x"))
+    assert code == 2 and len(cap.err.strip().splitlines()) == 1 and "--compile" in cap.err
 
 
 def test_base_only_load_imports_no_peft(tiny_lm, adapter, tmp_path):

@@ -278,31 +278,6 @@ def test_encode_many_equals_tokenizer_call(engine_parts):
         for t in texts]
 
 
-def test_compiled_engine_gives_the_same_results(engine_parts, monkeypatch):
-    """--compile: compiled layers (scoring) and compiled norms and MLPs (greedy decoding)
-    give what the eager engine gives."""
-    model, tok = engine_parts
-    ids = [tok.encode(p) for p in PROMPTS + LONG]
-    spec = GenerationSpec(max_new_tokens=12)
-    eager = Engine(model, tok, "cpu", 512, batch_size=4)
-    compiled = Engine(model, tok, "cpu", 512, batch_size=4,
-                      options=EngineOptions(compile=True))
-    assert compiled.generate(ids, spec, Progress(False), "g") == eager.generate(
-        ids, spec, Progress(False), "g")
-    assert compiled._compiled_calls.keys() == {"parts"}
-    groups = []
-    for p in PROMPTS + LONG:
-        pairs = [encode_pair(tok, p, c) for c in (" the end", " a river", " yes")]
-        groups.append((tuple(pairs[0][0]), [tuple(c) for _, c in pairs]))
-    a = compiled.loglikelihood_choices(groups, Progress(False), "mc")
-    b = eager.loglikelihood_choices(groups, Progress(False), "mc")
-    assert [r.logprob for x in a for r in x] == pytest.approx(
-        [r.logprob for x in b for r in x], abs=1e-4)
-    assert compiled._compiled_calls.keys() == {"parts", "layers"}
-    # Back to eager after each call: no module keeps a compiled call.
-    assert all(m._compiled_call_impl is None for m in model.modules())
-
-
 @pytest.mark.parametrize("impl", ["sdpa", "eager"])
 def test_segment_layout_equals_masked_rows(plain_lm, impl):
     """Multiple choice as segments of one packed sequence (the CUDA default, flash attention

@@ -93,14 +93,14 @@ def packed_rows(engine: Engine, rows: Sequence[Sequence[Choices]],
 def flash_serves(engine: Engine, decoder: Any) -> bool:
     """Whether `_choices_flash` serves: CUDA, half precision, flash attention's
     variable-length kernel in this torch, one device, a model `_greedy_loop_ok` accepts
-    (full attention through transformers' attention interface), not --compile.
+    (full attention through transformers' attention interface).
     choices_attention "mask" keeps the masked rows; "segments" takes the segment
     layout on any device and dtype (attention per segment through sdpa off CUDA: for
     tests and diagnosis)."""
     import torch
 
     setting = engine.options.choices_attention
-    if engine.options.compile or setting == "mask" or not _greedy_loop_ok(engine.model):
+    if setting == "mask" or not _greedy_loop_ok(engine.model):
         return False
     if _split_over_gpus(engine.model):
         return False

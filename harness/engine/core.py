@@ -74,7 +74,6 @@ class Engine:
         # Share of free GPU memory a greedy-decoding batch may plan for (halved on OOM).
         self.memory_share = GREEDY_MEMORY_SHARE
         self.options = options or EngineOptions()
-        self._compiled_calls: dict[str, list[Any]] = {}
         self.decode_mode = ""  # how the last greedy generation ran: cuda-graph, eager, generate
         self.decode_attention = ""  # its decode-step attention: flash varlen or sdpa
         self.generate_batches = 0  # how many batches the last `generate` call planned
@@ -82,53 +81,9 @@ class Engine:
         self.fused_seen: set[str] = set()  # what any call of this engine ran fused
 
     @contextmanager
-    def _compiled(self, decoder: Any, parts: bool = False) -> Iterator[None]:
-        """With `compile`, parts of the decoder run torch.compile'd (dynamic shapes) inside
-        the block, and eager again after it. Scoring compiles whole layers: one compiled graph
-        serves every layer. Greedy decoding (`parts=True`) compiles the norms and the MLPs
-        only: a layer there writes the KV cache under its own index, which would compile once
-        per layer; these parts hold most of a step's small elementwise kernels."""
-        layers = getattr(decoder, "layers", None)
-        if not self.options.compile or layers is None:
-            yield
-            return
-        import torch
-
-        if parts:
-            modules = [decoder.norm] if hasattr(decoder, "norm") else []
-            for layer in layers:
-                for name in ("input_layernorm", "post_attention_layernorm", "mlp"):
-                    modules += [getattr(layer, name)] if hasattr(layer, name) else []
-                attn = getattr(layer, "self_attn", None)
-                for name in ("q_norm", "k_norm"):
-                    modules += [getattr(attn, name)] if hasattr(attn, name) else []
-        else:
-            modules = list(layers)
-        # The compiled callables live on the modules, so every engine on this model (one per
-        # variant: base, then adapter) reuses them instead of compiling again.
-        for m in modules:
-            if getattr(m, "_harness_compiled", None) is None:
-                m._harness_compiled = torch.compile(m._call_impl, dynamic=True)
-        calls = self._compiled_calls.setdefault("parts" if parts else "layers",
-                                                [m._harness_compiled for m in modules])
-        saved = [m._compiled_call_impl for m in modules]
-        for m, call in zip(modules, calls, strict=True):
-            m._compiled_call_impl = call
-        try:
-            yield
-        finally:
-            for m, call in zip(modules, saved, strict=True):
-                m._compiled_call_impl = call
-
-    @contextmanager
     def _fast_layers(self, decoder: Any, parts: bool = False) -> Iterator[None]:
-        """With `compile`, the torch.compile'd layers (`_compiled`); otherwise the fused
-        kernels of `harness.kernels` for the norms, MLPs and rotary embedding, where they
-        serve (CUDA, half precision, Triton)."""
-        if self.options.compile:
-            with self._compiled(decoder, parts):
-                yield
-            return
+        """The fused kernels of `harness.kernels` for the norms, MLPs and rotary embedding,
+        where they serve (CUDA, half precision, Triton) and the options allow."""
         from harness.kernels import fused
 
         with fused(decoder, self.options.fused) as kinds:

@@ -106,14 +106,13 @@ def test_decode_attention_against_float64(heads, kv):
     assert errors["grouped"] <= 1.5 * errors["sdpa"] + 1e-3, errors
 
 
-@pytest.mark.parametrize("dtype,compile", [("float32", False), ("float32", True),
-                                           ("bfloat16", False)])
-def test_greedy_loop_against_generate(tok, dtype, compile):
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_greedy_loop_against_generate(tok, dtype):
     """fp32: the CUDA-graph greedy loop writes generate's texts exactly (48/48 measured);
     bf16: near-ties diverge (22/48 measured), the decode path is the grouped Triton kernel."""
     m = small_model(getattr(torch, dtype))
     ids = prompts(tok)
-    eng = Engine(m, tok, DEVICE, 4096, batch_size=16, options=EngineOptions(compile=compile))
+    eng = Engine(m, tok, DEVICE, 4096, batch_size=16)
     ours = eng.generate(ids, GenerationSpec(max_new_tokens=40), Progress(False), "g")
     assert eng.decode_mode == "cuda-graph"
     theirs = []

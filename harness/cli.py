@@ -16,11 +16,15 @@ import sys
 import traceback
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, Literal, NoReturn
 
 from harness.distributed import is_main
 from harness.env import text as env_text
 from harness.errors import ConfigError, HarnessError
+
+if TYPE_CHECKING:
+    from harness.policy import CodePolicy
+    from harness.specs import BertScoreSpec, ModelSpec, RunSpec
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE, EXIT_BUG = 0, 1, 2, 3
 MAX_RESAMPLES = 1_000_000
@@ -347,13 +351,13 @@ def _data(pairs: list[tuple[str, str]]) -> dict[str, str]:
     return data
 
 
-def _policy(args: argparse.Namespace):  # -> CodePolicy
+def _policy(args: argparse.Namespace) -> CodePolicy:
     from harness.policy import load_policy
 
     return load_policy(getattr(args, "allow_code", False))
 
 
-def _bert_spec(args: argparse.Namespace):  # -> BertScoreSpec
+def _bert_spec(args: argparse.Namespace) -> BertScoreSpec:
     from harness.specs import BertScoreSpec
 
     layers = args.bertscore_layers
@@ -398,17 +402,19 @@ def cmd_tasks(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _model_spec(args: argparse.Namespace, include_base: bool):  # -> ModelSpec
+def _model_spec(args: argparse.Namespace, include_base: bool) -> ModelSpec:
     from harness.specs import ModelSpec
 
-    quant = "4bit" if args.load_in_4bit else "8bit" if args.load_in_8bit else "none"
+    quant: Literal["none", "4bit", "8bit"] = \
+        "4bit" if args.load_in_4bit else "8bit" if args.load_in_8bit else "none"
     return ModelSpec(base=args.base, adapters=tuple(args.adapter), include_base=include_base,
                      quantization=quant, dtype=args.dtype, device=args.device,
                      revision=args.revision, trust_remote_code=args.trust_remote_code,
                      max_length=args.max_length)
 
 
-def _run_spec(args: argparse.Namespace, tasks: tuple[str, ...], include_base: bool):
+def _run_spec(args: argparse.Namespace, tasks: tuple[str, ...], include_base: bool,
+              ) -> RunSpec:
     from harness.options import EngineOptions
     from harness.specs import RunSpec
 

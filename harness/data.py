@@ -138,7 +138,7 @@ def load_transform(spec: str, policy: CodePolicy, task: str = "?",
         raise ConfigError(f"transform '{spec}' cannot be imported ({err})") from None
     if not callable(fn):
         raise ConfigError(f"transform '{spec}' is not a function")
-    return fn  # type: ignore[no-any-return]
+    return fn
 
 
 def _apply_transform(fn: Callable[[dict[str, Any]], dict[str, Any]], spec: str,
@@ -254,9 +254,9 @@ def build_examples(task: TaskSpec, rows: list[dict[str, Any]], source: str,
     seen: set[str] = set()
     for i, row in enumerate(rows):
         values = {f: row.get(col) for f, col in resolved.items()}
-        if task.kind == "multiple_choice" and isinstance(values.get(task.target), str) \
-                and values[task.target].strip().isdigit():
-            values[task.target] = int(values[task.target])
+        gold = values.get(task.target)
+        if task.kind == "multiple_choice" and isinstance(gold, str) and gold.strip().isdigit():
+            values[task.target] = int(gold)
         if task.id_field:
             raw_id = values[task.id_field]
             if isinstance(raw_id, bool) or not isinstance(raw_id, (str, int)) or \

@@ -29,8 +29,8 @@ def repeats_a_sentence(text: str) -> bool:
 def summarize(records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     """Counts and rates over a task's generation records. hit_max_new_tokens is None where
     the records do not say (scored predictions, records of an older harness)."""
-    preds = [r.get("prediction") if isinstance(r.get("prediction"), str) else ""
-             for r in records]
+    preds: list[str] = [p if isinstance(p := r.get("prediction"), str) else ""
+                         for r in records]
     n = len(preds)
     normal = [" ".join(p.split()) for p in preds]
     owners: dict[str, set[str]] = {}  # text -> the examples that wrote it (seeds of one

@@ -43,6 +43,8 @@ TOLERANCE = 1e-3  # max |log-prob| difference, merged vs un-merged, both in floa
 
 @dataclass(frozen=True)
 class ExportSpec:
+    """What `harness export` writes: from an adapter (or a base alone), into `out`."""
+
     adapter: Path | None
     out: Path
     base: str | None = None

@@ -37,6 +37,8 @@ _RULE = re.compile(r"^\s*([\w\-:]+)\.([\w\-]+)(?:\.(" + FIELDS + r"))?\s*"
 
 @dataclass(frozen=True)
 class Rule:
+    """One gate rule as parsed: TASK.METRIC[.field] OP NUMBER, and its source text."""
+
     text: str
     task: str
     metric: str
@@ -47,6 +49,8 @@ class Rule:
 
 @dataclass(frozen=True)
 class Verdict:
+    """A rule checked against a report: the value found, its CI, and whether it passed."""
+
     rule: Rule
     value: float
     ci95: tuple[float, float] | None
@@ -104,6 +108,8 @@ def _metrics(task: dict[str, Any], comparison: bool) -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class Found:
+    """The value a rule names in a report, with its CI and adjusted significance."""
+
     value: float | None
     ci95: tuple[float, float] | None
     significant_adjusted: bool | None  # comparisons' deltas; None: not in an adjusted family

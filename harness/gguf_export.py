@@ -184,7 +184,7 @@ def _tokens(tokenizer: Any, vocab_size: int) -> tuple[list[str], list[int]]:
         else:
             tokens.append(text)
             types.append(gguf.TokenType.NORMAL)
-    return tokens, types
+    return tokens, [int(t) for t in types]
 
 
 def _tensor_type(name: str, data: np.ndarray, outtype: str) -> Any:

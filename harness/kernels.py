@@ -28,6 +28,7 @@ Triton's interpreter.
 
 from __future__ import annotations
 
+import functools
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
@@ -245,6 +246,10 @@ def _close(a: Any, b: Any) -> bool:
 _VERDICT: dict[tuple[str, str, str, str], bool] = {}
 
 
+def _same_output(call: Callable[..., Any], module: Any, x: Any) -> bool:
+    return _close(call(x), module.forward(x))
+
+
 def _probe(what: str, owner: Any, dtype: Any, device: Any, check: Callable[[], bool]) -> bool:
     name = owner if isinstance(owner, str) else \
         f"{type(owner).__module__}.{type(owner).__qualname__}"
@@ -293,7 +298,7 @@ def _plan(decoder: Any, dtype: Any, device: Any,
                 n = m.weight.shape[0]
                 x = rand(3, n) * 3
                 ok = _probe("rms_norm", m, dtype, device,
-                            lambda c=call, m=m, x=x: _close(c(x), m.forward(x)))
+                            functools.partial(_same_output, call, m, x))
                 call = call if ok else None
         elif name.endswith("MLP"):
             call = _mlp_call(m)
@@ -301,7 +306,7 @@ def _plan(decoder: Any, dtype: Any, device: Any,
             if call is not None and h:
                 x = rand(2, 3, h)
                 ok = _probe("silu_mul", m, dtype, device,
-                            lambda c=call, m=m, x=x: _close(c(x), m.forward(x)))
+                            functools.partial(_same_output, call, m, x))
                 call = call if ok else None
             else:
                 call = None

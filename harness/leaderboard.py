@@ -72,7 +72,9 @@ def build_leaderboard(paths: Sequence[Path], sort: str | None) -> dict[str, Any]
             raise ConfigError(f"--sort {sort}: no report has it (known: {', '.join(known)})")
         columns[task] = metric
     else:
-        task, metric = next(iter(sorted(columns.items())), (None, None))
+        first: tuple[str | None, str | None] = next(iter(sorted(columns.items())),
+                                                     (None, None))
+        task, metric = first  # type: ignore[assignment]  # None where no report has scores
     forgetting_keys = sorted({k for r in rows for k in r["forgetting"]})
 
     def key(r: dict[str, Any]) -> float:

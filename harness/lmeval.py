@@ -79,8 +79,9 @@ def run_lm_eval(names: Sequence[str], model: Any, tokenizer: Any, manager: Any,
         for metric in metric_names:
             values = [_number(s.get(metric)) for s in samples]
             theirs = agg.get(f"{metric},{samples[0].get('filter', 'none')}")
-            if None in values or _number(theirs) is None or \
-                    abs(sum(values) / len(values) - float(theirs)) > 1e-9:
+            numbers = [v for v in values if v is not None]
+            if len(numbers) < len(values) or _number(theirs) is None or \
+                    abs(sum(numbers) / len(numbers) - float(theirs)) > 1e-9:
                 skipped.append(metric)
             else:
                 folded.append(metric)

@@ -8,6 +8,7 @@ trained on, not a second copy.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 import os
@@ -58,7 +59,7 @@ def hash_files(folder: Path, names: list[str] | None = None,
     for p in files:
         digest.update(p.name.encode() + b"\0")
         with p.open("rb") as fh:
-            for chunk in iter(lambda fh=fh: fh.read(1 << 24), b""):
+            for chunk in iter(functools.partial(fh.read, 1 << 24), b""):
                 if stop is not None and stop.is_set():
                     return ""
                 digest.update(chunk)
@@ -118,6 +119,8 @@ class Variant:
 
 @dataclass
 class LoadedModel:
+    """A base model loaded once with its tokenizer and the variants (base, adapters) to run."""
+
     model: Any
     tokenizer: Any
     device: str
@@ -213,6 +216,7 @@ def _device_and_dtype(spec: ModelSpec) -> tuple[str, Any, str]:
             int(device.split(":")[1]) >= torch.cuda.device_count():
         raise ModelError(f"--device {device}: this machine has {torch.cuda.device_count()} "
                          f"CUDA device(s)")
+    name: str
     if device == "auto":  # shard a large model over this machine's GPUs (device_map="auto")
         name = spec.dtype if spec.dtype != "auto" else (
             "bfloat16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported()
@@ -220,7 +224,7 @@ def _device_and_dtype(spec: ModelSpec) -> tuple[str, Any, str]:
         return device, getattr(torch, name), name
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise ModelError(f"--device {device}: no CUDA device is available here; use --device cpu")
-    name = spec.dtype
+    name = str(spec.dtype)
     if name == "auto":
         name = "bfloat16" if device.startswith("cuda") and torch.cuda.is_bf16_supported() \
             else "float32"
@@ -418,7 +422,7 @@ def load_model(spec: ModelSpec) -> LoadedModel:
         if device == "auto":  # inputs go where the embeddings are
             device = str(model.get_input_embeddings().weight.device)
         elif quant is None:
-            model.to(device)
+            model.to(device)  # type: ignore[arg-type]  # transformers' stub takes a model
         model.eval()
         model, attached = _attach_adapters(model, spec)
         model.eval()

@@ -29,6 +29,8 @@ DecodeAttention = Literal["auto", "grouped", "sdpa"]
 
 @dataclass(frozen=True)
 class EngineOptions:
+    """How the engine computes (see the module docstring for each field's variable)."""
+
     fused: Fused = "auto"
     choices_attention: ChoicesAttention = "flash"
     greedy_loop: bool = True

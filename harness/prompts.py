@@ -64,6 +64,8 @@ def prompt_hash(text: str) -> str:
 
 @dataclass(frozen=True)
 class Prompt:
+    """A rendered prompt: its text, token ids, and whether a field was cut to fit."""
+
     text: str
     ids: tuple[int, ...]
     truncated: bool
@@ -157,7 +159,7 @@ def _batch_ids(tokenizer: Any, texts: list[str], special: bool) -> list[list[int
     the same ids as `__call__` on the first text; `__call__` otherwise."""
     backend = getattr(tokenizer, "backend_tokenizer", None)
     fast = getattr(backend, "encode_batch_fast", None)
-    if fast is not None:
+    if backend is not None and fast is not None:
         first = tokenizer(texts[:1], add_special_tokens=special)["input_ids"][0]
         if list(first) == backend.encode(texts[0], add_special_tokens=special).ids:
             return [e.ids for e in fast(texts, add_special_tokens=special)]

@@ -188,6 +188,9 @@ def parse_task(raw: Any, source: str) -> TaskSpec:
         problems.append(f"'transform' must look like 'module.path:function', got {transform!r}")
     if problems:
         raise ConfigError(f"{source}: " + "; ".join(problems))
+    # Checked above: each problem would have been reported.
+    assert isinstance(dataset, dict) and isinstance(fmap, dict) and isinstance(gen, dict)
+    assert kind in ("generation", "multiple_choice", "perplexity")
 
     gen_spec = GenerationSpec(**{**gen, "stop": tuple(gen.get("stop", ()))})
     if dataset.get("file"):  # relative to the YAML file

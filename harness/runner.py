@@ -175,7 +175,12 @@ def run_task(task: TaskSpec, data: TaskData, engine: Engine, variant: Variant, s
     distributed.barrier()  # every rank has read the store before any rank writes to it
     missing = [e for e in data.examples if e.hash not in have]
     seen: set[str] = set()
-    missing = [e for e in missing if not (e.hash in seen or seen.add(e.hash))]
+    unique = []  # the first example of each content hash
+    for e in missing:
+        if e.hash not in seen:
+            seen.add(e.hash)
+            unique.append(e)
+    missing = unique
     # Longest first: a batch that does not fit in memory shows up (and backs off) at once.
     missing.sort(key=lambda e: -len(canonical_json(e.fields)))
     # Under a launcher each rank takes every world_size-th missing example.
@@ -206,8 +211,8 @@ def run_task(task: TaskSpec, data: TaskData, engine: Engine, variant: Variant, s
         finish = queued
     if finish is not None:
         keep(finish())
-    for part in distributed.gather(computed):
-        have.update({r["example_hash"]: r for r in part})
+    for gathered in distributed.gather(computed):
+        have.update({r["example_hash"]: r for r in gathered})
     out = []
     for e in data.examples:
         rec = json.loads(json.dumps(have[e.hash]))  # a fresh copy per example
@@ -300,6 +305,7 @@ def run_lm_eval_tasks(loaded: LoadedModel, variant: Variant, spec: RunSpec,
                                  spec.limit, spec.batch_size, loaded.max_length) \
             if distributed.is_main() else None
         ran = distributed.broadcast(ran)
+        assert ran is not None  # rank 0's results, on every rank
         seconds = time.perf_counter() - start
         for name, key in todo:
             records, info = ran[name]

@@ -25,6 +25,8 @@ NOT_PER_EXAMPLE = ("gen_words", "ref_words")  # lengths, not scores to rank by
 
 @dataclass(frozen=True)
 class ShowOptions:
+    """What `harness show` prints: a folder, one task or all, flips, one example."""
+
     folder: Path
     task: str | None = None
     flips: int | None = None      # None: no flips section

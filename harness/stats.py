@@ -16,10 +16,11 @@ true |Δ| this n and this variance would find significant with 80% power.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 DEFAULT_RESAMPLES = 1000
 ALPHA = 0.05
@@ -36,6 +37,8 @@ METHODS = (WILSON, T_MEAN, BCA, TANGO, T_PAIRED, BCA_PAIRED)
 
 @dataclass(frozen=True)
 class MetricValue:
+    """A metric over one run: value, 95% CI, standard error, n and the CI's method."""
+
     value: float
     ci95: tuple[float, float]
     stderr: float
@@ -47,7 +50,8 @@ class MetricValue:
                 "stderr": self.stderr, "n": self.n, "ci_method": self.method}
 
 
-def _resample_indices(n: int, resamples: int, seed: int, chunk: int = 200):
+def _resample_indices(n: int, resamples: int, seed: int, chunk: int = 200,
+                      ) -> Iterator[np.ndarray]:
     """Bootstrap index draws [chunk, n], generated in chunks to bound memory."""
     rng = np.random.default_rng(seed)
     done = 0
@@ -148,6 +152,8 @@ def summarize_corpus(stats: np.ndarray, compute: Callable[[np.ndarray], float],
 
 @dataclass(frozen=True)
 class PairedDelta:
+    """A paired comparison of one metric: before, after, Δ, its CI and test."""
+
     before: float
     after: float
     delta: float
@@ -214,7 +220,8 @@ def tango_score(b: np.ndarray, c: np.ndarray, n: np.ndarray, delta: np.ndarray) 
     return np.where(var > 0, z, np.where(c - b - n * delta >= 0, np.inf, -np.inf))
 
 
-def tango_interval(b, c, n, alpha: float = ALPHA, iterations: int = 60):
+def tango_interval(b: ArrayLike, c: ArrayLike, n: ArrayLike, alpha: float = ALPHA,
+                   iterations: int = 60) -> tuple[np.ndarray, np.ndarray]:
     """Tango's score interval for a difference of paired proportions, by bisection on the
     monotone score statistic (vectorised over tables)."""
     from scipy.stats import norm
@@ -255,7 +262,8 @@ def mde_paired_proportion(discordant: float, n: int, alpha: float = ALPHA,
     return _clean(hi)
 
 
-def paired_proportion_tables(b, c, n) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def paired_proportion_tables(b: ArrayLike, c: ArrayLike, n: ArrayLike,
+                             ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(lower, upper, mid-p) for tables of b (right before, wrong after) and c (the reverse)
     discordant pairs out of n (vectorised): Tango's interval, extended to 0 where the mid-p
     McNemar test does not reject, so the two never disagree."""

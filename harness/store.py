@@ -245,7 +245,8 @@ class Store:
     def prune(self, older_than_days: float | None, model: str | None, task: str | None) -> int:
         if self.db is None:
             return 0
-        clauses, args = [], []
+        clauses: list[str] = []
+        args: list[float | str] = []
         if older_than_days is not None:
             clauses.append("created < ?")
             args.append(time.time() - older_than_days * 86400)

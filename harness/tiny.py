@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 BOS, EOS, PAD, UNK = "<s>", "</s>", "<pad>", "<unk>"
 # A minimal chat template, so tasks with `chat_template: auto` take their chat path too.
@@ -18,7 +19,7 @@ CHAT_TEMPLATE = (
 
 
 def build_tokenizer(corpus: Iterable[str], out: Path, vocab_size: int = 1024,
-                    chat_template: bool = False):  # -> PreTrainedTokenizerFast
+                    chat_template: bool = False) -> Any:  # PreTrainedTokenizerFast
     """Train a byte-level BPE on `corpus`, save it to `out`; it prepends BOS like Llama's."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
     from transformers import PreTrainedTokenizerFast

@@ -27,7 +27,7 @@ class _StrictLoader(yaml.SafeLoader):
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
         seen: dict[Any, int] = {}
         for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=True)  # type: ignore[no-untyped-call]
+            key = self.construct_object(key_node, deep=True)
             try:
                 hashable = hash(key) is not None
             except TypeError:
@@ -75,7 +75,7 @@ def loads(text: str, where: str) -> Any:
         try:
             value = loader.get_single_data()
         finally:
-            loader.dispose()  # type: ignore[no-untyped-call]
+            loader.dispose()
     except yaml.YAMLError as err:
         raise ConfigError(_problem(err, where)) from None
     except RecursionError:

@@ -73,6 +73,8 @@ class Segments:
 
 @dataclass(frozen=True)
 class AttentionContext:
+    """What one decoder call's attention reads: one of the three parts is set."""
+
     prefill: Prefill | None = None
     decode: Decode | None = None
     segments: Segments | None = None

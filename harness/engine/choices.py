@@ -83,9 +83,9 @@ def packed_rows(engine: Engine, rows: Sequence[Sequence[Choices]],
                          position_ids=_to_device(pos, dev),
                          use_cache=False).last_hidden_state
         # The last layer's device (another GPU than the first under --device auto).
-        at = str(hidden.device)
+        last = str(hidden.device)
         flat = hidden.reshape(-1, hidden.shape[-1])
-        lp, greedy = _gather_logprobs(head, flat[_to_device(np.array(sel), at)],
+        lp, greedy = _gather_logprobs(head, flat[_to_device(np.array(sel), last)],
                                       _to_device(np.array(targets), str(flat.device)),
                                       engine.options.fused)
         return _per_continuation(lp, greedy, spans)
@@ -157,7 +157,7 @@ def flash_segments(engine: Engine, rows: Sequence[Sequence[Choices]],
                 s += m
             at = s
     i32 = np.int32
-    ctx = AttentionContext(segments=Segments(
+    context = AttentionContext(segments=Segments(
         cu_q=_to_device(np.array(q_bounds, dtype=i32), dev),
         cu_k=_to_device(np.array(k_bounds, dtype=i32), dev),
         kv=_to_device(np.array(kv, dtype=np.int64), dev),
@@ -170,7 +170,7 @@ def flash_segments(engine: Engine, rows: Sequence[Sequence[Choices]],
                          attention_mask=torch.ones(1, 1, 1, 1, dtype=torch.bool,
                                                    device=dev),
                          position_ids=_to_device(np.array(pos)[None], dev),
-                         use_cache=False, **{KEYWORD: ctx}).last_hidden_state
+                         use_cache=False, **{KEYWORD: context}).last_hidden_state
         flat = hidden[0]
         lp, greedy = _gather_logprobs(head, flat[_to_device(np.array(sel), dev)],
                                       _to_device(np.array(targets), dev),

@@ -33,12 +33,16 @@ from harness.specs import GenerationSpec
 
 @dataclass(frozen=True)
 class LoglikelihoodRequest:
+    """A continuation to score after its context, as token ids."""
+
     context: tuple[int, ...]
     continuation: tuple[int, ...]
 
 
 @dataclass(frozen=True)
 class LoglikelihoodResult:
+    """A continuation's summed log-probability, whether it is greedy, its token count."""
+
     logprob: float       # sum over continuation tokens
     is_greedy: bool      # every continuation token is the argmax
     n_tokens: int
@@ -142,7 +146,9 @@ class Engine:
             width = max(len(inputs[i]) for i in batch)
             ids = torch.full((len(batch), width), self.pad_id, dtype=torch.long)
             mask = torch.zeros((len(batch), width), dtype=torch.long)
-            rows, cols, targets = [], [], []
+            rows: list[int] = []
+            cols: list[int] = []
+            targets: list[int] = []
             for row, i in enumerate(batch):
                 ids[row, : len(inputs[i])] = torch.tensor(inputs[i])
                 mask[row, : len(inputs[i])] = 1
@@ -217,6 +223,7 @@ class Engine:
 
         def run(batch: list[int]) -> None:
             items = [fast[k] for r in batch for k in rows[r]]
+            assert parts is not None  # `fast` holds only items with a split model
             lp, miss = packed_rows(self, [[groups[fast[k]] for k in rows[r]] for r in batch],
                                    parts)
             pending.append((items, lp, miss))

@@ -40,7 +40,7 @@ def _generation(tokenizer: Any, ids: Sequence[int], eos: int | None,
                 spec: GenerationSpec) -> Generation:
     ids = list(ids)
     finished = eos is not None and eos in ids
-    if finished:
+    if eos is not None and finished:
         ids = ids[: ids.index(eos)]
     raw = tokenizer.decode(ids, skip_special_tokens=True)
     text = cut_at_stop(raw, spec.stop)
@@ -121,8 +121,8 @@ def greedy(engine: Engine, prompts: Sequence[Sequence[int]], new_tokens: int, eo
             cu_q=torch.arange(rows + 1, dtype=torch.int32, device=dev),
             cu_k=torch.arange(rows + 1, dtype=torch.int32, device=dev) * length,
             fused=engine.options.fused))
-        engine.decode_attention = decode_label(inner, dev, fn, decode.decode.grouped,
-                                             engine.options.fused)
+        engine.decode_attention = decode_label(inner, dev, fn, choice in ("auto", "grouped"),
+                                               engine.options.fused)
 
         def step() -> Any:
             used.copy_(at + 1)
@@ -142,7 +142,7 @@ def greedy(engine: Engine, prompts: Sequence[Sequence[int]], new_tokens: int, eo
         for t in range(1, new_tokens):
             if graph is not None:
                 graph.replay()
-                nxt = result
+                nxt: Any = result
             else:
                 nxt = step()
             out[:, t] = nxt
@@ -202,7 +202,7 @@ class RowCache:
         self.slots = slots
         self.rows = rows
         self.prefill: tuple[Any, Any] | None = None
-        self.every = None
+        self.every: Any = None
         self.keys: dict[int, Any] = {}
         self.values: dict[int, Any] = {}
 

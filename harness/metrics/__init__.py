@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Literal
 import numpy as np
 
 if TYPE_CHECKING:
+    from harness.metrics.families import INFO, METRICS  # noqa: F401 - served by __getattr__
     from harness.specs import BertScoreSpec
 
 Scale = Literal["fraction", "raw"]
@@ -30,12 +31,16 @@ class CorpusMetric:
 
 @dataclass(frozen=True)
 class Scores:
+    """A family's output: per-example values and corpus metrics, by metric name."""
+
     per_example: dict[str, list[float]] = field(default_factory=dict)
     corpus: dict[str, CorpusMetric] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
 class MetricInfo:
+    """How a metric is shown and tested: scale, direction, label, 0/1 or not."""
+
     scale: Scale  # fraction: a rate or score in [0, 1] (Markdown shows x100)
     higher_is_better: bool | None  # None: no better direction (lengths, ratios)
     label: str

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import functools
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 
 from harness.metrics import CorpusMetric, Family, MetricInfo, Scores
 
 
-def _scorer():  # -> sacrebleu.metrics.BLEU
+def _scorer() -> Any:  # sacrebleu.metrics.BLEU
     from sacrebleu.metrics import BLEU
 
     return BLEU()
@@ -27,7 +29,7 @@ def bleu_from_stats(stats: np.ndarray) -> Scores:
     """The BLEU metrics from per-example statistics (as stored in samples)."""
     scorer = _scorer()
 
-    def pick(fn):  # noqa: ANN001, ANN202 - small closure factory
+    def pick(fn: Callable[[Any], float]) -> Callable[[np.ndarray], float]:
         return lambda summed: float(fn(scorer._compute_score_from_stats(summed.tolist())))
 
     corpus = {
@@ -36,8 +38,12 @@ def bleu_from_stats(stats: np.ndarray) -> Scores:
         "bleu_length_ratio": pick(lambda s: s.sys_len / s.ref_len if s.ref_len else 0.0),
     }
     for n in range(1, 5):
-        corpus[f"bleu_precision_{n}"] = pick(lambda s, n=n: s.precisions[n - 1] / 100.0)
+        corpus[f"bleu_precision_{n}"] = pick(functools.partial(_precision, n))
     return Scores(corpus={name: CorpusMetric(stats, fn) for name, fn in corpus.items()})
+
+
+def _precision(n: int, score: Any) -> float:
+    return float(score.precisions[n - 1]) / 100.0
 
 
 def _config(_bert: object) -> dict[str, object]:

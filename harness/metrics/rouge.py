@@ -6,6 +6,7 @@ import functools
 import os
 import re
 from collections.abc import Sequence
+from typing import Any
 
 from harness.metrics import Family, MetricInfo, Scores
 
@@ -42,7 +43,7 @@ class _CachedStemmer:
         self.stem = functools.lru_cache(maxsize=1 << 18)(porter.PorterStemmer().stem)
 
 
-def _scorer():  # -> rouge_scorer.RougeScorer
+def _scorer() -> Any:  # rouge_scorer.RougeScorer
     from rouge_score import rouge_scorer, tokenizers
 
     tokenizer = tokenizers.DefaultTokenizer(use_stemmer=True)

@@ -60,7 +60,7 @@ def page_data(report: Mapping[str, Any],
         kind = kinds.get(task, "")
         by_side = [{str(r["id"]): r for r in samples[label].get(task, [])} for label in labels]
         ids = list(dict.fromkeys(i for side in by_side for i in side))
-        rows = []
+        rows: list[dict[str, Any]] = []
         for ex_id in ids:
             first = next(side[ex_id] for side in by_side if ex_id in side)
             ref = first.get("reference")

@@ -23,6 +23,8 @@ def key(name: str) -> str:
 
 
 class MlflowTracker:
+    """One MLflow run through MlflowClient (no global active run)."""
+
     def __init__(self, ctx: TrackerContext) -> None:
         import mlflow
 

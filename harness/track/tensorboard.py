@@ -15,6 +15,8 @@ from harness.track import Scalar, TrackerContext
 
 
 class TensorBoardTracker:
+    """One TensorBoard run folder written by a SummaryWriter."""
+
     def __init__(self, ctx: TrackerContext) -> None:
         from torch.utils.tensorboard import SummaryWriter
 

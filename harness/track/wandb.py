@@ -45,6 +45,8 @@ def logged_in() -> bool:
 
 
 class WandbTracker:
+    """One W&B run (offline unless $WANDB_MODE says otherwise)."""
+
     def __init__(self, ctx: TrackerContext) -> None:
         run_mode = mode()
         if run_mode == "online" and not logged_in():

@@ -20,10 +20,11 @@ def save_rng(folder: Path) -> None:
     from safetensors.torch import save_file
 
     version, internal, gauss = random.getstate()
-    name, keys, pos, has_gauss, cached = np.random.get_state()
+    name, keys, pos, has_gauss, cached = np.random.get_state(legacy=True)
     (folder / "rng.json").write_text(json.dumps({
         "python": [version, list(internal), gauss],
-        "numpy": [name, keys.tolist(), int(pos), int(has_gauss), float(cached)]}))
+        "numpy": [name, keys.tolist(), int(pos), int(has_gauss),  # type: ignore[union-attr]
+                  float(cached)]}))
     tensors = {"torch": torch.get_rng_state()}
     if torch.cuda.is_available():
         tensors |= {f"cuda{i}": s for i, s in enumerate(torch.cuda.get_rng_state_all())}

@@ -24,6 +24,8 @@ IGNORE = -100
 
 @dataclass(frozen=True)
 class TrainExample:
+    """One training row as token ids, labels masked to the target, and whether it was cut."""
+
     id: str
     input_ids: tuple[int, ...]
     labels: tuple[int, ...]
@@ -32,6 +34,8 @@ class TrainExample:
 
 @dataclass(frozen=True)
 class BuildStats:
+    """What building training examples kept, cut and dropped, and why."""
+
     rows: int
     kept: int
     truncated: int

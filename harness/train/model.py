@@ -66,7 +66,7 @@ def load_for_training(spec: TrainSpec, device: str) -> Any:
     except Exception as err:
         raise ModelError(f"cannot load base {spec.base}: {first_line(err)}") from None
     if spec.quantization == "none":
-        model.to(device)
+        model.to(device)  # type: ignore[arg-type]  # transformers' stub takes a model
     else:
         disable_avx512bf16_repack(model)
     # Freeze the base. Unlike peft's prepare_model_for_kbit_training, frozen norms and

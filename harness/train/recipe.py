@@ -28,6 +28,8 @@ class SplitSpec:
 
 @dataclass(frozen=True)
 class LoraSpec:
+    """The recipe's `lora:` section: rank, alpha, dropout, target modules, bias."""
+
     r: int = 8
     alpha: int = 16
     dropout: float = 0.05
@@ -201,7 +203,7 @@ def _range_problems(t: dict[str, Any], lora: dict[str, Any]) -> list[str]:
         ("lora.alpha", lora.get("alpha"), lambda v: v > 0, "> 0"),
     ]
     for key, v, ok, what in checks:
-        if num(v) and math.isfinite(v) and not ok(v):
+        if num(v) and math.isfinite(v) and not ok(v):  # type: ignore[arg-type]  # num: a number
             problems.append(f"'{key}' must be {what}, got {v}")
     return problems
 

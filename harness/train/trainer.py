@@ -273,6 +273,7 @@ def train(spec: TrainSpec, data_paths: dict[str, str], resume: bool = False,
     log: list[dict[str, Any]] = []
     if resume:
         ckpt = latest_checkpoint(out / "checkpoints")
+        assert ckpt is not None  # checked above
         try:
             state = load_checkpoint(ckpt, peft_model, optimizer, scheduler)
         except Exception as err:  # safetensors, torch.load, shapes: any damage

@@ -14,11 +14,11 @@ from typing import Any
 
 from harness import __version__, degenerate, seeds
 from harness.errors import ConfigError, DataError
+from harness.kinds import rebuild_scores
 from harness.metrics import INFO, is_proportion
 from harness.report import SCHEMA_VERSION
 from harness.report.build import iter_runs, versions
 from harness.report.write import load_report, strict_loads
-from harness.runner import scores_from_records
 from harness.stats import ALPHA, POWER, PairedDelta, adjust, paired_delta, paired_delta_corpus
 
 N_EXAMPLES = 3
@@ -145,7 +145,7 @@ def _examples(before: list[dict[str, Any]], after: list[dict[str, Any]]) -> list
 
 def _scores(kind: str, records: list[dict[str, Any]], task: str, side: str) -> Any:
     try:
-        return seeds.cluster(records, scores_from_records(kind, records))
+        return seeds.cluster(records, rebuild_scores(kind, records))
     except (KeyError, TypeError, ValueError, IndexError, AttributeError) as err:
         raise DataError(f"task '{task}': the {side} run's samples lack the per-example values "
                         f"its metrics need ({type(err).__name__}: {err}); re-run that "

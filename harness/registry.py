@@ -19,7 +19,11 @@ from harness.specs import DatasetSpec, GenerationSpec, TaskSpec
 
 T = TypeVar("T")
 
-_KINDS = ("generation", "multiple_choice", "perplexity")
+def _kind_names() -> tuple[str, ...]:
+    """The task kinds (harness.kinds.KINDS), imported when a task file is checked."""
+    from harness.kinds import KINDS
+
+    return tuple(KINDS)
 _CHAT = ("never", "auto", "always")
 _TASK_KEYS = {f.name for f in dc_fields(TaskSpec)} - {"source"}
 _REQUIRED = {"name", "kind", "dataset", "fields", "prompt", "target"}
@@ -117,8 +121,9 @@ def parse_task(raw: Any, source: str) -> TaskSpec:
     if "version" in raw and (not isinstance(version, int) or isinstance(version, bool)
                              or version < 0):
         problems.append(f"'version' must be an integer >= 0, got {version!r}")
-    if raw.get("kind") is not None and raw.get("kind") not in _KINDS:
-        problems.append(f"'kind' must be one of {', '.join(_KINDS)}, got {raw.get('kind')!r}")
+    kinds = _kind_names()
+    if raw.get("kind") is not None and raw.get("kind") not in kinds:
+        problems.append(f"'kind' must be one of {', '.join(kinds)}, got {raw.get('kind')!r}")
     if raw.get("chat_template", "never") not in _CHAT:
         problems.append(f"'chat_template' must be one of {', '.join(_CHAT)}, "
                         f"got {raw.get('chat_template')!r}")
@@ -158,7 +163,7 @@ def parse_task(raw: Any, source: str) -> TaskSpec:
         problems.append("'metrics' names a metric twice")
 
     kind = raw.get("kind")
-    if isinstance(fmap, dict) and kind in _KINDS:
+    if isinstance(fmap, dict) and kind in kinds:
         known = set(fmap)
         for key in ("prompt", "chat_prompt"):
             if isinstance(raw.get(key), str):
@@ -190,7 +195,7 @@ def parse_task(raw: Any, source: str) -> TaskSpec:
         raise ConfigError(f"{source}: " + "; ".join(problems))
     # Checked above: each problem would have been reported.
     assert isinstance(dataset, dict) and isinstance(fmap, dict) and isinstance(gen, dict)
-    assert kind in ("generation", "multiple_choice", "perplexity")
+    assert kind in ("generation", "multiple_choice", "perplexity")  # specs.TaskSpec.kind
 
     gen_spec = GenerationSpec(**{**gen, "stop": tuple(gen.get("stop", ()))})
     if dataset.get("file"):  # relative to the YAML file

@@ -9,11 +9,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict
 from typing import Any
 
-from harness import RESULTS_VERSION, degenerate, distributed, env, lmeval, seeds
+from harness import RESULTS_VERSION, distributed, env, lmeval, seeds
 from harness.data import TaskData, canonical_json, load_task_data
 from harness.engine import Engine
 from harness.errors import ConfigError
-from harness.kinds import generation, multiple_choice, perplexity
+from harness.kinds import KINDS, rebuild_scores
 from harness.metrics import Scores, is_proportion
 from harness.metrics.text import metric_config
 from harness.models import LoadedModel, Variant, load_model
@@ -31,8 +31,9 @@ def task_config(task: TaskSpec, max_new_tokens: int | None) -> dict[str, Any]:
     cfg = asdict(task)
     cfg.pop("source")
     cfg["fields"] = dict(task.fields)
-    if task.kind == "generation":
-        cfg["generation"] = asdict(generation.generation_settings(task, max_new_tokens))
+    settings = KINDS[task.kind].settings
+    if settings is not None:  # the kind's own part (generation: its decoding settings)
+        cfg["generation"] = settings(task, max_new_tokens)
     else:
         cfg.pop("generation")
     return cfg
@@ -46,11 +47,7 @@ def task_fingerprint(config: Mapping[str, Any]) -> str:
 
 def score_records(task: TaskSpec, records: Sequence[dict[str, Any]],
                   bert: BertScoreSpec) -> Scores:
-    if task.kind == "generation":
-        return generation.score(task, records, bert)
-    if task.kind == "multiple_choice":
-        return multiple_choice.score(records)
-    return perplexity.score(records)
+    return KINDS[task.kind].score(task, records, bert)
 
 
 def stats_key(metric: str) -> str | None:
@@ -84,10 +81,8 @@ def summarize_task(task: TaskSpec, data_source: str, data_sha: str,
     for name, cm in scores.corpus.items():
         metrics[name] = summarize_corpus(cm.stats, cm.compute, resamples, seed).to_json()
     config = task_config(task, max_new_tokens)
-    extra: dict[str, Any] = {"degenerate": degenerate.summarize(records)} \
-        if task.kind == "generation" else {}
-    if task.kind in ("generation", "perplexity") and records:
-        extra["prompt_format"] = "chat template" if records[0].get("chat_template") else "plain"
+    extras = KINDS[task.kind].extras
+    extra: dict[str, Any] = extras(records) if extras is not None else {}
     k = seeds.seed_count(records)
     if k > 1:
         extra["seeds"] = {"k": k, "seeds": sorted({r["seed"] for r in records}),
@@ -104,7 +99,7 @@ def summarize_task(task: TaskSpec, data_source: str, data_sha: str,
         "config": config,
         "task_fingerprint": task_fingerprint(config),
         "metrics": metrics,
-        "metric_config": metric_config(task.metrics, bert) if task.kind == "generation" else {},
+        "metric_config": metric_config(task.metrics, bert),
     }
 
 
@@ -123,15 +118,6 @@ def resolve_tasks(names: Sequence[str], registry: Mapping[str, TaskSpec],
 def load_all_data(tasks: Sequence[TaskSpec], data: Mapping[str, str],
                   limit: int | None, code: CodePolicy = DEFAULT_POLICY) -> dict[str, TaskData]:
     return {t.name: load_task_data(t, data.get(t.name), limit, policy=code) for t in tasks}
-
-
-def _run_kind(task: TaskSpec, examples: Sequence[Any], engine: Engine, progress: Progress,
-              spec: RunSpec, label: str) -> list[dict[str, Any]]:
-    if task.kind == "generation":
-        return generation.run(task, examples, engine, progress, spec.max_new_tokens, label)
-    if task.kind == "multiple_choice":
-        return multiple_choice.run(task, examples, engine, progress, label)
-    return perplexity.run(task, examples, engine, progress, label)
 
 
 def numerics(spec: RunSpec, device: str) -> dict[str, Any]:
@@ -155,8 +141,7 @@ def chunk_size(task: TaskSpec) -> int:
     configured = env.positive("HARNESS_STORE_CHUNK")
     if configured:
         return configured
-    # Multiple choice: four of its tokenize-while-scoring slices per chunk.
-    return {"generation": 128, "multiple_choice": 2048}.get(task.kind, 512)
+    return KINDS[task.kind].chunk
 
 
 def run_task(task: TaskSpec, data: TaskData, engine: Engine, variant: Variant, spec: RunSpec,
@@ -168,8 +153,8 @@ def run_task(task: TaskSpec, data: TaskData, engine: Engine, variant: Variant, s
     key = store_key(task, spec, engine.max_length, engine.device)
     model_fp = variant.fingerprint["id"]
     hashes = [e.hash for e in data.examples]
-    record_ok = {"generation": generation.record_ok, "perplexity": perplexity.record_ok,
-                 "multiple_choice": multiple_choice.record_ok}[task.kind]
+    kind = KINDS[task.kind]
+    record_ok = kind.record_ok
     have = store.get(model_fp, key, hashes, record_ok, task.name) \
         if store is not None and not spec.refresh else {}
     distributed.barrier()  # every rank has read the store before any rank writes to it
@@ -193,17 +178,18 @@ def run_task(task: TaskSpec, data: TaskData, engine: Engine, variant: Variant, s
             store.put(model_fp, key, task.name, records)
         computed.extend(records)
 
-    # Multiple choice is pipelined: chunk k + 1's device work is queued before chunk k's
-    # records are built and stored, so the store writes overlap the device. If queueing
-    # chunk k + 1 fails, chunk k is still finished and stored before the error propagates.
+    # A kind with a `start` (multiple choice) is pipelined: chunk k + 1's device work is
+    # queued before chunk k's records are built and stored, so the store writes overlap the
+    # device. If queueing chunk k + 1 fails, chunk k is still finished and stored before the
+    # error propagates.
     finish: Any = None
     for i in range(0, len(mine), size):
         part = mine[i: i + size]
-        if task.kind != "multiple_choice":
-            keep(_run_kind(task, part, engine, progress, spec, label))
+        if kind.start is None:
+            keep(kind.run(task, part, engine, progress, label, spec.max_new_tokens))
             continue
         try:
-            queued = multiple_choice.start(task, part, engine, progress, label)
+            queued = kind.start(task, part, engine, progress, label, spec.max_new_tokens)
         finally:
             if finish is not None:
                 keep(finish())
@@ -390,28 +376,5 @@ def evaluate(spec: RunSpec, registry: Mapping[str, TaskSpec],
 
 
 def scores_from_records(kind: str, records: Sequence[dict[str, Any]]) -> Scores:
-    """Rebuild a task's Scores from stored sample records, without re-running any metric
-    library: per-example values as stored, corpus metrics from their stored statistics."""
-    import numpy as np
-
-    if kind == "multiple_choice":
-        return multiple_choice.score(records)
-    if kind == "perplexity":
-        return perplexity.score(records)
-    if kind == "lm_eval":
-        names = list(records[0].get("metrics", {}))
-        return Scores(per_example={k: [float(r["metrics"][k]) for r in records] for k in names})
-    from harness.metrics.families import METRICS
-
-    rebuild = {f.stats_key: f.rebuild for f in METRICS.values() if f.stats_key and f.rebuild}
-    first = records[0].get("metrics", {})
-    names = [k for k in first if k not in rebuild]
-    per_example = {k: [float(r["metrics"][k]) for r in records] for k in names}
-    corpus = {}
-    for key, fn in rebuild.items():  # corpus families: their metrics from the stored stats
-        if key in first:
-            corpus.update(fn(np.array([r["metrics"][key] for r in records],
-                                      dtype=np.float64)).corpus)
-    if "target_nll" in records[0]:
-        corpus["perplexity"] = perplexity.perplexity_metric([r["target_nll"] for r in records])
-    return Scores(per_example=per_example, corpus=corpus)
+    """See harness.kinds.rebuild_scores."""
+    return rebuild_scores(kind, records)

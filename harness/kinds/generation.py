@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import replace
+from dataclasses import asdict, replace
 from typing import Any
 
+from harness.backend import Backend
 from harness.data import Example
-from harness.engine import Engine
 from harness.errors import ConfigError
+from harness.kinds.base import Kind
 from harness.metrics import Scores
 from harness.metrics.text import score_text
 from harness.progress import Progress
@@ -21,7 +22,7 @@ def generation_settings(task: TaskSpec, max_new_tokens: int | None) -> Generatio
     return replace(gen, max_new_tokens=max_new_tokens) if max_new_tokens else gen
 
 
-def run(task: TaskSpec, examples: Sequence[Example], engine: Engine, progress: Progress,
+def run(task: TaskSpec, examples: Sequence[Example], engine: Backend, progress: Progress,
         max_new_tokens: int | None, label: str) -> list[dict[str, Any]]:
     gen = generation_settings(task, max_new_tokens)
     budget = engine.max_length - gen.max_new_tokens
@@ -67,3 +68,47 @@ def score(task: TaskSpec, records: Sequence[dict[str, Any]], bert: BertScoreSpec
 
         scores.corpus["perplexity"] = perplexity_metric([r["target_nll"] for r in records])
     return scores
+
+
+def rebuild(records: Sequence[dict[str, Any]]) -> Scores:
+    """Scores from records as stored: per-example values as they are, corpus metrics from
+    their families' stored statistics (METRICS[...].stats_key), perplexity from target_nll."""
+    import numpy as np
+
+    from harness.kinds.perplexity import perplexity_metric
+    from harness.metrics.families import METRICS
+
+    rebuilders = {f.stats_key: f.rebuild for f in METRICS.values() if f.stats_key and f.rebuild}
+    first = records[0].get("metrics", {})
+    names = [k for k in first if k not in rebuilders]
+    per_example = {k: [float(r["metrics"][k]) for r in records] for k in names}
+    corpus = {}
+    for key, fn in rebuilders.items():
+        if key in first:
+            corpus.update(fn(np.array([r["metrics"][key] for r in records],
+                                      dtype=np.float64)).corpus)
+    if "target_nll" in records[0]:
+        corpus["perplexity"] = perplexity_metric([r["target_nll"] for r in records])
+    return Scores(per_example=per_example, corpus=corpus)
+
+
+def _run(task: TaskSpec, examples: Sequence[Example], backend: Backend, progress: Progress,
+         label: str, max_new_tokens: int | None) -> list[dict[str, Any]]:
+    return run(task, examples, backend, progress, max_new_tokens, label)
+
+
+def _settings(task: TaskSpec, max_new_tokens: int | None) -> dict[str, Any]:
+    return asdict(generation_settings(task, max_new_tokens))
+
+
+def _extras(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    from harness import degenerate
+
+    out: dict[str, Any] = {"degenerate": degenerate.summarize(records)}
+    if records:
+        out["prompt_format"] = "chat template" if records[0].get("chat_template") else "plain"
+    return out
+
+
+KIND = Kind(run=_run, record_ok=record_ok, score=score, rebuild=rebuild, chunk=128,
+            settings=_settings, extras=_extras)

@@ -13,8 +13,10 @@ from typing import Any
 
 import numpy as np
 
+from harness.backend import Backend
 from harness.data import Example
-from harness.engine import Choices, Engine
+from harness.engine import Choices
+from harness.kinds.base import Kind
 from harness.metrics import Scores
 from harness.progress import Progress
 from harness.prompts import encode_pairs, prompt_hash, render
@@ -24,12 +26,12 @@ from harness.specs import TaskSpec
 SLICE = 512
 
 
-def run(task: TaskSpec, examples: Sequence[Example], engine: Engine, progress: Progress,
+def run(task: TaskSpec, examples: Sequence[Example], engine: Backend, progress: Progress,
         label: str) -> list[dict[str, Any]]:
     return start(task, examples, engine, progress, label)()
 
 
-def start(task: TaskSpec, examples: Sequence[Example], engine: Engine, progress: Progress,
+def start(task: TaskSpec, examples: Sequence[Example], engine: Backend, progress: Progress,
           label: str) -> Callable[[], list[dict[str, Any]]]:
     """`run` in two halves: this one tokenizes and queues the device work, and returns a
     function that waits for it and builds the records. The runner queues chunk k + 1 before
@@ -59,7 +61,7 @@ def start(task: TaskSpec, examples: Sequence[Example], engine: Engine, progress:
 
 
 def _records(task: TaskSpec, examples: Sequence[Example], contexts: Sequence[str],
-             engine: Engine, handles: Sequence[Any], progress: Progress, task_id: Any,
+             engine: Backend, handles: Sequence[Any], progress: Progress, task_id: Any,
              ) -> list[dict[str, Any]]:
     grouped = [r for h in handles for r in engine.collect_choices(h, progress, task_id)]
     records = []
@@ -93,3 +95,18 @@ def score(records: Sequence[dict[str, Any]]) -> Scores:
         "acc": [float(r["prediction"]["choice"] == r["reference"]) for r in records],
         "acc_norm": [float(r["prediction"]["choice_norm"] == r["reference"]) for r in records],
     })
+
+
+def _run(task: TaskSpec, examples: Sequence[Example], backend: Backend, progress: Progress,
+         label: str, max_new_tokens: int | None) -> list[dict[str, Any]]:
+    return run(task, examples, backend, progress, label)
+
+
+def _start(task: TaskSpec, examples: Sequence[Example], backend: Backend, progress: Progress,
+           label: str, max_new_tokens: int | None) -> Callable[[], list[dict[str, Any]]]:
+    return start(task, examples, backend, progress, label)
+
+
+KIND = Kind(run=_run, start=_start, record_ok=record_ok,
+            score=lambda task, records, bert: score(records), rebuild=score,
+            chunk=2048)  # four of its tokenize-while-scoring slices per chunk

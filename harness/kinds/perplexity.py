@@ -8,22 +8,24 @@ from typing import Any
 
 import numpy as np
 
+from harness.backend import Backend
 from harness.data import Example
-from harness.engine import Engine, LoglikelihoodRequest
+from harness.engine import LoglikelihoodRequest
+from harness.kinds.base import Kind
 from harness.metrics import CorpusMetric, Scores
 from harness.progress import Progress
 from harness.prompts import PromptBuilder, encode_pair, prompt_hash
 from harness.specs import TaskSpec
 
 
-def target_nll(task: TaskSpec, examples: Sequence[Example], engine: Engine,
+def target_nll(task: TaskSpec, examples: Sequence[Example], engine: Backend,
                progress: Progress, label: str) -> list[dict[str, float]]:
     """Negative log-likelihood and token count of each reference given its prompt."""
     return [rec["prediction"] for rec in run(task, examples, engine, progress,
                                              f"{label} (perplexity)")]
 
 
-def run(task: TaskSpec, examples: Sequence[Example], engine: Engine, progress: Progress,
+def run(task: TaskSpec, examples: Sequence[Example], engine: Backend, progress: Progress,
         label: str) -> list[dict[str, Any]]:
     builder = PromptBuilder(task, engine.tokenizer)
     requests, prompts = [], []
@@ -66,3 +68,17 @@ def perplexity_metric(nlls: Sequence[dict[str, float]]) -> CorpusMetric:
 
 def score(records: Sequence[dict[str, Any]]) -> Scores:
     return Scores(corpus={"perplexity": perplexity_metric([r["prediction"] for r in records])})
+
+
+def _run(task: TaskSpec, examples: Sequence[Example], backend: Backend, progress: Progress,
+         label: str, max_new_tokens: int | None) -> list[dict[str, Any]]:
+    return run(task, examples, backend, progress, label)
+
+
+def _extras(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    return {"prompt_format": "chat template" if records[0].get("chat_template") else "plain"} \
+        if records else {}
+
+
+KIND = Kind(run=_run, record_ok=record_ok, score=lambda task, records, bert: score(records),
+            rebuild=score, chunk=512, extras=_extras)

@@ -204,7 +204,7 @@ def _check_values(task: TaskSpec, examples: list[Example], source: str,
                   allow_empty_target: bool = False) -> None:
     text_fields = {n for n in (task.target, task.truncate) if n} if task.kind != \
         "multiple_choice" else set()
-    from harness.registry import placeholders
+    from harness.prompts import placeholders
 
     text_fields |= set(placeholders(task.prompt))
     problems: list[str] = []

@@ -1,5 +1,8 @@
 """Errors a user can fix. Caught only in cli.py, printed as one line, exit code 2."""
 
+# The command line's exit codes: ok, a gate rule failed, bad input or configuration, a bug.
+EXIT_OK, EXIT_FAIL, EXIT_USAGE, EXIT_BUG = 0, 1, 2, 3
+
 
 class HarnessError(Exception):
     """Base of every error that means: the input or configuration is wrong."""

@@ -16,6 +16,14 @@ from typing import Any
 from harness.errors import DataError
 from harness.specs import TaskSpec
 
+_PLACEHOLDER = re.compile(r"(?<!\{)\{([A-Za-z_][A-Za-z0-9_]*)\}(?!\})")
+
+
+def placeholders(template: str) -> list[str]:
+    """The {field} names a template uses ({{ and }} are literal braces)."""
+    return _PLACEHOLDER.findall(template)
+
+
 _TOKEN = re.compile(r"\{\{|\}\}|\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 

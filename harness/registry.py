@@ -15,6 +15,7 @@ from harness import yamlio
 from harness.errors import ConfigError, NotFoundError
 from harness.metrics.families import families_for
 from harness.paths import check_name
+from harness.prompts import placeholders
 from harness.specs import DatasetSpec, GenerationSpec, TaskSpec
 
 T = TypeVar("T")
@@ -29,16 +30,10 @@ _TASK_KEYS = {f.name for f in dc_fields(TaskSpec)} - {"source"}
 _REQUIRED = {"name", "kind", "dataset", "fields", "prompt", "target"}
 _DATASET_KEYS = {f.name for f in dc_fields(DatasetSpec)}
 _GEN_KEYS = {f.name for f in dc_fields(GenerationSpec)}
-_PLACEHOLDER = re.compile(r"(?<!\{)\{([A-Za-z_][A-Za-z0-9_]*)\}(?!\})")
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 # Scanned left to right as prompts.render does: {{, }}, {anything without braces}, or a lone
 # brace (None group).
 _BRACES = re.compile(r"\{\{|\}\}|\{([^{}]*)\}|[{}]")
-
-
-def placeholders(template: str) -> list[str]:
-    """The {field} names a template uses ({{ and }} are literal braces)."""
-    return _PLACEHOLDER.findall(template)
 
 
 def _unknown(keys: Iterable[str], allowed: set[str], where: str) -> list[str]:

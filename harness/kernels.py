@@ -242,27 +242,24 @@ def _close(a: Any, b: Any) -> bool:
     return bool(torch.allclose(a.float(), b.float(), rtol=tol, atol=tol))
 
 
-# Probe verdicts by (what, class or function, dtype, device type): checked once each.
-_VERDICT: dict[tuple[str, str, str, str], bool] = {}
-
-
 def _same_output(call: Callable[..., Any], module: Any, x: Any) -> bool:
     return _close(call(x), module.forward(x))
 
 
-def _probe(what: str, owner: Any, dtype: Any, device: Any, check: Callable[[], bool]) -> bool:
-    name = owner if isinstance(owner, str) else \
-        f"{type(owner).__module__}.{type(owner).__qualname__}"
-    key = (what, name, str(dtype), device.type)
-    if key not in _VERDICT:
+def _probe(verdicts: dict[str, bool], key: str, check: Callable[[], bool]) -> bool:
+    """Whether a replacement gives the module's output on a probe input, checked once per
+    module class (key) within one plan (`verdicts`, the plan's own). A plan is made when a
+    decoder first runs fused and kept on it, so this runs once per loaded model; nothing is
+    cached across models."""
+    if key not in verdicts:
         import torch
 
         try:
             with torch.no_grad():
-                _VERDICT[key] = bool(check())
+                verdicts[key] = bool(check())
         except Exception:  # noqa: BLE001 - a replacement that fails its probe is not used
-            _VERDICT[key] = False
-    return _VERDICT[key]
+            verdicts[key] = False
+    return verdicts[key]
 
 
 def _heads(attn: Any) -> tuple[int, int, int]:
@@ -288,6 +285,7 @@ def _plan(decoder: Any, dtype: Any, device: Any,
 
     calls: list[tuple[Any, Any]] = []
     kinds: dict[str, int] = {}
+    verdicts: dict[str, bool] = {}  # probe results by module class, for this plan only
     rope_mods: dict[str, Any] = {}
     for m in decoder.modules():
         name = type(m).__name__
@@ -297,7 +295,7 @@ def _plan(decoder: Any, dtype: Any, device: Any,
             if call is not None:
                 n = m.weight.shape[0]
                 x = rand(3, n) * 3
-                ok = _probe("rms_norm", m, dtype, device,
+                ok = _probe(verdicts, f"rms_norm {type(m).__qualname__}",
                             functools.partial(_same_output, call, m, x))
                 call = call if ok else None
         elif name.endswith("MLP"):
@@ -305,7 +303,7 @@ def _plan(decoder: Any, dtype: Any, device: Any,
             h = getattr(getattr(m, "gate_proj", None), "in_features", None)
             if call is not None and h:
                 x = rand(2, 3, h)
-                ok = _probe("silu_mul", m, dtype, device,
+                ok = _probe(verdicts, f"silu_mul {type(m).__qualname__}",
                             functools.partial(_same_output, call, m, x))
                 call = call if ok else None
             else:
@@ -331,7 +329,7 @@ def _plan(decoder: Any, dtype: Any, device: Any,
             cos, sin = rand(1, t, d), rand(1, t, d)
             a, b = o(q, k, cos, sin), f(q, k, cos, sin)
             return _close(a[0], b[0]) and _close(a[1], b[1])
-        if _probe("rope", f"{mod.__name__}.apply_rotary_pos_emb", dtype, device, check):
+        if _probe(verdicts, f"rope {mod.__name__}", check):
             globals_.append((mod, "apply_rotary_pos_emb", fused_fn))
             kinds[f"{mod.__name__.rsplit('.', 1)[-1]}.apply_rotary_pos_emb"] = 1
     return calls, globals_, [f"{k} x{v}" for k, v in kinds.items()]

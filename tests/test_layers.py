@@ -89,3 +89,24 @@ def test_only_env_reads_the_environment():
                     and node.func.value.attr == "environ"):
                 readers.append(f"{path.relative_to(ROOT)}:{node.lineno}")
     assert readers == []
+
+
+def test_the_engine_keeps_no_module_state():
+    """The engine and its kernels hold no module-level dict, list or set that a call reads or
+    writes, and no function rebinds a module global: each call's state is passed in."""
+    found = []
+    for name, path, tree in modules():
+        if not (name.startswith("harness.engine") or name in ("harness.kernels",
+                                                             "harness.options")):
+            continue
+        for node in tree.body:
+            value = node.value if isinstance(node, (ast.Assign, ast.AnnAssign)) else None
+            if isinstance(node, ast.Assign) and [getattr(t, "id", "") for t in node.targets] \
+                    == ["__all__"]:
+                continue  # the export list, read by `import *` only
+            if isinstance(value, (ast.Dict, ast.List, ast.Set, ast.DictComp, ast.ListComp,
+                                  ast.SetComp)):
+                found.append(f"{path.relative_to(ROOT)}:{node.lineno}")
+        found += [f"{path.relative_to(ROOT)}:{n.lineno} global" for n in ast.walk(tree)
+                  if isinstance(n, ast.Global)]
+    assert found == []

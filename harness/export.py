@@ -26,10 +26,10 @@ from typing import Any
 
 from harness import __version__, yamlio
 from harness.errors import ConfigError, ModelError, NotFoundError, first_line
+from harness.fingerprint import hash_files
 from harness.models import (
     PROBE_TEXT,
     adapter_config,
-    hash_files,
     load_tokenizer,
     materialize,
     resolve_base,

@@ -21,9 +21,8 @@ from typing import Any
 
 from harness.errors import ConfigError, ModelError, NotFoundError
 from harness.errors import first_line as _first_line
-from harness.fingerprint import (  # noqa: F401 - models' public names
+from harness.fingerprint import (
     CONFIG_FILES,
-    HASH_CACHE,
     TOKENIZER_FILES,
     WEIGHT_SUFFIXES,
     fingerprint_id,

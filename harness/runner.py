@@ -314,7 +314,7 @@ def _lm_name(name: str) -> str:
 
 def _lm_eval_result(name: str, records: list[dict[str, Any]], info: dict[str, Any],
                     spec: RunSpec, computed: int) -> dict[str, Any]:
-    scores = scores_from_records("lm_eval", records)
+    scores = rebuild_scores("lm_eval", records)
     metrics = {m: summarize(v, spec.bootstrap, spec.seed, proportion=is_proportion(m, v)).to_json()
                for m, v in scores.per_example.items()}
     digest = hashlib.sha256("".join(r["example_hash"] for r in records).encode()).hexdigest()
@@ -372,9 +372,3 @@ def evaluate(spec: RunSpec, registry: Mapping[str, TaskSpec],
     report["settings"]["numerics"] = numerics(spec, loaded.device)
     report["settings"]["engine"] = spec.engine.to_json()
     return report, samples
-
-
-
-def scores_from_records(kind: str, records: Sequence[dict[str, Any]]) -> Scores:
-    """See harness.kinds.rebuild_scores."""
-    return rebuild_scores(kind, records)

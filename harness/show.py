@@ -16,7 +16,7 @@ from typing import Any
 from harness.compare import read_samples
 from harness.errors import ConfigError, DataError
 from harness.kinds import multiple_choice
-from harness.report.comparison_md import fmt_delta, unit, verdict
+from harness.report.comparison_md import fmt_delta, forgetting_line, unit, verdict
 from harness.report.markdown import fmt_value, metric_label, metric_order
 from harness.report.write import load_report
 
@@ -188,11 +188,7 @@ def _summary(console: Any, report: dict[str, Any], sides: list[Side], tasks: lis
         if forgetting:
             console.print("Forgetting", style="bold")
             for m in forgetting:
-                lo, hi = m["ci95"]
-                console.print(f"  {m['task']} {metric_label(m['metric'])}: "
-                              f"{fmt_delta(m['metric'], m['delta'])}{unit(m['metric'])} "
-                              f"[{fmt_delta(m['metric'], lo)}, {fmt_delta(m['metric'], hi)}], "
-                              f"{verdict(m, adjustment)}")
+                console.print(f"  {forgetting_line(m, adjustment)}")
         for task in tasks:
             block = report["tasks"][task]
             table = Table(title=f"{task} ({block['role']}, n = {block['n']})",

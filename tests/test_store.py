@@ -286,7 +286,7 @@ def test_weight_digests_are_remembered_by_file_identity(tmp_path, monkeypatch):
     """The weights' sha256 is computed once per file identity (path, size, times, inode)
     and served from file-hashes.json after; a rewritten file is hashed again even when its
     size and modification time are put back."""
-    from harness import models
+    from harness import fingerprint
 
     monkeypatch.setenv("HARNESS_CACHE", str(tmp_path / "cache"))
     folder = tmp_path / "m"
@@ -295,23 +295,23 @@ def test_weight_digests_are_remembered_by_file_identity(tmp_path, monkeypatch):
     weights.write_bytes(b"a" * 1000)
     (folder / "notes.txt").write_text("not a weight file")
     want = hashlib.sha256(b"model.safetensors\0" + b"a" * 1000).hexdigest()
-    assert models.hash_files(folder) == want
-    cache = tmp_path / "cache" / models.HASH_CACHE
+    assert fingerprint.hash_files(folder) == want
+    cache = tmp_path / "cache" / fingerprint.HASH_CACHE
     entries = json.loads(cache.read_text())
     assert list(entries.values()) == [want]
     remembered = "f" * 64
     cache.write_text(json.dumps({k: remembered for k in entries}))
-    assert models.hash_files(folder) == remembered  # served, not read again
+    assert fingerprint.hash_files(folder) == remembered  # served, not read again
     st = weights.stat()
     weights.write_bytes(b"b" * 1000)
     os.utime(weights, ns=(st.st_atime_ns, st.st_mtime_ns))
-    assert models.hash_files(folder) == hashlib.sha256(
+    assert fingerprint.hash_files(folder) == hashlib.sha256(
         b"model.safetensors\0" + b"b" * 1000).hexdigest()
     other = tmp_path / "n"
     other.mkdir()
     (other / "model.safetensors").write_bytes(b"c" * 10)
     stop = threading.Event()
     stop.set()
-    assert models.hash_files(other, stop=stop) == ""  # a failed load stops the hashing
-    assert models.hash_files(other) == hashlib.sha256(
+    assert fingerprint.hash_files(other, stop=stop) == ""  # a failed load stops the hashing
+    assert fingerprint.hash_files(other) == hashlib.sha256(
         b"model.safetensors\0" + b"c" * 10).hexdigest()

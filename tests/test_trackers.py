@@ -11,7 +11,7 @@ import subprocess
 import sys
 
 import pytest
-from tests_helpers import compare_args
+from tests_helpers import compare_args, write_recipe
 
 from harness import examples
 from harness.cli import main
@@ -22,25 +22,6 @@ pytest.importorskip("mlflow")
 pytest.importorskip("wandb")
 
 ALL = ["--log-to", "tensorboard", "--log-to", "mlflow", "--log-to", "wandb"]
-RECIPE = """\
-name: tiny-tracked
-base: {base}
-task: cnn_dailymail
-train: {{split: train}}
-eval: {{split: validation}}
-lora: {{r: 4, alpha: 8, dropout: 0.0, target_modules: [q_proj, v_proj]}}
-training:
-  max_steps: 6
-  micro_batch_size: 4
-  learning_rate: 3.0e-3
-  warmup_steps: 1
-  eval_every: 3
-  save_every: 3
-  log_every: 2
-  max_length: 256
-  optimizer: adamw_torch
-  precision: fp32
-"""
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -219,11 +200,11 @@ def test_training_log_in_all_three(tiny_lm, tmp_path):
     rows = examples.news(40)
     train = examples.write_jsonl(rows[:32], tmp_path / "train.jsonl")
     evals = examples.write_jsonl(rows[32:], tmp_path / "eval.jsonl")
-    recipe = tmp_path / "recipe.yaml"
-    recipe.write_text(RECIPE.format(base=tiny_lm))
+    recipe = write_recipe(tmp_path, tiny_lm, steps=6)
     out = tmp_path / "adapter"
     assert main(["train", str(recipe), "--data", f"cnn_dailymail={train}", "--data",
-                 f"cnn_dailymail:eval={evals}", "--out", str(out), *ALL]) == 0
+                 f"cnn_dailymail:eval={evals}", "--set", "training.eval_every=3", "--set",
+                 "training.log_every=2", "--out", str(out), *ALL]) == 0
     log = [json.loads(x) for x in (out / "train_log.jsonl").open()]
     expected = {(f"train/{k}", r["step"]): v for r in log for k, v in r.items()
                 if k != "step" and isinstance(v, (int, float))}

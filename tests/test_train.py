@@ -7,33 +7,13 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file
+from tests_helpers import write_recipe
 
 from harness import examples
 from harness.cli import main
 from harness.data import Example
 from harness.registry import discover_tasks
 from harness.train.collate import IGNORE, build_train_examples
-
-RECIPE = """\
-name: tiny-news
-base: {base}
-task: cnn_dailymail
-train: {{split: train}}
-eval: {{split: validation}}
-quantization: {quant}
-lora: {{r: 8, alpha: 16, dropout: 0.0, target_modules: [q_proj, v_proj, up_proj, down_proj]}}
-training:
-  max_steps: {steps}
-  micro_batch_size: 4
-  learning_rate: 3.0e-3
-  warmup_steps: 5
-  eval_every: 10
-  save_every: 10
-  log_every: 5
-  max_length: 512
-  optimizer: adamw_torch
-  precision: fp32
-"""
 
 
 @pytest.fixture(scope="module")
@@ -42,12 +22,6 @@ def news_files(tmp_path_factory):
     rows = examples.news(80)
     return (examples.write_jsonl(rows[:64], root / "train.jsonl"),
             examples.write_jsonl(rows[64:], root / "eval.jsonl"))
-
-
-def _recipe(tmp_path, base, quant="none", steps=40):
-    path = tmp_path / "recipe.yaml"
-    path.write_text(RECIPE.format(base=base, quant=quant, steps=steps))
-    return path
 
 
 def _train(recipe, news_files, out, *extra):
@@ -61,7 +35,7 @@ def trained(tiny_lm, news_files, tmp_path_factory):
     root = tmp_path_factory.mktemp("trained")
     # The plain [INST] template, as held_in below evaluates it (the tiny model's chat template
     # is exercised by tests/test_chat_template.py).
-    assert _train(_recipe(root, tiny_lm), news_files, root / "adapter",
+    assert _train(write_recipe(root, tiny_lm), news_files, root / "adapter",
                   "--chat-template", "never") == 0
     return root / "adapter"
 
@@ -128,7 +102,7 @@ def _rouge_only_task(tmp_path: Path) -> Path:
 def test_qlora_nf4_on_cpu_gets_gradients(tiny_lm, news_files, tmp_path):
     pytest.importorskip("bitsandbytes")
     out = tmp_path / "q"
-    assert _train(_recipe(tmp_path, tiny_lm, quant="nf4", steps=10), news_files, out) == 0
+    assert _train(write_recipe(tmp_path, tiny_lm, quant="nf4", steps=10), news_files, out) == 0
     weights = load_file(str(out / "adapter_model.safetensors"))
     b = [v for k, v in weights.items() if "lora_B" in k]
     assert b and all(float(v.abs().sum()) > 0 for v in b)   # LoRA B starts at 0
@@ -137,7 +111,7 @@ def test_qlora_nf4_on_cpu_gets_gradients(tiny_lm, news_files, tmp_path):
 
 
 def test_resume_ends_where_uninterrupted_run_ends(tiny_lm, news_files, tmp_path):
-    recipe = _recipe(tmp_path, tiny_lm, steps=20)
+    recipe = write_recipe(tmp_path, tiny_lm, steps=20)
     full = tmp_path / "full"
     assert _train(recipe, news_files, full, "--set", "training.save_total_limit=2") == 0
     assert sorted(p.name for p in (full / "checkpoints").iterdir()) == ["step-10", "step-20"]
@@ -204,7 +178,7 @@ def _fails(capsys, argv, pattern):
 
 
 def test_bad_recipes(tiny_lm, news_files, tmp_path, capsys):
-    recipe = _recipe(tmp_path, tiny_lm, steps=2)
+    recipe = write_recipe(tmp_path, tiny_lm, steps=2)
     train, evals = news_files
     data = ["--data", f"cnn_dailymail={train}", "--data", f"cnn_dailymail:eval={evals}",
             "--out", str(tmp_path / "o")]

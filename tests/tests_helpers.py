@@ -78,3 +78,32 @@ def compare_args(example_data, minilm) -> list[str]:
             f"hellaswag={example_data['hellaswag']}", "--limit", "16",
             "--max-new-tokens", "8", "--bertscore-model", str(minilm), "--bertscore-layers",
             "6"]
+
+
+# The tiny trainer recipe of tests/test_train.py and tests/test_trackers.py.
+TRAIN_RECIPE = """\
+name: tiny-news
+base: {base}
+task: cnn_dailymail
+train: {{split: train}}
+eval: {{split: validation}}
+quantization: {quant}
+lora: {{r: 8, alpha: 16, dropout: 0.0, target_modules: [q_proj, v_proj, up_proj, down_proj]}}
+training:
+  max_steps: {steps}
+  micro_batch_size: 4
+  learning_rate: 3.0e-3
+  warmup_steps: 5
+  eval_every: 10
+  save_every: 10
+  log_every: 5
+  max_length: 512
+  optimizer: adamw_torch
+  precision: fp32
+"""
+
+
+def write_recipe(folder, base, quant="none", steps=40):
+    path = folder / "recipe.yaml"
+    path.write_text(TRAIN_RECIPE.format(base=base, quant=quant, steps=steps))
+    return path

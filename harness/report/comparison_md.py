@@ -46,6 +46,15 @@ def verdict(m: dict[str, Any], adjustment: str = "holm") -> str:
     return text
 
 
+def forgetting_line(m: dict[str, Any], adjustment: str = "holm") -> str:
+    """One forgetting cell as text: "TASK METRIC: Δunit [lo, hi], verdict" (show and the
+    HTML page; report.md puts the same figures in its table)."""
+    lo, hi = m["ci95"]
+    return (f"{m['task']} {metric_label(m['metric'])}: {fmt_delta(m['metric'], m['delta'])}"
+            f"{unit(m['metric'])} [{fmt_delta(m['metric'], lo)}, {fmt_delta(m['metric'], hi)}]"
+            f", {verdict(m, adjustment)}")
+
+
 def fmt_size(metric: str, value: float) -> str:
     """An effect size without sign: "2.10 pp" for fractions, "0.031" otherwise."""
     info = INFO.get(metric)

@@ -20,7 +20,7 @@ from typing import Any
 
 from harness import degenerate
 from harness.metrics import INFO
-from harness.report.comparison_md import fmt_delta, unit, verdict
+from harness.report.comparison_md import fmt_delta, forgetting_line, verdict
 from harness.report.markdown import fmt_value, metric_label, metric_order
 
 DIGITS = 4  # log-likelihoods and per-example metrics in the page (the samples keep all)
@@ -145,11 +145,7 @@ def _comparison_summary(report: Mapping[str, Any]) -> str:
     if forgetting:
         out.append('<section id="forgetting"><h2>Forgetting (general tasks)</h2><ul>')
         for m in forgetting:
-            lo, hi = m["ci95"]
-            out.append(f"<li>{_e(m['task'])} {_e(metric_label(m['metric']))}: "
-                       f"{_e(fmt_delta(m['metric'], m['delta']))}{_e(unit(m['metric']))} "
-                       f"[{_e(fmt_delta(m['metric'], lo))}, {_e(fmt_delta(m['metric'], hi))}]"
-                       f", {_e(verdict(m, adjustment))}</li>")
+            out.append(f"<li>{_e(forgetting_line(m, adjustment))}</li>")
         out.append("</ul></section>")
     divergence = report.get("divergence")
     if isinstance(divergence, dict):

@@ -34,7 +34,7 @@ from harness.models import (
     materialize,
     resolve_base,
 )
-from harness.paths import dir_mode, file_mode, inside
+from harness.paths import dir_mode, file_mode, folder_lock, inside
 from harness.report.write import STAGING_PREFIX, dumps, remove_stale_staging
 
 DTYPES = ("auto", "float32", "float16", "bfloat16")
@@ -322,11 +322,7 @@ def export_gguf(spec: ExportSpec) -> dict[str, Any]:
 def _add_to_record(out: Path, spec: ExportSpec, summary: dict[str, Any]) -> None:
     """export.json gains this file's entry: read, changed and replaced under a lock on the
     folder, so two exports into one --out at once both keep theirs."""
-    import fcntl
-
-    fd = os.open(out, os.O_RDONLY)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
+    with folder_lock(out):
         record = read_export(out) if (out / "export.json").exists() else {
             "harness_version": __version__, "kind": "gguf", "base": spec.base}
         record.setdefault("gguf", {})[str(spec.gguf)] = summary
@@ -335,5 +331,3 @@ def _add_to_record(out: Path, spec: ExportSpec, summary: dict[str, Any]) -> None
             fh.write(dumps(record))
         os.chmod(fh.name, file_mode())
         os.replace(fh.name, out / "export.json")
-    finally:
-        os.close(fd)  # releases the lock

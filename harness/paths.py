@@ -3,9 +3,11 @@ the folder it was told to write to."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 from harness.errors import ConfigError
@@ -57,3 +59,17 @@ def file_mode() -> int:
 
 def dir_mode() -> int:
     return 0o777 & ~umask()
+
+
+@contextlib.contextmanager
+def folder_lock(folder: Path) -> Iterator[None]:
+    """An exclusive lock on a folder (flock on its descriptor) for the block: two processes
+    writing one shared file in it (export.json, a local MLflow store) take turns."""
+    import fcntl
+
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock

@@ -293,3 +293,21 @@ def test_nothing_outside_out(tracked, tmp_path):
     assert leaked == [], leaked
     assert (out / "mlflow.db").exists() and list((out / "wandb").glob("offline-run-*"))
     assert not math.isnan(_mlflow_run(out)["metrics.hellaswag/acc/delta"])
+
+
+def test_two_runs_into_one_local_mlflow_store_at_once(tracked, tmp_path):
+    """The first run creates the local store (tables, experiment); a second started at the same
+    moment waits for it (a lock on --out) instead of failing on "table already exists"."""
+    out = tmp_path / "same"
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    procs = [subprocess.Popen([sys.executable, "-m", "harness", "compare",
+                               str(tracked / "before"), str(tracked / "after"), "--log-to",
+                               "mlflow", "--out", str(out)], cwd=tmp_path, env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+             for _ in range(2)]
+    errors = [p.communicate(timeout=600)[1] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], errors
+    with _mlflow_store(out) as mlflow:
+        runs = mlflow.search_runs(experiment_names=["harness"])
+    assert sorted(runs["status"]) == ["FINISHED", "FINISHED"]

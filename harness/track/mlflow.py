@@ -6,12 +6,14 @@ since its file store went into maintenance. The experiment is $MLFLOW_EXPERIMENT
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from harness import env
+from harness.paths import folder_lock
 from harness.track import Scalar, TrackerContext
 
 PARAM_CHARS = 6000  # MLflow's limit on a parameter value
@@ -33,16 +35,20 @@ class MlflowTracker:
         for name in ("mlflow", "alembic"):
             logging.getLogger(name).setLevel(logging.ERROR)
         uri = env.text("MLFLOW_TRACKING_URI") or None
-        self.client = mlflow.MlflowClient(tracking_uri=uri or
-                                          f"sqlite:///{(ctx.out / 'mlflow.db').resolve()}")
         experiment = env.text("MLFLOW_EXPERIMENT_NAME") or "harness"
-        found = self.client.get_experiment_by_name(experiment)
-        if found is not None:
-            experiment_id = found.experiment_id
-        else:  # local default: artifacts inside OUT, not in the current folder
-            location = None if uri else (ctx.out / "mlruns").resolve().as_uri()
-            experiment_id = self.client.create_experiment(experiment,
-                                                          artifact_location=location)
+        # The local store is created (tables, experiment) by whichever run comes first: two
+        # commands into one --out take turns at it.
+        ctx.out.mkdir(parents=True, exist_ok=True)
+        with contextlib.nullcontext() if uri else folder_lock(ctx.out):
+            self.client = mlflow.MlflowClient(
+                tracking_uri=uri or f"sqlite:///{(ctx.out / 'mlflow.db').resolve()}")
+            found = self.client.get_experiment_by_name(experiment)
+            if found is not None:
+                experiment_id = found.experiment_id
+            else:  # local default: artifacts inside OUT, not in the current folder
+                location = None if uri else (ctx.out / "mlruns").resolve().as_uri()
+                experiment_id = self.client.create_experiment(experiment,
+                                                              artifact_location=location)
         self.run_id = self.client.create_run(experiment_id, run_name=ctx.name,
                                              tags={"harness.job": ctx.job}).info.run_id
 

@@ -311,3 +311,25 @@ def test_two_runs_into_one_local_mlflow_store_at_once(tracked, tmp_path):
     with _mlflow_store(out) as mlflow:
         runs = mlflow.search_runs(experiment_names=["harness"])
     assert sorted(runs["status"]) == ["FINISHED", "FINISHED"]
+
+
+def test_a_tracker_that_cannot_start_leaves_nothing(tracked, tmp_path, capsys, monkeypatch):
+    """MLflow failing to open its store (a full disk) after TensorBoard opened: one line, exit
+    2, and the TensorBoard folder it had just made is gone with the --out it created; an
+    existing one stays."""
+    from harness.track.mlflow import MlflowTracker
+
+    def full(self, ctx):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(MlflowTracker, "__init__", full)
+    args = ["compare", str(tracked / "before"), str(tracked / "after"), "--log-to",
+            "tensorboard", "--log-to", "mlflow", "--out"]
+    assert main([*args, str(tmp_path / "new")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--log-to mlflow: cannot start a run (OSError" in err[0]
+    assert not (tmp_path / "new").exists()
+    kept = tmp_path / "kept"
+    (kept / "tensorboard" / "earlier").mkdir(parents=True)
+    assert main([*args, str(kept)]) == 2
+    assert (kept / "tensorboard" / "earlier").exists()  # what was there before stays

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import shutil
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -102,27 +103,41 @@ class Trackers:
         return "; ".join(f"--log-to {n} failed ({e})" for n, e in self.errors.items())
 
 
+# What the trackers write in --out when they log locally: removed again, where this command
+# created it, if the trackers cannot all start (nothing half-written is left behind).
+LOCAL_FILES = ("tensorboard", "mlflow.db", "mlflow.db-journal", "mlruns", "wandb")
+
+
 def open_trackers(names: Sequence[str], ctx: TrackerContext) -> Trackers:
     """Open each named tracker (none: an empty, inert set). Raises ConfigError for an unknown
-    name or a missing package, before any work, closing those already open."""
+    name or a missing package, before any work, closing those already open and removing the
+    local files they had just created."""
     trackers = Trackers()
-    for name in dict.fromkeys(names):
-        if name not in TRACKERS:
-            raise ConfigError(f"--log-to {name}: unknown tracker (known: "
-                              f"{', '.join(TRACKERS)})")
-        try:
-            module = importlib.import_module(TRACKERS[name][0])
-            trackers.active[name] = module.open_tracker(ctx)
-        except ImportError as err:
-            trackers.close(False)
-            raise missing_extra(name, err) from None
-        except ConfigError:
-            trackers.close(False)
-            raise
-        except Exception as err:  # the library refused to start a run: say which and why
-            trackers.close(False)
-            raise ConfigError(f"--log-to {name}: cannot start a run ({type(err).__name__}: "
-                              f"{first_line(err)})") from None
+    existed = {name for name in LOCAL_FILES if (ctx.out / name).exists()}
+    try:
+        for name in dict.fromkeys(names):
+            if name not in TRACKERS:
+                raise ConfigError(f"--log-to {name}: unknown tracker (known: "
+                                  f"{', '.join(TRACKERS)})")
+            try:
+                module = importlib.import_module(TRACKERS[name][0])
+                trackers.active[name] = module.open_tracker(ctx)
+            except ImportError as err:
+                raise missing_extra(name, err) from None
+            except ConfigError:
+                raise
+            except Exception as err:  # the library refused to start a run: say which and why
+                raise ConfigError(f"--log-to {name}: cannot start a run "
+                                  f"({type(err).__name__}: {first_line(err)})") from None
+    except ConfigError:
+        trackers.close(False)
+        for name in set(LOCAL_FILES) - existed:
+            path = ctx.out / name
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path, ignore_errors=True)
+            elif path.exists() or path.is_symlink():
+                path.unlink(missing_ok=True)
+        raise
     return trackers
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "bench" / "data"          # ignored by git; filled by bench/prepare_data.py
+RESULTS = ROOT / "bench" / "results"  # committed: one JSON per benchmark
 OUT = Path(os.environ.get("OUT", ROOT / "bench" / "out"))
 sys.path.insert(0, str(ROOT))
 
@@ -147,11 +148,20 @@ def versions() -> dict:
     return out
 
 
-def write_result(name: str, result: dict) -> None:
+def write_result(bench: str, config: str, result: dict) -> None:
+    """One results file per benchmark, bench/results/BENCH.json: {"benchmark", "configs":
+    {CONFIG: result}}. A run replaces its own configuration's entry and keeps the others (read
+    from OUT's copy if this process wrote one, else from the committed file), so the file that
+    comes back from the GPU machine is whole."""
     OUT.mkdir(parents=True, exist_ok=True)
-    result = {"benchmark": name, "versions": versions(), **result}
-    (OUT / f"{name}.json").write_text(json.dumps(result, indent=2, sort_keys=True))
-    print(json.dumps(result, indent=2, sort_keys=True), flush=True)
+    path = OUT / f"{bench}.json"
+    base = path if path.exists() else RESULTS / f"{bench}.json"
+    data = json.loads(base.read_text()) if base.exists() else {"benchmark": bench,
+                                                               "configs": {}}
+    data["configs"][config] = {"measured": time.strftime("%Y-%m-%d"), "versions": versions(),
+                               **result}
+    path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+    print(json.dumps(data["configs"][config], indent=2, sort_keys=True), flush=True)
 
 
 def table(rows: list[dict], cols: list[str]) -> str:

@@ -1,6 +1,8 @@
 """Coverage of the paired 95% intervals, old method vs new, by simulation (CPU; minutes).
 
-    python bench/coverage.py [--sims-boot 400] [--sims 20000] > bench/results/coverage.json
+    OUT=bench/results python bench/coverage.py [--sims-boot 400] [--sims 20000]
+
+(writes the "cpu" entry of bench/results/coverage.json)
 
 The old method is the percentile bootstrap of per-example differences (2,000 resamples) that
 harness.stats used up to report schema 1. The new ones are those harness.stats uses now:
@@ -12,7 +14,6 @@ as the measured basis for choosing the t interval. Prints JSON and a Markdown ta
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import zlib
 from pathlib import Path
@@ -21,6 +22,7 @@ import numpy as np
 from scipy.stats import norm
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from common import write_result  # noqa: E402
 from coverage_shapes import SHAPES, paired_binary, rouge_like, shape  # noqa: E402
 
 from harness.stats import paired_proportion_tables, paired_t_intervals  # noqa: E402
@@ -114,7 +116,7 @@ def main() -> None:
             cells[f"{name} n={n}"] = {"t": rate(lo, hi, truth), "percentile": rate(plo, phi, truth),
                                       "bca": rate(blo, bhi, truth)}
         print(f"n={n} done", file=sys.stderr, flush=True)
-    print(json.dumps(out, indent=1))
+    write_result("coverage", "cpu", out)
 
 
 if __name__ == "__main__":

@@ -62,6 +62,7 @@ for name, (a, b) in (("2gpu", (t[1], t[2])), ("auto", (t[2], t[3]))):
                 strict=True)),
         "generated_texts_equal": sum(p["prediction"] == q["prediction"]
                                      for p, q in zip(s1[gen], s[gen], strict=True))}
-print(json.dumps(out, indent=1))
-Path(os.environ.get("OUT", "/tmp"), "ddp_eval.json").write_text(json.dumps(out, indent=1))
+sys.path.insert(0, "bench")
+from common import write_result
+write_result("ddp_eval", "2x_h200", out)
 PY

@@ -123,7 +123,9 @@ def main() -> None:
                              for metric, cell in block["metrics"].items()}
                       for task, block in report["tasks"].items()},
         }
-    write_result("deploy", {"model": "random-weight Qwen3-1.7B (bf16)" if not SMOKE else "tiny",
+    config = "tiny_smoke" if SMOKE else "qwen3_1.7b"
+    write_result("deploy", config, {"model": "random-weight Qwen3-1.7B (bf16)" if not SMOKE
+                                    else "tiny",
                             "prompts": args.prompts, "items": args.items,
                             "new_tokens": args.new_tokens,
                             "seconds": {k: round(v, 1) for k, v in steps.items()},

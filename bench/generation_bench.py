@@ -165,7 +165,7 @@ def main() -> None:
     weights = sum(p.numel() * p.element_size() for p in m.parameters())
     floor = {"weights_bytes": weights, "decode_steps_at_batch_128": NEW,
              "floor_s_weights_only": round(NEW * weights / 4.3e12, 3)}
-    write_result(f"generation_{args.arch}", {"prompts": len(prompts), "new_tokens": NEW,
+    write_result("generation", args.arch, {"prompts": len(prompts), "new_tokens": NEW,
                                       "mean_prompt_tokens": sum(map(len, prompts)) / len(prompts),
                                       "results": results, "floor": floor})
 

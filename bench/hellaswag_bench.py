@@ -185,8 +185,8 @@ def main() -> None:
              "params": params,
              "flop_floor_s_shared": round(2 * params * shared / 780e12, 3),
              "flop_floor_s_per_choice": round(2 * params * per_choice / 780e12, 3)}
-    name = f"hellaswag_{args.arch}" + ("_all_rows" if args.all_rows else "")
-    write_result(name, {"items": n, "results": results,
+    config = args.arch + ("_all_rows" if args.all_rows else "")
+    write_result("hellaswag", config, {"items": n, "results": results,
                         "speedup_vs_hflm_auto": round(ratio, 2),
                         "tokenize_seconds": tokenize_s,
                         "first_call_in_process_seconds": round(warm.seconds, 2),

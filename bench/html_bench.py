@@ -1,7 +1,8 @@
 """report.html at full size: `harness compare` of a tiny model and a LoRA on it over all 10,042
 HellaSwag validation rows (two variants, so 20,084 samples), then the page's size and its time
 to an interactive page in headless Chromium (navigation start to the script's ready mark, and
-to the first example rows), median of 5 loads. Writes bench/results/html.json.
+to the first example rows), median of 5 loads. Writes the "cpu" entry of
+bench/results/html.json (OUT=bench/results to update the committed file).
 
     python bench/prepare_data.py && python bench/html_bench.py     (CPU; needs chromium,
     chromedriver and selenium, as .ci/run's browser tier installs)
@@ -9,7 +10,6 @@ to the first example rows), median of 5 loads. Writes bench/results/html.json.
 
 from __future__ import annotations
 
-import json
 import shutil
 import statistics
 import subprocess
@@ -20,6 +20,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+from common import write_result  # noqa: E402
+
 DATA = ROOT / "bench" / "data" / "hellaswag_val.jsonl"
 
 
@@ -100,8 +103,7 @@ def main() -> None:
               **_load_times(page, 5),
               "chromium": subprocess.run(["chromium", "--version"], capture_output=True,
                                          text=True).stdout.strip()}
-    (ROOT / "bench" / "results" / "html.json").write_text(json.dumps(result, indent=2) + "\n")
-    print(json.dumps(result, indent=2))
+    write_result("html", "cpu", result)
     shutil.rmtree(work, ignore_errors=True)
 
 

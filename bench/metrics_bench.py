@@ -95,7 +95,7 @@ def main() -> None:
     result = {"rouge": rouge_bench(args.rouge_workers)}
     if args.bertscore:
         result["bertscore"] = bertscore_bench()
-    write_result(f"metrics_rouge{args.rouge_workers}" + ("_bertscore" if args.bertscore else ""),
+    write_result("metrics", f"rouge{args.rouge_workers}" + ("_bertscore" if args.bertscore else ""),
                  result)
 
 

@@ -11,13 +11,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import write_result  # noqa: E402
 
 
 def harness_run(gguf: Path, data: Path, dtype: str, out: Path) -> tuple[dict, list, float]:
@@ -71,7 +73,6 @@ def main() -> None:
     p.add_argument("--gguf", type=Path, required=True)
     p.add_argument("--data", type=Path, default=Path("bench/data/hellaswag_val.jsonl"))
     p.add_argument("--work", type=Path, default=Path("/tmp/real-model"))
-    p.add_argument("--out", type=Path, default=Path(os.environ.get("OUT", "bench/out")))
     p.add_argument("--limit", type=int, help="the first N rows (a quick check)")
     p.add_argument("--device", default="cuda")
     p.add_argument("--hflm-batch", default="auto", help="HFLM's batch_size (auto: its search)")
@@ -119,9 +120,7 @@ def main() -> None:
         k: {"acc": round(100 * (v["acc"] - fp32["acc"]), 3),
             "acc_norm": round(100 * (v["acc_norm"] - fp32["acc_norm"]), 3)}
         for k, v in result["runs"].items() if k.endswith("bfloat16")}
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "real_model_gpu.json").write_text(json.dumps(result, indent=2))
-    print(json.dumps(result, indent=2))
+    write_result("real_model_gpu", "smollm2_h200", result)
 
 
 if __name__ == "__main__":

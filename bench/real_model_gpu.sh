@@ -6,4 +6,4 @@
 set -euo pipefail
 source bench/gpu_env.sh
 export HARNESS_CACHE=/tmp/harness-cache
-python3 bench/real_model_gpu.py --gguf "$1" --out "${OUT:-bench/out}"
+python3 bench/real_model_gpu.py --gguf "$1"

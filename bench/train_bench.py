@@ -170,7 +170,7 @@ def main() -> None:
     within = [r for r in results[:-1] if r["peak_gib"] <= results[-1]["peak_gib"]]
     best = max(within, key=lambda r: r["tokens_per_s"])
     ratio = best["tokens_per_s"] / results[-1]["tokens_per_s"]
-    write_result("train_qwen3_nf4", {"rows": len(examples), "mean_row_tokens": round(mean_len),
+    write_result("train", "qwen3_nf4", {"rows": len(examples), "mean_row_tokens": round(mean_len),
                                      "target_token_fraction": round(target_frac, 3),
                                      "build_stats": stats.to_json(), "results": results,
                                      "best_within_baseline_memory": best["engine"],

@@ -1,26 +1,37 @@
 """`Backend`: the model-facing calls the task kinds make. `harness.engine.Engine` implements
 it on a transformers model (PEFT adapters switched on and off around it); a new backend (an
 inference server, llama.cpp) is one class with these members, handed to the kinds in place
-of the engine. The lm-eval bridge is not one yet: lm-eval drives its own model calls
-(harness/lmeval.py), so lm-eval tasks run beside the kinds, not through them."""
+of the engine. `harness.lmeval_backend.LmEvalBackend` implements it on lm-eval's HFLM
+(`--backend lm-eval`). `BACKENDS` maps each `--backend` name to a function building it from the
+loaded model and the run's spec. (lm-eval's own tasks, `--tasks lm_eval:NAME`, are a different
+thing: lm-eval drives those end to end, harness/lmeval.py.)"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any, Protocol
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Protocol
 
 from harness.engine.core import Choices, LoglikelihoodRequest, LoglikelihoodResult, PendingChoices
 from harness.engine.greedy import Generation
 from harness.progress import Progress
-from harness.specs import GenerationSpec
+from harness.shapes import EngineRan
+from harness.specs import GenerationSpec, RunSpec
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
+
+    from harness.models import LoadedModel
 
 
 class Backend(Protocol):
     """What a task kind may call: the tokenizer and context length, log-likelihoods, packed
     multiple choice in two halves (queue, then collect), and generation."""
 
-    tokenizer: Any
+    tokenizer: PreTrainedTokenizerBase
     max_length: int
+    device: str
+
+    def ran(self) -> EngineRan: ...
 
     def loglikelihood(self, requests: Sequence[LoglikelihoodRequest], progress: Progress,
                       label: str) -> list[LoglikelihoodResult]: ...
@@ -29,7 +40,27 @@ class Backend(Protocol):
                        label: str) -> PendingChoices: ...
 
     def collect_choices(self, handle: PendingChoices, progress: Progress,
-                        task_id: Any) -> list[list[LoglikelihoodResult]]: ...
+                        task_id: int) -> list[list[LoglikelihoodResult]]: ...
 
     def generate_detailed(self, prompts: Sequence[Sequence[int]], spec: GenerationSpec,
                           progress: Progress, label: str) -> list[Generation]: ...
+
+
+def _hf(loaded: LoadedModel, spec: RunSpec) -> Backend:
+    from harness.engine import Engine
+
+    return Engine(loaded.model, loaded.tokenizer, loaded.device, loaded.max_length,
+                  batch_size=spec.batch_size, options=spec.engine)
+
+
+def _lm_eval(loaded: LoadedModel, spec: RunSpec) -> Backend:
+    from harness.lmeval_backend import LmEvalBackend
+
+    return LmEvalBackend(loaded.model, loaded.tokenizer, loaded.device, loaded.max_length,
+                         spec.batch_size)
+
+
+BACKENDS: dict[str, Callable[[LoadedModel, RunSpec], Backend]] = {
+    "hf": _hf,
+    "lm-eval": _lm_eval,
+}

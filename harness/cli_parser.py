@@ -138,6 +138,10 @@ def _add_eval(p: argparse.ArgumentParser, tasks_required: bool = True) -> None:
                         "intervals are clustered by example (default 1)")
     p.add_argument("--lm-eval-include", type=Path, action="append", default=[],
                    help="folder of lm-eval task YAMLs, for --tasks lm_eval:NAME (repeatable)")
+    p.add_argument("--backend", choices=["hf", "lm-eval"], default="hf",
+                   help="whose code makes the model calls: hf (the harness's engine; default) "
+                        "or lm-eval (lm-evaluation-harness's HFLM, on the same token ids: a "
+                        "reference to check figures against)")
     p.add_argument("--cache-dir", type=Path,
                    help="result store folder (default $HARNESS_CACHE or ~/.cache/harness)")
     c = p.add_mutually_exclusive_group()
@@ -366,4 +370,5 @@ def _run_spec(args: argparse.Namespace, tasks: tuple[str, ...], include_base: bo
                    max_new_tokens=args.max_new_tokens, bertscore=_bert_spec(args),
                    bootstrap=args.bootstrap, seed=args.seed, cache_dir=_cache_dir(args),
                    refresh=args.refresh, lm_eval_include=tuple(args.lm_eval_include),
-                   code=_policy(args), chat_template=args.chat_template, seeds=args.seeds)
+                   code=_policy(args), chat_template=args.chat_template, seeds=args.seeds,
+                   backend=args.backend)

@@ -10,15 +10,23 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, cast
 
 from harness import __version__, degenerate, seeds
 from harness.errors import ConfigError, DataError
 from harness.kinds import rebuild_scores
-from harness.metrics import INFO, is_proportion
+from harness.metrics import INFO, Scores, is_proportion
 from harness.report import SCHEMA_VERSION
 from harness.report.build import iter_runs, versions
 from harness.report.write import load_report, strict_loads
+from harness.shapes import (
+    ComparedMetric,
+    ComparedTask,
+    ComparisonReport,
+    Record,
+    RunReport,
+    TaskResult,
+)
 from harness.stats import ALPHA, POWER, PairedDelta, adjust, paired_delta, paired_delta_corpus
 
 N_EXAMPLES = 3
@@ -31,19 +39,19 @@ class RunView:
 
     label: str
     model: dict[str, Any]
-    tasks: dict[str, Any]
-    samples: dict[str, list[dict[str, Any]]]
+    tasks: dict[str, TaskResult]
+    samples: dict[str, list[Record]]
     versions: dict[str, Any]
     device: dict[str, Any]
 
 
-def read_samples(path: Path, task: str) -> list[dict[str, Any]]:
+def read_samples(path: Path, task: str) -> list[Record]:
     """samples/TASK.jsonl, checked line by line: objects with an id and per-example metrics."""
     try:
         text = path.read_bytes().decode("utf-8")
     except UnicodeDecodeError:
         raise DataError(f"{path}: not valid UTF-8; is it a samples file?") from None
-    records: list[dict[str, Any]] = []
+    records: list[Record] = []
     for lineno, line in enumerate(text.splitlines(), 1):
         if not line.strip():
             continue
@@ -57,7 +65,7 @@ def read_samples(path: Path, task: str) -> list[dict[str, Any]]:
         if "id" not in rec or not isinstance(rec.get("metrics"), dict) or not rec["metrics"]:
             raise DataError(f"{path}: line {lineno} has no id or no per-example metrics; "
                             f"compare needs samples written by harness run or score")
-        records.append(rec)
+        records.append(cast(Record, rec))  # checked above: an id and its metrics
     if not records:
         raise DataError(f"{path}: no samples for task '{task}'")
     return records
@@ -123,18 +131,18 @@ def _delta(metric: str, before_scores: Any, after_scores: Any, resamples: int,
     return paired_delta_corpus(cb.stats, ca.stats, cb.compute, resamples, seed)
 
 
-def _adjust_family(cells: list[tuple[str, dict[str, Any]]], method: str) -> None:
+def _adjust_family(cells: list[tuple[str, ComparedMetric]], method: str) -> None:
     """Adjusted p-values across one family of (metric, cell) pairs, in place. Descriptive
     metrics without a better direction (lengths) and cells without a p-value are left out
     (null)."""
-    family = [c for name, c in cells if c["p_value"] is not None
+    family = [(c, p) for name, c in cells if (p := c.get("p_value")) is not None
               and not (name in INFO and INFO[name].higher_is_better is None)]
-    for cell, p in zip(family, adjust([c["p_value"] for c in family], method), strict=True):
-        cell["p_adjusted"] = p
-        cell["significant_adjusted"] = p < ALPHA
+    for (cell, _), adjusted in zip(family, adjust([p for _, p in family], method), strict=True):
+        cell["p_adjusted"] = adjusted
+        cell["significant_adjusted"] = adjusted < ALPHA
 
 
-def _examples(before: list[dict[str, Any]], after: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def _examples(before: list[Record], after: list[Record]) -> list[dict[str, Any]]:
     def clip(text: str, n: int = 400) -> str:
         return text if len(text) <= n else text[: n - 1] + "…"
 
@@ -143,7 +151,7 @@ def _examples(before: list[dict[str, Any]], after: list[dict[str, Any]]) -> list
                                                              after[:N_EXAMPLES], strict=True)]
 
 
-def _scores(kind: str, records: list[dict[str, Any]], task: str, side: str) -> Any:
+def _scores(kind: str, records: list[Record], task: str, side: str) -> Scores:
     try:
         return seeds.cluster(records, rebuild_scores(kind, records))
     except (KeyError, TypeError, ValueError, IndexError, AttributeError) as err:
@@ -153,14 +161,14 @@ def _scores(kind: str, records: list[dict[str, Any]], task: str, side: str) -> A
 
 
 def compare_runs(before: RunView, after: RunView, general: Sequence[str], resamples: int = 10_000,
-                 seed: int = 0, adjustment: str = "holm") -> dict[str, Any]:
+                 seed: int = 0, adjustment: str = "holm") -> ComparisonReport:
     """The comparison report (kind: comparison)."""
     _check_same_examples(before, after)
     unknown = [g for g in general if g not in before.tasks]
     if unknown:
         raise ConfigError(f"--general names {', '.join(unknown)}, not among the compared tasks "
                           f"({', '.join(sorted(before.tasks))})")
-    tasks: dict[str, Any] = {}
+    tasks: dict[str, ComparedTask] = {}
     forgetting: list[dict[str, Any]] = []
     for name in sorted(before.tasks):
         kind = before.tasks[name]["kind"]
@@ -168,7 +176,7 @@ def compare_runs(before: RunView, after: RunView, general: Sequence[str], resamp
         sa = _scores(kind, after.samples[name], name, "after")
         names_b = set(sb.per_example) | set(sb.corpus)
         names_a = set(sa.per_example) | set(sa.corpus)
-        metrics: dict[str, Any] = {}
+        metrics: dict[str, ComparedMetric] = {}
         if not names_b & names_a:
             raise DataError(f"task '{name}': the two runs share no per-example metric "
                             f"(before: {', '.join(sorted(names_b)) or 'none'}; after: "
@@ -182,8 +190,8 @@ def compare_runs(before: RunView, after: RunView, general: Sequence[str], resamp
                                "p_adjusted": None, "significant_adjusted": None,
                                "mde": d.mde,
                                "higher_is_better": info.higher_is_better if info else None}
-        role = "general" if name in general else "target"
-        entry: dict[str, Any] = {
+        role: Literal["target", "general"] = "general" if name in general else "target"
+        entry: ComparedTask = {
             "role": role, "kind": kind,
             "n": len(before.samples[name]) // seeds.seed_count(before.samples[name]),
             "dataset": before.tasks[name]["dataset"], "metrics": metrics,
@@ -224,14 +232,15 @@ def compare_runs(before: RunView, after: RunView, general: Sequence[str], resamp
     }
 
 
-def views_from_run(report: Mapping[str, Any], samples: Mapping[str, Any]) -> list[RunView]:
+def views_from_run(report: RunReport, samples: Mapping[str, dict[str, list[Record]]],
+                   ) -> list[RunView]:
     """RunViews of an in-process multi-model run (base first, then adapters)."""
     return [RunView(r["label"], r["model"], r["tasks"], samples[r["label"]], report["versions"],
-                    report["device"]) for r in iter_runs(dict(report))]
+                    report["device"]) for r in iter_runs(report)]
 
 
-def write_comparison(out: Path, report: dict[str, Any], before: RunView, after: RunView,
-                     run_report: Mapping[str, Any] | None) -> str:
+def write_comparison(out: Path, report: ComparisonReport, before: RunView, after: RunView,
+                     run_report: Mapping[str, object] | None) -> str:
     """report.json, report.md, deltas.png, both runs' samples (and the run report if fresh)."""
     from harness.report.comparison_md import render_comparison
     from harness.report.plots import render_deltas_png

@@ -10,6 +10,8 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from harness.shapes import Record
+
 THRESHOLD = 0.10
 COUNTS = ("empty", "hit_max_new_tokens", "duplicate", "repeated_sentence")
 RATE_METRICS = {f"{k}_rate": k for k in COUNTS}  # the names gate rules use
@@ -26,7 +28,7 @@ def repeats_a_sentence(text: str) -> bool:
     return any(n > 1 for n in seen.values())
 
 
-def summarize(records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+def summarize(records: Sequence[Record]) -> dict[str, Any]:
     """Counts and rates over a task's generation records. hit_max_new_tokens is None where
     the records do not say (scored predictions, records of an older harness)."""
     preds: list[str] = [p if isinstance(p := r.get("prediction"), str) else ""

@@ -14,7 +14,7 @@ from __future__ import annotations
 import difflib
 import operator
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,6 +24,7 @@ from harness.degenerate import RATE_METRICS
 from harness.errors import ConfigError, DataError
 from harness.report import SCHEMA_VERSION
 from harness.report.build import iter_runs
+from harness.shapes import Report
 
 OPS: dict[str, Callable[[float, float], bool]] = {
     ">": operator.gt, ">=": operator.ge, "<": operator.lt, "<=": operator.le,
@@ -88,7 +89,7 @@ def _pick(names: Sequence[str], name: str, what: str, where: str = "") -> None:
                           f"{', '.join(sorted(names))}")
 
 
-def _metrics(task: dict[str, Any], comparison: bool) -> dict[str, Any]:
+def _metrics(task: Mapping[str, Any], comparison: bool) -> dict[str, Any]:
     """A task's metric entries, plus its degenerate-output rates (generation tasks) in the same
     shape: `value` on runs; `before`, `after` and `delta` (after - before) on comparisons;
     no CI."""
@@ -119,7 +120,7 @@ DIVERGENCE = ("kld_mean", "kld_p99", "kld_max", "same_top_token", "ppl_before", 
               "ppl_ratio")
 
 
-def _divergence(report: dict[str, Any], rule: Rule) -> Found:
+def _divergence(report: Report, rule: Rule) -> Found:
     """`divergence.kld_mean < 0.05`: a figure of compare --candidate's divergence block."""
     block = report.get("divergence")
     if not isinstance(block, dict):
@@ -135,11 +136,12 @@ def _divergence(report: dict[str, Any], rule: Rule) -> Found:
     return Found(float(value), None, None)
 
 
-def _lookup(report: dict[str, Any], rule: Rule) -> Found:
-    if rule.task == "divergence" and report.get("kind") == "comparison" \
+def _lookup(report: Report, rule: Rule) -> Found:
+    if rule.task == "divergence" and report["kind"] == "comparison" \
             and "divergence" not in report.get("tasks", {}):
         return _divergence(report, rule)
-    if report.get("kind") == "comparison":
+    tasks: Mapping[str, Mapping[str, Any]]
+    if report["kind"] == "comparison":
         tasks, comparison, field = report["tasks"], True, rule.field or "delta"
         if field == "value":
             raise ConfigError(f"rule '{rule.text}': a comparison has .delta, .before, .after, "
@@ -167,11 +169,11 @@ def _lookup(report: dict[str, Any], rule: Rule) -> Found:
     return Found(m[key], (ci[0], ci[1]) if ci else None, m.get("significant_adjusted"))
 
 
-def evaluate_rules(report: dict[str, Any], rules: Sequence[Rule], strict: bool,
+def evaluate_rules(report: Report, rules: Sequence[Rule], strict: bool,
                    significance: str = "raw") -> list[Verdict]:
     """significance: "raw" (a violation counts when the cell's CI lies wholly on the wrong
     side) or "adjusted" (and the cell is significant after the report's adjustment)."""
-    if significance == "adjusted" and report.get("kind") == "comparison" \
+    if significance == "adjusted" and report["kind"] == "comparison" \
             and "adjustment" not in report.get("settings", {}):
         raise DataError(f"--significance adjusted: this comparison (schema_version "
                         f"{report.get('schema_version')}) has no adjusted p-values; re-run "

@@ -42,7 +42,8 @@ def collect_rows(paths: Sequence[Path]) -> list[dict[str, Any]]:
         report = load_report(path)
         if report["kind"] == "comparison":
             base, adapter = _model_name(report["after"]["model"])
-            scores = {t: {m: {"value": v["after"], "ci95": None} for m, v in e["metrics"].items()}
+            scores: dict[str, dict[str, dict[str, Any]]] = {
+                t: {m: {"value": v["after"], "ci95": None} for m, v in e["metrics"].items()}
                       for t, e in report["tasks"].items() if e["role"] == "target"}
             forgetting = {f"{f['task']}.{f['metric']}": f["delta"] for f in report["forgetting"]}
             rows.append({"source": str(path), "label": report["after"]["label"], "base": base,

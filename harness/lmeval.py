@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import ConfigError, DataError, first_line
+from harness.shapes import Record
 
 PREFIX = "lm_eval:"
 
@@ -52,7 +53,7 @@ def _number(value: Any) -> float | None:
 
 def run_lm_eval(names: Sequence[str], model: Any, tokenizer: Any, manager: Any,
                 limit: int | None, batch_size: int | None, max_length: int,
-                ) -> dict[str, tuple[list[dict[str, Any]], dict[str, Any]]]:
+                ) -> dict[str, tuple[list[Record], dict[str, Any]]]:
     """name -> (records, info). Records carry per-example metric values; a metric joins them
     only where lm-eval aggregates it as the mean of those values (checked against lm-eval's
     own figure), so every folded number is lm-eval's number."""
@@ -67,14 +68,15 @@ def run_lm_eval(names: Sequence[str], model: Any, tokenizer: Any, manager: Any,
     except Exception as err:
         raise DataError(f"lm-eval could not run {', '.join(names)}: {first_line(err)}") \
             from None
-    result: dict[str, tuple[list[dict[str, Any]], dict[str, Any]]] = {}
+    result: dict[str, tuple[list[Record], dict[str, Any]]] = {}
     for name in names:
         samples = sorted(out["samples"].get(name, []), key=lambda s: s["doc_id"])
         if not samples:
             raise DataError(f"lm-eval task '{name}' produced no samples (is it a group? name "
                             f"its member tasks)")
         agg = out["results"][name]
-        records, folded, skipped = [], [], []
+        records: list[Record] = []
+        folded, skipped = [], []
         metric_names = sorted({m for s in samples for m in s.get("metrics", [])})
         for metric in metric_names:
             values = [_number(s.get(metric)) for s in samples]

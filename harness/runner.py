@@ -10,8 +10,8 @@ from dataclasses import asdict
 from typing import Any
 
 from harness import RESULTS_VERSION, distributed, env, lmeval, seeds
+from harness.backend import BACKENDS, Backend
 from harness.data import TaskData, canonical_json, load_task_data
-from harness.engine import Engine
 from harness.errors import ConfigError
 from harness.kinds import KINDS, rebuild_scores
 from harness.metrics import Scores, is_proportion
@@ -21,6 +21,16 @@ from harness.policy import DEFAULT_POLICY, CodePolicy
 from harness.progress import Progress
 from harness.prompts import shown_input, with_chat_template
 from harness.registry import pick
+from harness.shapes import (
+    EngineRan,
+    LmEvalIndex,
+    MetricSummary,
+    Record,
+    RunEntry,
+    RunReport,
+    TaskExtras,
+    TaskResult,
+)
 from harness.specs import BertScoreSpec, RunSpec, TaskSpec
 from harness.stats import summarize, summarize_corpus
 from harness.store import Store
@@ -45,7 +55,7 @@ def task_fingerprint(config: Mapping[str, Any]) -> str:
     return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def score_records(task: TaskSpec, records: Sequence[dict[str, Any]],
+def score_records(task: TaskSpec, records: Sequence[Record],
                   bert: BertScoreSpec) -> Scores:
     return KINDS[task.kind].score(task, records, bert)
 
@@ -58,15 +68,15 @@ def stats_key(metric: str) -> str | None:
 
 
 def summarize_task(task: TaskSpec, data_source: str, data_sha: str,
-                   records: list[dict[str, Any]], bert: BertScoreSpec, resamples: int,
-                   seed: int, max_new_tokens: int | None) -> dict[str, Any]:
+                   records: list[Record], bert: BertScoreSpec, resamples: int,
+                   seed: int, max_new_tokens: int | None) -> TaskResult:
     """Metrics (value, CI, stderr, n) for one task; per-example values go into the records."""
     raw = score_records(task, records, bert)
     for name, values in raw.per_example.items():
         for rec, v in zip(records, values, strict=True):
             rec.setdefault("metrics", {})[name] = v
     scores = seeds.cluster(records, raw)  # per example: averaged over seeds, if several
-    metrics: dict[str, Any] = {}
+    metrics: dict[str, MetricSummary] = {}
     for name, values in scores.per_example.items():
         metrics[name] = summarize(values, resamples, seed,
                                   proportion=is_proportion(name, values)).to_json()
@@ -82,7 +92,7 @@ def summarize_task(task: TaskSpec, data_source: str, data_sha: str,
         metrics[name] = summarize_corpus(cm.stats, cm.compute, resamples, seed).to_json()
     config = task_config(task, max_new_tokens)
     extras = KINDS[task.kind].extras
-    extra: dict[str, Any] = extras(records) if extras is not None else {}
+    extra: TaskExtras = extras(records) if extras is not None else {}
     k = seeds.seed_count(records)
     if k > 1:
         extra["seeds"] = {"k": k, "seeds": sorted({r["seed"] for r in records}),
@@ -124,8 +134,11 @@ def numerics(spec: RunSpec, device: str) -> dict[str, Any]:
     """What besides model and task changes the numbers an example gets: the harness's results
     version, the device type, and the engine options that change numbers (fused
     kernels, layouts, decode path: EngineOptions.numerics)."""
-    return {"results_version": RESULTS_VERSION, "device_type": device.split(":")[0],
-            **spec.engine.numerics()}
+    out = {"results_version": RESULTS_VERSION, "device_type": device.split(":")[0],
+           **spec.engine.numerics()}
+    if spec.backend != "hf":  # another backend's model calls: its own numbers
+        out["backend"] = spec.backend
+    return out
 
 
 def store_key(task: TaskSpec, spec: RunSpec, max_length: int, device: str = "cpu") -> str:
@@ -144,9 +157,9 @@ def chunk_size(task: TaskSpec) -> int:
     return KINDS[task.kind].chunk
 
 
-def run_task(task: TaskSpec, data: TaskData, engine: Engine, variant: Variant, spec: RunSpec,
+def run_task(task: TaskSpec, data: TaskData, engine: Backend, variant: Variant, spec: RunSpec,
              store: Store | None, progress: Progress, label: str,
-             ) -> tuple[list[dict[str, Any]], int]:
+             ) -> tuple[list[Record], int]:
     """Records for every example: from the store where it has them, computed (and stored a
     chunk at a time, so a crash loses at most the chunks in flight) where not. Returns
     (records, number computed)."""
@@ -171,9 +184,9 @@ def run_task(task: TaskSpec, data: TaskData, engine: Engine, variant: Variant, s
     # Under a launcher each rank takes every world_size-th missing example.
     mine = missing[distributed.rank()::distributed.world_size()]
     size = chunk_size(task)
-    computed: list[dict[str, Any]] = []
+    computed: list[Record] = []
 
-    def keep(records: list[dict[str, Any]]) -> None:
+    def keep(records: list[Record]) -> None:
         if store is not None:
             store.put(model_fp, key, task.name, records)
         computed.extend(records)
@@ -210,13 +223,12 @@ def run_task(task: TaskSpec, data: TaskData, engine: Engine, variant: Variant, s
 def run_variant(loaded: LoadedModel, variant: Variant, tasks: Sequence[TaskSpec],
                 datasets: Mapping[str, TaskData], spec: RunSpec, progress: Progress,
                 store: Store | None = None,
-                ) -> tuple[dict[str, Any], dict[str, list[dict[str, Any]]], dict[str, Any]]:
+                ) -> tuple[dict[str, TaskResult], dict[str, list[Record]], EngineRan]:
     """Evaluate one variant (base or base + adapter) on every task: (task results, samples,
     what the engine did: its decode path, fused kernels and out-of-memory back-offs)."""
-    engine = Engine(loaded.model, loaded.tokenizer, loaded.device, loaded.max_length,
-                    batch_size=spec.batch_size, options=spec.engine)
-    results: dict[str, Any] = {}
-    samples: dict[str, list[dict[str, Any]]] = {}
+    engine = BACKENDS[spec.backend](loaded, spec)
+    results: dict[str, TaskResult] = {}
+    samples: dict[str, list[Record]] = {}
     with loaded.use(variant):
         for task in tasks:
             data = datasets[task.name]
@@ -252,33 +264,31 @@ def run_variant(loaded: LoadedModel, variant: Variant, tasks: Sequence[TaskSpec]
             results_lm, samples_lm = run_lm_eval_tasks(loaded, variant, spec, store)
             results.update(results_lm)
             samples.update(samples_lm)
-    did = {"decode_mode": engine.decode_mode or None,
-           "decode_attention": engine.decode_attention or None,
-           "fused_kernels": sorted(engine.fused_seen), "backoffs": engine.backoffs}
-    return results, samples, did
+    return results, samples, engine.ran()
 
 
 def run_lm_eval_tasks(loaded: LoadedModel, variant: Variant, spec: RunSpec,
-                      store: Store | None) -> tuple[dict[str, Any], dict[str, Any]]:
+                      store: Store | None,
+                      ) -> tuple[dict[str, TaskResult], dict[str, list[Record]]]:
     """lm-eval tasks on the active variant; per-example values into records and the store.
     The store key holds the lm-eval task, its version and --limit; a fully stored task is
     served from the store, anything less runs lm-eval again."""
     manager = lmeval.task_manager(spec.lm_eval_include)
     model_fp = variant.fingerprint["id"]
-    results: dict[str, Any] = {}
-    samples: dict[str, Any] = {}
+    results: dict[str, TaskResult] = {}
+    samples: dict[str, list[Record]] = {}
     todo = []
     # Besides the per-example rows, the store keeps an "__index__" row per task: its example
     # hashes and ids in lm-eval's order, and lm-eval's own figures.
     for name in spec.lm_eval_tasks:
         key = hashlib.sha256(f"lm_eval:{name}:{spec.limit}".encode()).hexdigest()[:16]
-        index = store.get(model_fp, key, ["__index__"]) if store and not spec.refresh else {}
-        if index:
-            have = store.get(model_fp, key, index["__index__"]["hashes"]) if store else {}
-            if len(have) == len(set(index["__index__"]["hashes"])):
-                info = index["__index__"]["info"]
-                records = [dict(have[h], id=i) for h, i in zip(
-                    index["__index__"]["hashes"], index["__index__"]["ids"], strict=True)]
+        index = store.get_index(model_fp, key) if store and not spec.refresh else None
+        if index is not None and store is not None:
+            have = store.get(model_fp, key, index["hashes"])
+            if len(have) == len(set(index["hashes"])):
+                info = index["info"]
+                records: list[Record] = [{**have[h], "id": i} for h, i in zip(
+                    index["hashes"], index["ids"], strict=True)]
                 results[_lm_name(name)] = _lm_eval_result(name, records, info, spec, 0)
                 samples[_lm_name(name)] = records
                 continue
@@ -297,9 +307,9 @@ def run_lm_eval_tasks(loaded: LoadedModel, variant: Variant, spec: RunSpec,
             records, info = ran[name]
             if store is not None and distributed.is_main():
                 store.put(model_fp, key, _lm_name(name), records)
-                store.put(model_fp, key, _lm_name(name), [{
-                    "example_hash": "__index__", "hashes": [r["example_hash"] for r in records],
-                    "ids": [r["id"] for r in records], "info": info}])
+                store.put(model_fp, key, _lm_name(name), [LmEvalIndex(
+                    example_hash="__index__", hashes=[r["example_hash"] for r in records],
+                    ids=[r["id"] for r in records], info=info)])
             result = _lm_eval_result(name, records, info, spec, len(records))
             result["timings"]["model_seconds"] = round(seconds, 3)
             results[_lm_name(name)] = result
@@ -312,8 +322,8 @@ def _lm_name(name: str) -> str:
     return lmeval.PREFIX + name
 
 
-def _lm_eval_result(name: str, records: list[dict[str, Any]], info: dict[str, Any],
-                    spec: RunSpec, computed: int) -> dict[str, Any]:
+def _lm_eval_result(name: str, records: list[Record], info: dict[str, Any],
+                    spec: RunSpec, computed: int) -> TaskResult:
     scores = rebuild_scores("lm_eval", records)
     metrics = {m: summarize(v, spec.bootstrap, spec.seed, proportion=is_proportion(m, v)).to_json()
                for m, v in scores.per_example.items()}
@@ -331,7 +341,8 @@ def _lm_eval_result(name: str, records: list[dict[str, Any]], info: dict[str, An
 
 
 def evaluate(spec: RunSpec, registry: Mapping[str, TaskSpec],
-             progress: Progress | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
+             progress: Progress | None = None,
+             ) -> tuple[RunReport, dict[str, dict[str, list[Record]]]]:
     """Run every variant on every task. Returns (report, samples by variant label)."""
     from harness.report.build import run_report
 
@@ -356,14 +367,15 @@ def evaluate(spec: RunSpec, registry: Mapping[str, TaskSpec],
         distributed.barrier()
         store = store or Store(spec.cache_dir)
     loaded = load_model(spec.model)
-    runs, samples = [], {}
+    runs: list[RunEntry] = []
+    samples: dict[str, dict[str, list[Record]]] = {}
     try:
         with progress or Progress() as bar:
             for variant in loaded.variants:
                 results, variant_samples, did = run_variant(loaded, variant, tasks, datasets,
                                                             spec, bar, store)
-                runs.append({"label": variant.label, "model": variant.fingerprint,
-                             "tasks": results, "engine": did})
+                runs.append(RunEntry(label=variant.label, model=variant.fingerprint,
+                                     tasks=results, engine=did))
                 samples[variant.label] = variant_samples
     finally:
         if store is not None:
@@ -371,4 +383,5 @@ def evaluate(spec: RunSpec, registry: Mapping[str, TaskSpec],
     report = run_report(runs, loaded, spec, started)
     report["settings"]["numerics"] = numerics(spec, loaded.device)
     report["settings"]["engine"] = spec.engine.to_json()
+    report["settings"]["backend"] = spec.backend
     return report, samples

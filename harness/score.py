@@ -8,12 +8,14 @@ import time
 from pathlib import Path
 from typing import Any
 
+from harness import __version__ as harness_version
 from harness.data import load_task_data, read_file
 from harness.errors import ConfigError, DataError
 from harness.policy import DEFAULT_POLICY, CodePolicy
 from harness.report import SCHEMA_VERSION
 from harness.report.build import versions
 from harness.runner import summarize_task
+from harness.shapes import Record, RunReport
 from harness.specs import BertScoreSpec, TaskSpec
 
 
@@ -60,7 +62,7 @@ def load_predictions(path: Path) -> list[dict[str, Any]]:
 def score_predictions(task: TaskSpec, predictions: Path, data_path: str | None,
                       limit: int | None, bert: BertScoreSpec, resamples: int,
                       seed: int, policy: CodePolicy = DEFAULT_POLICY,
-                      ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+                      ) -> tuple[RunReport, list[Record]]:
     if task.kind != "generation":
         raise ConfigError(f"harness score takes generation tasks; '{task.name}' is "
                           f"{task.kind} (it needs the model's log-likelihoods: use harness run)")
@@ -69,7 +71,7 @@ def score_predictions(task: TaskSpec, predictions: Path, data_path: str | None,
     if any("reference" not in r for r in rows):
         data = load_task_data(task, data_path, None, policy=policy)
         by_id = {e.id: e.fields[task.target] for e in data.examples}
-    records = []
+    records: list[Record] = []
     for i, row in enumerate(rows[:limit] if limit else rows):
         ex_id = str(row.get("id", i))
         if "reference" in row:
@@ -91,8 +93,8 @@ def score_predictions(task: TaskSpec, predictions: Path, data_path: str | None,
     started = time.time()
     result = summarize_task(task, f"file:{predictions}", digest, records, bert, resamples, seed,
                             None)
-    report = {
-        "schema_version": SCHEMA_VERSION, "kind": "run", "harness_version": versions()["harness"],
+    report: RunReport = {
+        "schema_version": SCHEMA_VERSION, "kind": "run", "harness_version": harness_version,
         "versions": versions(), "device": {"type": "none", "name": "scored predictions",
                                           "dtype": "n/a"},
         "settings": {"limit": limit, "bootstrap_resamples": resamples, "seed": seed},

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from harness.metrics import CorpusMetric, Scores
+from harness.shapes import Record
 from harness.specs import TaskSpec
 
 MAX_SEEDS = 100
@@ -35,11 +36,11 @@ def seeded(task: TaskSpec, k: int) -> list[TaskSpec]:
     return [replace(task, generation=replace(task.generation, seed=start + i)) for i in range(k)]
 
 
-def seed_count(records: Sequence[dict[str, Any]]) -> int:
+def seed_count(records: Sequence[Record]) -> int:
     return len({r.get("seed") for r in records}) if records and "seed" in records[0] else 1
 
 
-def _groups(records: Sequence[dict[str, Any]]) -> list[list[int]]:
+def _groups(records: Sequence[Record]) -> list[list[int]]:
     """Record indices per example id, in first-seen order."""
     index: dict[str, list[int]] = {}
     for i, r in enumerate(records):
@@ -47,7 +48,7 @@ def _groups(records: Sequence[dict[str, Any]]) -> list[list[int]]:
     return list(index.values())
 
 
-def cluster(records: Sequence[dict[str, Any]], scores: Scores) -> Scores:
+def cluster(records: Sequence[Record], scores: Scores) -> Scores:
     """Scores per example: per-example values averaged over seeds, corpus statistics summed
     over seeds. Records without several seeds come back unchanged."""
     if seed_count(records) <= 1:
@@ -60,7 +61,7 @@ def cluster(records: Sequence[dict[str, Any]], scores: Scores) -> Scores:
     return Scores(per_example, corpus)
 
 
-def variance(records: Sequence[dict[str, Any]], scores: Scores) -> dict[str, Any]:
+def variance(records: Sequence[Record], scores: Scores) -> dict[str, Any]:
     """Per per-example metric: the between-example and between-seed variance components of
     one draw (one-way random effects, method of moments), and the standard error of the mean
     over examples that the clustered interval uses."""

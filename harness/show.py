@@ -16,9 +16,11 @@ from typing import Any
 from harness.compare import read_samples
 from harness.errors import ConfigError, DataError
 from harness.kinds import multiple_choice
+from harness.report.build import iter_runs
 from harness.report.comparison_md import fmt_delta, forgetting_line, unit, verdict
 from harness.report.markdown import fmt_value, metric_label, metric_order
 from harness.report.write import load_report
+from harness.shapes import Record, Report
 
 NOT_PER_EXAMPLE = ("gen_words", "ref_words")  # lengths, not scores to rank by
 
@@ -38,11 +40,11 @@ class Side:
     """One model's samples: task -> example id -> record (the first, for sampled tasks)."""
 
     label: str
-    samples: dict[str, dict[str, dict[str, Any]]]
+    samples: dict[str, dict[str, Record]]
 
 
-def _by_id(records: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    out: dict[str, dict[str, Any]] = {}
+def _by_id(records: list[Record]) -> dict[str, Record]:
+    out: dict[str, Record] = {}
     for rec in records:
         out.setdefault(str(rec["id"]), rec)
     return out
@@ -52,7 +54,7 @@ def _number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
-def _problem(kind: str, rec: dict[str, Any]) -> str | None:
+def _problem(kind: str, rec: Record) -> str | None:
     """What is wrong with a record for show, or None (samples files are user input)."""
     if not all(v is None or _number(v) for v in rec["metrics"].values()):
         return "a per-example metric that is not a number"
@@ -94,23 +96,23 @@ def _read_side(folder: Path, label: str, sub: str | None, tasks: Mapping[str, st
     return Side(label, samples)
 
 
-def load(folder: Path) -> tuple[dict[str, Any], list[Side]]:
+def load(folder: Path) -> tuple[Report, list[Side]]:
     """The report and its sides: [before, after] for a comparison, one per model for a run."""
     if not folder.is_dir():
         raise ConfigError(f"{folder}: give a run or comparison folder (with report.json)")
     report = load_report(folder)
-    if report.get("kind") == "comparison":
+    if report["kind"] == "comparison":
         tasks = {name: block["kind"] for name, block in report["tasks"].items()}
         return report, [_read_side(folder, report["before"]["label"], "before", tasks),
                         _read_side(folder, report["after"]["label"], "after", tasks)]
-    runs = report.get("runs") or [report]
+    runs = list(iter_runs(report))
     nested = len(runs) > 1
     return report, [_read_side(folder, run["label"], run["label"] if nested else None,
                                {name: block.get("kind", "")
                                 for name, block in run["tasks"].items()}) for run in runs]
 
 
-def mc_margin(rec: dict[str, Any]) -> float:
+def mc_margin(rec: Record) -> float:
     """Gold log-likelihood minus the best other choice's: > 0 where the model is right."""
     lls = rec["prediction"]["loglikelihoods"]
     gold = int(rec["reference"])
@@ -118,14 +120,14 @@ def mc_margin(rec: dict[str, Any]) -> float:
     return float(lls[gold] - max(others)) if others else math.inf
 
 
-def rank_metric(report_task: dict[str, Any], records: dict[str, dict[str, Any]]) -> str | None:
+def rank_metric(report_task: Mapping[str, Any], records: dict[str, Record]) -> str | None:
     """The per-example metric to rank generation examples by: the task's headline one."""
     names = [m for m in report_task["metrics"] if m not in NOT_PER_EXAMPLE]
     names = [m for m in names if any(m in r.get("metrics", {}) for r in records.values())]
     return min(names, key=metric_order) if names else None
 
 
-def flips(kind: str, before: dict[str, dict[str, Any]], after: dict[str, dict[str, Any]],
+def flips(kind: str, before: dict[str, Record], after: dict[str, Record],
           n: int, metric: str | None) -> list[dict[str, Any]]:
     """The n examples that changed most, most important first."""
     rows = []
@@ -157,14 +159,14 @@ def show(opts: ShowOptions) -> None:
     from rich.console import Console
 
     report, sides = load(opts.folder)
-    tasks = list(report["tasks"]) if report.get("kind") == "comparison" else \
+    tasks = list(report["tasks"]) if report["kind"] == "comparison" else \
         list(dict.fromkeys(t for s in sides for t in s.samples))
     if opts.task is not None:
         if opts.task not in tasks:
             raise ConfigError(f"--task {opts.task}: not in this report (tasks: "
                               f"{', '.join(tasks)})")
         tasks = [opts.task]
-    if opts.flips is not None and report.get("kind") != "comparison":
+    if opts.flips is not None and report["kind"] != "comparison":
         raise ConfigError("--flips needs two models: give a comparison folder "
                           "(written by harness compare)")
     # no markup: prompts, references and outputs are data ("[/INST]", "[bold]") and print as is
@@ -177,10 +179,10 @@ def show(opts: ShowOptions) -> None:
         _flips(console, report, sides, tasks, opts.flips)
 
 
-def _summary(console: Any, report: dict[str, Any], sides: list[Side], tasks: list[str]) -> None:
+def _summary(console: Any, report: Report, sides: list[Side], tasks: list[str]) -> None:
     from rich.table import Table
 
-    if report.get("kind") == "comparison":
+    if report["kind"] == "comparison":
         before, after = sides
         console.print(f"{before.label} → {after.label}", style="bold")
         adjustment = report.get("settings", {}).get("adjustment", "holm")
@@ -205,26 +207,25 @@ def _summary(console: Any, report: dict[str, Any], sides: list[Side], tasks: lis
                               verdict(m, adjustment))
             console.print(table)
         return
-    runs = report.get("runs") or [report]
-    for run in runs:
+    for run in iter_runs(report):
         for task in tasks:
             if task not in run["tasks"]:
                 continue
-            block = run["tasks"][task]
-            table = Table(title=f"{run['label']} · {task} (n = {block.get('n')})",
+            result = run["tasks"][task]
+            table = Table(title=f"{run['label']} · {task} (n = {result.get('n')})",
                           title_justify="left")
             for col in ("metric", "value", "95% CI"):
                 table.add_column(col, justify="left" if col == "metric" else "right")
-            for name in sorted(block["metrics"], key=metric_order):
-                m = block["metrics"][name]
-                ci = m.get("ci95")
-                table.add_row(metric_label(name), fmt_value(name, m.get("value")),
+            for name in sorted(result["metrics"], key=metric_order):
+                summary = result["metrics"][name]
+                ci = summary.get("ci95")
+                table.add_row(metric_label(name), fmt_value(name, summary.get("value")),
                               "–" if not ci else
                               f"[{fmt_value(name, ci[0])}, {fmt_value(name, ci[1])}]")
             console.print(table)
 
 
-def _flips(console: Any, report: dict[str, Any], sides: list[Side], tasks: list[str],
+def _flips(console: Any, report: Report, sides: list[Side], tasks: list[str],
            n: int) -> None:
     from rich.table import Table
     from rich.text import Text
@@ -257,7 +258,7 @@ def _flips(console: Any, report: dict[str, Any], sides: list[Side], tasks: list[
         console.print(table)
 
 
-def _example(console: Any, report: dict[str, Any], sides: list[Side], tasks: list[str],
+def _example(console: Any, report: Report, sides: list[Side], tasks: list[str],
              ex_id: str) -> None:
     from rich.panel import Panel
     from rich.table import Table
@@ -275,7 +276,9 @@ def _example(console: Any, report: dict[str, Any], sides: list[Side], tasks: lis
         console.print(Panel(Text(str(shown.get("prompt", "(no input recorded: samples "
                                                  "written by an older harness)"))),
                             title=Text(f"{task} · example {ex_id}"), title_align="left"))
-        if "choices" in shown and first.get("prediction", {}).get("loglikelihoods"):
+        prediction = first.get("prediction")
+        if "choices" in shown and isinstance(prediction, dict) and \
+                prediction.get("loglikelihoods"):
             table = Table(title="choices", title_justify="left")
             table.add_column("#")
             table.add_column("ending", overflow="fold")

@@ -11,6 +11,7 @@ from harness.policy import CodePolicy
 
 TaskKind = Literal["generation", "multiple_choice", "perplexity"]
 ChatMode = Literal["never", "auto", "always"]
+BackendName = Literal["hf", "lm-eval"]  # backend.BACKENDS
 Quantization = Literal["none", "4bit", "8bit"]
 DType = Literal["auto", "float32", "bfloat16", "float16"]
 
@@ -134,6 +135,7 @@ class RunSpec:
     code: CodePolicy = field(default_factory=CodePolicy)  # which task code may run
     chat_template: ChatMode | None = None  # --chat-template: overrides the tasks' setting
     seeds: int = 1                  # --seeds: sampling generation tasks run once per seed
+    backend: BackendName = "hf"     # --backend: whose code makes the model calls
 
     @property
     def lm_eval_tasks(self) -> tuple[str, ...]:

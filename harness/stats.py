@@ -22,6 +22,8 @@ from dataclasses import dataclass, replace
 import numpy as np
 from numpy.typing import ArrayLike
 
+from harness.shapes import MetricSummary
+
 DEFAULT_RESAMPLES = 1000
 ALPHA = 0.05
 POWER = 0.80
@@ -45,7 +47,7 @@ class MetricValue:
     n: int
     method: str = T_MEAN
 
-    def to_json(self) -> dict[str, object]:
+    def to_json(self) -> MetricSummary:
         return {"value": self.value, "ci95": [self.ci95[0], self.ci95[1]],
                 "stderr": self.stderr, "n": self.n, "ci_method": self.method}
 

@@ -22,12 +22,13 @@ import os
 import sqlite3
 import sys
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, cast
 
 from harness import env as harness_env
 from harness.errors import ConfigError, HarnessError
+from harness.shapes import LmEvalIndex, Record
 
 try:
     import fcntl
@@ -182,12 +183,12 @@ class Store:
                              f"stored before are kept; {hint}") from None
 
     def get(self, model_fp: str, task_fp: str, hashes: Sequence[str],
-            valid: Callable[[dict[str, Any]], bool] | None = None,
-            task: str = "") -> dict[str, dict[str, Any]]:
+            valid: Callable[[Record], bool] | None = None,
+            task: str = "") -> dict[str, Record]:
         """Stored records for these examples (by example hash). A record that cannot be
         decoded, or that `valid` rejects, is left out (so it is computed again) and counted
         in one warning."""
-        found: dict[str, dict[str, Any]] = {}
+        found: dict[str, Record] = {}
         if self.db is None:
             return found
         wanted = list(dict.fromkeys(hashes))
@@ -205,18 +206,28 @@ class Store:
                     except (ValueError, TypeError, RecursionError):
                         rec = None
                     if not isinstance(rec, dict) or rec.get("example_hash") != h or (
-                            valid is not None and not valid(rec)):
+                            valid is not None and not valid(cast(Record, rec))):
                         bad += 1
                         continue
-                    found[h] = rec
+                    found[h] = cast(Record, rec)  # a stored row: the kind's check passed
         if bad:
             print(f"warning: result store {self.path}: {bad} stored result(s)"
                   f"{' of task ' + task if task else ''} could not be read; computing them "
                   f"again", file=sys.stderr)
         return found
 
+    def get_index(self, model_fp: str, task_fp: str) -> LmEvalIndex | None:
+        """An lm-eval task's index row, if stored and well formed (else None: run it)."""
+        row: Mapping[str, object] = self.get(model_fp, task_fp, ["__index__"]).get(
+            "__index__", {})
+        hashes, ids = row.get("hashes"), row.get("ids")
+        if not (isinstance(hashes, list) and isinstance(ids, list) and len(hashes) == len(ids)
+                and isinstance(row.get("info"), dict)):
+            return None
+        return cast(LmEvalIndex, row)
+
     def put(self, model_fp: str, task_fp: str, task: str,
-            records: Iterable[dict[str, Any]]) -> None:
+            records: Iterable[Record | LmEvalIndex]) -> None:
         """Write records (each with `example_hash`) in one transaction."""
         if self.readonly or self.db is None:
             return

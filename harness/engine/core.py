@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from harness.engine.arch import _greedy_loop_ok, _split_model, _split_over_gpus
 from harness.engine.batching import (
@@ -29,6 +29,11 @@ from harness.engine.logprobs import _gather_logprobs
 from harness.options import EngineOptions
 from harness.progress import Progress
 from harness.specs import GenerationSpec
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
+
+    from harness.shapes import EngineRan
 
 
 @dataclass(frozen=True)
@@ -64,7 +69,8 @@ class PendingChoices:
 class Engine:
     """Runs requests on one loaded model (whichever adapter is active)."""
 
-    def __init__(self, model: Any, tokenizer: Any, device: str, max_length: int,
+    def __init__(self, model: Any, tokenizer: PreTrainedTokenizerBase, device: str,
+                 max_length: int,
                  batch_size: int | None = None, token_budget: int | None = None,
                  options: EngineOptions | None = None):
         self.model = model
@@ -234,7 +240,14 @@ class Engine:
                                                      f"({sum(cost[k] for k in rows[r])} tokens)")
         return PendingChoices(groups, out, pending)
 
-    def collect_choices(self, handle: PendingChoices, progress: Progress, task_id: Any,
+    def ran(self) -> EngineRan:
+        """What ran, for report.json's per-run `engine` block: the last decode path, its
+        attention, the fused kernels any call used, and out-of-memory back-offs."""
+        return {"decode_mode": self.decode_mode or None,
+                "decode_attention": self.decode_attention or None,
+                "fused_kernels": sorted(self.fused_seen), "backoffs": self.backoffs}
+
+    def collect_choices(self, handle: PendingChoices, progress: Progress, task_id: int,
                         ) -> list[list[LoglikelihoodResult]]:
         """Waits for `submit_choices`'s device work; one device-to-host copy per batch."""
         out = handle.out

@@ -4,11 +4,11 @@ task-file validation read it; a new kind is a module ending in its KIND and one 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 from harness.kinds import generation, multiple_choice, perplexity
 from harness.kinds.base import Kind
 from harness.metrics import Scores
+from harness.shapes import Record
 
 KINDS: dict[str, Kind] = {
     "generation": generation.KIND,
@@ -17,7 +17,7 @@ KINDS: dict[str, Kind] = {
 }
 
 
-def rebuild_scores(kind: str, records: Sequence[dict[str, Any]]) -> Scores:
+def rebuild_scores(kind: str, records: Sequence[Record]) -> Scores:
     """A task's Scores from its records as stored in samples, without re-running any metric
     library. lm-eval tasks (kind "lm_eval") keep their per-example values as lm-eval gave."""
     if kind == "lm_eval":

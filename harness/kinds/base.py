@@ -14,9 +14,9 @@ if TYPE_CHECKING:
     from harness.data import Example
     from harness.metrics import Scores
     from harness.progress import Progress
+    from harness.shapes import Record, TaskExtras
     from harness.specs import BertScoreSpec, TaskSpec
 
-Record = dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -45,4 +45,4 @@ class Kind:
     start: Callable[[TaskSpec, Sequence[Example], Backend, Progress, str, int | None],
                     Callable[[], list[Record]]] | None = None
     settings: Callable[[TaskSpec, int | None], dict[str, Any] | None] | None = None
-    extras: Callable[[Sequence[Record]], dict[str, Any]] | None = None
+    extras: Callable[[Sequence[Record]], TaskExtras] | None = None

@@ -14,6 +14,7 @@ from harness.metrics import Scores
 from harness.metrics.text import score_text
 from harness.progress import Progress
 from harness.prompts import PromptBuilder, prompt_hash
+from harness.shapes import Record, TaskExtras
 from harness.specs import BertScoreSpec, GenerationSpec, TaskSpec
 
 
@@ -23,7 +24,7 @@ def generation_settings(task: TaskSpec, max_new_tokens: int | None) -> Generatio
 
 
 def run(task: TaskSpec, examples: Sequence[Example], engine: Backend, progress: Progress,
-        max_new_tokens: int | None, label: str) -> list[dict[str, Any]]:
+        max_new_tokens: int | None, label: str) -> list[Record]:
     gen = generation_settings(task, max_new_tokens)
     budget = engine.max_length - gen.max_new_tokens
     if budget < 1:
@@ -32,7 +33,7 @@ def run(task: TaskSpec, examples: Sequence[Example], engine: Backend, progress: 
     builder = PromptBuilder(task, engine.tokenizer)
     prompts = [builder.build(ex.fields, budget, ex.id) for ex in examples]
     outputs = engine.generate_detailed([p.ids for p in prompts], gen, progress, label)
-    records = [
+    records: list[Record] = [
         {"id": ex.id, "example_hash": ex.hash, "prompt_hash": prompt_hash(p.text),
          "prompt_tokens": len(p.ids), "truncated": p.truncated, "prediction": out.text,
          "new_tokens": out.new_tokens, "hit_max_new_tokens": out.hit_max_new_tokens,
@@ -50,7 +51,7 @@ def run(task: TaskSpec, examples: Sequence[Example], engine: Backend, progress: 
     return records
 
 
-def record_ok(record: dict[str, Any]) -> bool:
+def record_ok(record: Record) -> bool:
     """A stored record has the shape `score` reads."""
     from harness.kinds.perplexity import nll_ok
 
@@ -59,7 +60,7 @@ def record_ok(record: dict[str, Any]) -> bool:
         ("target_nll" not in record or nll_ok(record["target_nll"]))
 
 
-def score(task: TaskSpec, records: Sequence[dict[str, Any]], bert: BertScoreSpec) -> Scores:
+def score(task: TaskSpec, records: Sequence[Record], bert: BertScoreSpec) -> Scores:
     text = [m for m in task.metrics if m != "perplexity"]
     scores = score_text(text, [r["prediction"] for r in records],
                         [r["reference"] for r in records], bert)
@@ -70,7 +71,7 @@ def score(task: TaskSpec, records: Sequence[dict[str, Any]], bert: BertScoreSpec
     return scores
 
 
-def rebuild(records: Sequence[dict[str, Any]]) -> Scores:
+def rebuild(records: Sequence[Record]) -> Scores:
     """Scores from records as stored: per-example values as they are, corpus metrics from
     their families' stored statistics (METRICS[...].stats_key), perplexity from target_nll."""
     import numpy as np
@@ -93,7 +94,7 @@ def rebuild(records: Sequence[dict[str, Any]]) -> Scores:
 
 
 def _run(task: TaskSpec, examples: Sequence[Example], backend: Backend, progress: Progress,
-         label: str, max_new_tokens: int | None) -> list[dict[str, Any]]:
+         label: str, max_new_tokens: int | None) -> list[Record]:
     return run(task, examples, backend, progress, max_new_tokens, label)
 
 
@@ -101,10 +102,10 @@ def _settings(task: TaskSpec, max_new_tokens: int | None) -> dict[str, Any]:
     return asdict(generation_settings(task, max_new_tokens))
 
 
-def _extras(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
+def _extras(records: Sequence[Record]) -> TaskExtras:
     from harness import degenerate
 
-    out: dict[str, Any] = {"degenerate": degenerate.summarize(records)}
+    out: TaskExtras = {"degenerate": degenerate.summarize(records)}
     if records:
         out["prompt_format"] = "chat template" if records[0].get("chat_template") else "plain"
     return out

@@ -9,17 +9,17 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
 
 import numpy as np
 
 from harness.backend import Backend
 from harness.data import Example
-from harness.engine import Choices
+from harness.engine import Choices, PendingChoices
 from harness.kinds.base import Kind
 from harness.metrics import Scores
 from harness.progress import Progress
 from harness.prompts import encode_pairs, prompt_hash, render
+from harness.shapes import ChoicePrediction, Record
 from harness.specs import TaskSpec
 
 # Items tokenized per slice: a thread tokenizes the next slice while the device scores this one.
@@ -27,12 +27,12 @@ SLICE = 512
 
 
 def run(task: TaskSpec, examples: Sequence[Example], engine: Backend, progress: Progress,
-        label: str) -> list[dict[str, Any]]:
+        label: str) -> list[Record]:
     return start(task, examples, engine, progress, label)()
 
 
 def start(task: TaskSpec, examples: Sequence[Example], engine: Backend, progress: Progress,
-          label: str) -> Callable[[], list[dict[str, Any]]]:
+          label: str) -> Callable[[], list[Record]]:
     """`run` in two halves: this one tokenizes and queues the device work, and returns a
     function that waits for it and builds the records. The runner queues chunk k + 1 before
     finishing chunk k, so the device does not sit idle while records are built and stored."""
@@ -61,10 +61,11 @@ def start(task: TaskSpec, examples: Sequence[Example], engine: Backend, progress
 
 
 def _records(task: TaskSpec, examples: Sequence[Example], contexts: Sequence[str],
-             engine: Backend, handles: Sequence[Any], progress: Progress, task_id: Any,
-             ) -> list[dict[str, Any]]:
+             engine: Backend, handles: Sequence[PendingChoices], progress: Progress,
+             task_id: int,
+             ) -> list[Record]:
     grouped = [r for h in handles for r in engine.collect_choices(h, progress, task_id)]
-    records = []
+    records: list[Record] = []
     for ex, context, results in zip(examples, contexts, grouped, strict=True):
         choices = ex.fields[task.choices or ""]
         lls = np.array([r.logprob for r in results])
@@ -74,15 +75,15 @@ def _records(task: TaskSpec, examples: Sequence[Example], contexts: Sequence[str
         records.append({
             "id": ex.id, "example_hash": ex.hash, "prompt_hash": prompt_hash(context),
             "truncated": False,
-            "prediction": {"choice": pred, "choice_norm": pred_norm,
-                           "loglikelihoods": [float(x) for x in lls],
-                           "is_greedy": [r.is_greedy for r in results]},
+            "prediction": ChoicePrediction(choice=pred, choice_norm=pred_norm,
+                                           loglikelihoods=[float(x) for x in lls],
+                                           is_greedy=[r.is_greedy for r in results]),
             "reference": gold,
         })
     return records
 
 
-def record_ok(record: dict[str, Any]) -> bool:
+def record_ok(record: Record) -> bool:
     """A stored record has the shape `score` reads."""
     p = record.get("prediction")
     return isinstance(p, dict) and isinstance(p.get("choice"), int) and \
@@ -90,7 +91,7 @@ def record_ok(record: dict[str, Any]) -> bool:
         and isinstance(record.get("reference"), int)
 
 
-def score(records: Sequence[dict[str, Any]]) -> Scores:
+def score(records: Sequence[Record]) -> Scores:
     return Scores(per_example={
         "acc": [float(r["prediction"]["choice"] == r["reference"]) for r in records],
         "acc_norm": [float(r["prediction"]["choice_norm"] == r["reference"]) for r in records],
@@ -98,12 +99,12 @@ def score(records: Sequence[dict[str, Any]]) -> Scores:
 
 
 def _run(task: TaskSpec, examples: Sequence[Example], backend: Backend, progress: Progress,
-         label: str, max_new_tokens: int | None) -> list[dict[str, Any]]:
+         label: str, max_new_tokens: int | None) -> list[Record]:
     return run(task, examples, backend, progress, label)
 
 
 def _start(task: TaskSpec, examples: Sequence[Example], backend: Backend, progress: Progress,
-           label: str, max_new_tokens: int | None) -> Callable[[], list[dict[str, Any]]]:
+           label: str, max_new_tokens: int | None) -> Callable[[], list[Record]]:
     return start(task, examples, backend, progress, label)
 
 

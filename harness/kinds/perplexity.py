@@ -15,18 +15,19 @@ from harness.kinds.base import Kind
 from harness.metrics import CorpusMetric, Scores
 from harness.progress import Progress
 from harness.prompts import PromptBuilder, encode_pair, prompt_hash
+from harness.shapes import PerplexityPrediction, Record, TaskExtras
 from harness.specs import TaskSpec
 
 
 def target_nll(task: TaskSpec, examples: Sequence[Example], engine: Backend,
-               progress: Progress, label: str) -> list[dict[str, float]]:
+               progress: Progress, label: str) -> list[PerplexityPrediction]:
     """Negative log-likelihood and token count of each reference given its prompt."""
     return [rec["prediction"] for rec in run(task, examples, engine, progress,
                                              f"{label} (perplexity)")]
 
 
 def run(task: TaskSpec, examples: Sequence[Example], engine: Backend, progress: Progress,
-        label: str) -> list[dict[str, Any]]:
+        label: str) -> list[Record]:
     builder = PromptBuilder(task, engine.tokenizer)
     requests, prompts = [], []
     for ex in examples:
@@ -39,7 +40,8 @@ def run(task: TaskSpec, examples: Sequence[Example], engine: Backend, progress: 
     results = engine.loglikelihood(requests, progress, label)
     return [
         {"id": ex.id, "example_hash": ex.hash, "prompt_hash": prompt_hash(p.text),
-         "truncated": p.truncated, "prediction": {"nll": -r.logprob, "n_tokens": r.n_tokens},
+         "truncated": p.truncated, "prediction": PerplexityPrediction(nll=-r.logprob,
+                                                              n_tokens=r.n_tokens),
          "chat_template": builder.use_chat,
          "reference": ex.fields[task.target]}
         for ex, p, r in zip(examples, prompts, results, strict=True)
@@ -52,7 +54,7 @@ def nll_ok(value: Any) -> bool:
         isinstance(value.get("n_tokens"), (int, float))
 
 
-def record_ok(record: dict[str, Any]) -> bool:
+def record_ok(record: Record) -> bool:
     """A stored record has the shape `score` reads."""
     return nll_ok(record.get("prediction"))
 
@@ -61,21 +63,21 @@ def _perplexity(summed: np.ndarray) -> float:
     return math.exp(summed[0] / summed[1]) if summed[1] else float("nan")
 
 
-def perplexity_metric(nlls: Sequence[dict[str, float]]) -> CorpusMetric:
+def perplexity_metric(nlls: Sequence[PerplexityPrediction]) -> CorpusMetric:
     stats = np.array([[x["nll"], x["n_tokens"]] for x in nlls], dtype=np.float64)
     return CorpusMetric(stats, _perplexity)
 
 
-def score(records: Sequence[dict[str, Any]]) -> Scores:
+def score(records: Sequence[Record]) -> Scores:
     return Scores(corpus={"perplexity": perplexity_metric([r["prediction"] for r in records])})
 
 
 def _run(task: TaskSpec, examples: Sequence[Example], backend: Backend, progress: Progress,
-         label: str, max_new_tokens: int | None) -> list[dict[str, Any]]:
+         label: str, max_new_tokens: int | None) -> list[Record]:
     return run(task, examples, backend, progress, label)
 
 
-def _extras(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
+def _extras(records: Sequence[Record]) -> TaskExtras:
     return {"prompt_format": "chat template" if records[0].get("chat_template") else "plain"} \
         if records else {}
 

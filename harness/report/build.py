@@ -6,11 +6,16 @@ import importlib.metadata as md
 import platform
 import time
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from harness import __version__
 from harness.errors import ConfigError
 from harness.report import SCHEMA_VERSION
+from harness.shapes import Report, RunEntry, RunReport
+
+if TYPE_CHECKING:
+    from harness.models import LoadedModel
+    from harness.specs import RunSpec
 
 LIBRARIES = ("torch", "transformers", "peft", "bitsandbytes", "accelerate", "datasets",
              "tokenizers", "lm-eval", "rouge-score", "sacrebleu", "bert-score", "numpy")
@@ -42,9 +47,10 @@ def _iso(ts: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))
 
 
-def run_report(runs: list[dict[str, Any]], loaded: Any, spec: Any, started: float) -> dict:
+def run_report(runs: list[RunEntry], loaded: LoadedModel, spec: RunSpec,
+               started: float) -> RunReport:
     """kind: run. One model: top-level label/model/tasks; several: a list under `runs`."""
-    report: dict[str, Any] = {
+    report: RunReport = {
         "schema_version": SCHEMA_VERSION,
         "kind": "run",
         "harness_version": __version__,
@@ -65,11 +71,11 @@ def run_report(runs: list[dict[str, Any]], loaded: Any, spec: Any, started: floa
     return report
 
 
-def iter_runs(report: dict[str, Any]) -> Iterator[dict[str, Any]]:
+def iter_runs(report: Report) -> Iterator[RunEntry]:
     """Each {label, model, tasks} entry of a run report, one-model or several."""
-    if report.get("kind") != "run":
-        raise ConfigError(f"expected a run report, got kind '{report.get('kind')}'")
+    if report["kind"] != "run":
+        raise ConfigError(f"expected a run report, got kind '{report['kind']}'")
     if "runs" in report:
         yield from report["runs"]
     else:
-        yield {k: report[k] for k in ("label", "model", "tasks")}
+        yield {"label": report["label"], "model": report["model"], "tasks": report["tasks"]}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from harness.degenerate import warning_lines
@@ -14,6 +15,7 @@ from harness.report.markdown import (
     metric_order,
     model_format,
 )
+from harness.shapes import ComparisonReport
 
 
 def fmt_delta(metric: str, value: float) -> str:
@@ -31,7 +33,7 @@ def unit(metric: str) -> str:
 ADJUSTMENT_NAMES = {"holm": "Holm", "bh": "BH", "none": "none"}
 
 
-def verdict(m: dict[str, Any], adjustment: str = "holm") -> str:
+def verdict(m: Mapping[str, Any], adjustment: str = "holm") -> str:
     if not m["significant"]:
         mde = m.get("mde")
         return "not significant" + ("" if mde is None else
@@ -46,7 +48,7 @@ def verdict(m: dict[str, Any], adjustment: str = "holm") -> str:
     return text
 
 
-def forgetting_line(m: dict[str, Any], adjustment: str = "holm") -> str:
+def forgetting_line(m: Mapping[str, Any], adjustment: str = "holm") -> str:
     """One forgetting cell as text: "TASK METRIC: Δunit [lo, hi], verdict" (show and the
     HTML page; report.md puts the same figures in its table)."""
     lo, hi = m["ci95"]
@@ -67,7 +69,7 @@ def headline(metrics: dict[str, Any]) -> str:
     return min(metrics, key=metric_order)
 
 
-def summary_line(task: str, metric: str, m: dict[str, Any], adjustment: str,
+def summary_line(task: str, metric: str, m: Mapping[str, Any], adjustment: str,
                  lead_with_mde: bool = False) -> str:
     m = {**m, "metric": metric}
     lo, hi = m["ci95"]
@@ -85,7 +87,7 @@ def _p(value: float | None) -> str:
     return "–" if value is None else f"{value:.3g}"
 
 
-def _row(metric: str, m: dict[str, Any], adjustment: str, task: str | None = None) -> str:
+def _row(metric: str, m: Mapping[str, Any], adjustment: str, task: str | None = None) -> str:
     m = {**m, "metric": metric}
     lo, hi = m["ci95"]
     lead = f"| {task} " if task else ""
@@ -115,7 +117,7 @@ def _cell(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", "<br>") or "*(empty)*"
 
 
-def render_comparison(report: dict[str, Any]) -> str:
+def render_comparison(report: ComparisonReport) -> str:
     before, after = report["before"], report["after"]
     tasks = report["tasks"]
     lines = [f"# harness comparison: {before['label']} → {after['label']}", ""]

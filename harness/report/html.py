@@ -16,12 +16,13 @@ from __future__ import annotations
 import html
 import json
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, cast
 
 from harness import degenerate
 from harness.metrics import INFO
 from harness.report.comparison_md import fmt_delta, forgetting_line, verdict
 from harness.report.markdown import fmt_value, metric_label, metric_order
+from harness.shapes import ComparisonReport, Record, Report
 
 DIGITS = 4  # log-likelihoods and per-example metrics in the page (the samples keep all)
 
@@ -34,7 +35,7 @@ def _round(value: Any) -> Any:
     return round(value, DIGITS) if isinstance(value, float) else value
 
 
-def _side(kind: str, rec: Mapping[str, Any]) -> dict[str, Any]:
+def _side(kind: str, rec: Record) -> dict[str, Any]:
     out: dict[str, Any] = {"m": {k: _round(v) for k, v in rec.get("metrics", {}).items()}}
     pred = rec.get("prediction")
     if kind == "multiple_choice" and isinstance(pred, dict):
@@ -50,8 +51,8 @@ def _side(kind: str, rec: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-def page_data(report: Mapping[str, Any],
-              samples: Mapping[str, Mapping[str, list[dict[str, Any]]]]) -> dict[str, Any]:
+def page_data(report: Report,
+              samples: Mapping[str, Mapping[str, list[Record]]]) -> dict[str, Any]:
     """The JSON the page embeds: labels, and per task its examples with every side."""
     labels = list(samples)
     kinds = _task_kinds(report)
@@ -77,8 +78,9 @@ def page_data(report: Mapping[str, Any],
         tasks.append({"name": task, "kind": kind, "metrics": metrics,
                       "labels": {m: metric_label(m) for m in metrics},
                       "fraction": [m for m in metrics if _fraction(m)], "rows": rows})
-    if report.get("kind") == "comparison" and len(labels) == 2:
-        labels = [report["before"]["label"], report["after"]["label"]]
+    if report.get("kind") == "comparison" and len(labels) == 2:  # .get: a kind-less file
+        comparison = cast(ComparisonReport, report)                # renders as a run
+        labels = [comparison["before"]["label"], comparison["after"]["label"]]
     return {"kind": report.get("kind"), "labels": labels, "tasks": tasks}
 
 
@@ -209,8 +211,7 @@ def _asset(name: str) -> str:
     return files("harness.report").joinpath(name).read_text(encoding="utf-8")
 
 
-def render_html(report: Mapping[str, Any],
-                samples: Mapping[str, Mapping[str, list[dict[str, Any]]]]) -> str:
+def render_html(report: Report, samples: Mapping[str, Mapping[str, list[Record]]]) -> str:
     """The page for a run or comparison report and its samples (label -> task -> records)."""
     summary = (_comparison_summary(report) if report.get("kind") == "comparison"
                else _run_summary(report))

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from harness.degenerate import warning_lines
 from harness.metrics import INFO
 from harness.report.build import iter_runs
+from harness.shapes import RunReport
 
 
 def fmt_value(name: str, value: float | None) -> str:
@@ -71,7 +73,7 @@ def _model_lines(model: dict[str, Any]) -> list[str]:
     return rows
 
 
-def _prompt_line(task: dict[str, Any]) -> list[str]:
+def _prompt_line(task: Mapping[str, Any]) -> list[str]:
     fmt = task.get("prompt_format")
     if fmt is None:
         return []
@@ -81,7 +83,7 @@ def _prompt_line(task: dict[str, Any]) -> list[str]:
     return ["", "Prompt: the task's template as plain text (no chat template)."]
 
 
-def _task_section(name: str, task: dict[str, Any]) -> list[str]:
+def _task_section(name: str, task: Mapping[str, Any]) -> list[str]:
     ds = task["dataset"]
     out = [f"### {name}", "",
            f"Data: `{ds['source']}` — n = {ds['n']}, sha256 `{ds['sha256'][:12]}`; "
@@ -117,7 +119,7 @@ def methods_line(metrics: dict[str, Any]) -> list[str]:
                                         for method, names in groups.items()) + "."]
 
 
-def _seeds_lines(task: dict[str, Any]) -> list[str]:
+def _seeds_lines(task: Mapping[str, Any]) -> list[str]:
     """Sampled with several seeds: what the interval is clustered on, and the two variance
     components of one draw per metric."""
     block = task.get("seeds")
@@ -133,7 +135,7 @@ def _seeds_lines(task: dict[str, Any]) -> list[str]:
     return out
 
 
-def render_run(report: dict[str, Any]) -> str:
+def render_run(report: RunReport) -> str:
     runs = list(iter_runs(report))
     dev = report["device"]
     lines = ["# harness run report", "",
@@ -166,7 +168,7 @@ def render_run(report: dict[str, Any]) -> str:
         lines += [f"## {r['label']}", "", "| | |", "|---|---|", *_model_lines(r["model"]), ""]
         for name, task in r["tasks"].items():
             lines += _task_section(name, task)
-    v = report["versions"]
+    libs = report["versions"]
     lines += ["## Set-up", "", "| Library | Version |", "|---|---|"]
-    lines += [f"| {k} | {val} |" for k, val in v.items() if val]
+    lines += [f"| {k} | {val} |" for k, val in libs.items() if val]
     return "\n".join(lines) + "\n"

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import io
-from typing import Any
 
 from harness.metrics import INFO
 from harness.report.markdown import metric_order
+from harness.shapes import ComparisonReport
 
 
-def render_deltas_png(report: dict[str, Any]) -> bytes:
+def render_deltas_png(report: ComparisonReport) -> bytes:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -23,10 +23,13 @@ def render_deltas_png(report: dict[str, Any]) -> bytes:
                 continue
             for metric, m in sorted(entry["metrics"].items(), key=lambda kv: metric_order(kv[0])):
                 info = INFO.get(metric)
+                delta, (low, high) = m["delta"], m["ci95"]
                 if info is None or info.scale != "fraction":
                     continue  # one axis in percentage points; raw-scale metrics stay in tables
-                rows.append((f"{task} {metric}", 100 * m["delta"], 100 * m["ci95"][0],
-                             100 * m["ci95"][1], m["significant"]))
+                if delta is None or low is None or high is None:
+                    continue  # not computable (null in the report): nothing to draw
+                rows.append((f"{task} {metric}", 100 * delta, 100 * low, 100 * high,
+                             m.get("significant")))
         if rows:
             groups.append((title, rows))
     height = sum(len(r) for _, r in groups) * 0.32 + 1.2 * max(len(groups), 1)

@@ -19,11 +19,14 @@ import shutil
 import tempfile
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar, cast
 
 from harness.errors import ConfigError, DataError
 from harness.paths import dir_mode, file_mode, inside
 from harness.report import READABLE_VERSIONS
+from harness.shapes import ComparisonReport, Record, Report, RunReport
+
+R = TypeVar("R", RunReport, ComparisonReport)
 
 STAGING_PREFIX = ".harness-staging-"
 # Top-level entries of a report folder and of a leaderboard folder: a new one replaces these
@@ -44,7 +47,7 @@ def finite(value: Any) -> Any:
     return value
 
 
-def dumps(report: Mapping[str, Any]) -> str:
+def dumps(report: Mapping[str, object]) -> str:
     return json.dumps(finite(report), sort_keys=True, indent=2, ensure_ascii=False,
                       allow_nan=False) + "\n"
 
@@ -156,14 +159,14 @@ def write_folder(out: Path, files: Mapping[str, str | bytes],
         shutil.rmtree(stage, ignore_errors=True)
 
 
-def samples_lines(records: list[dict[str, Any]]) -> str:
+def samples_lines(records: list[Record]) -> str:
     return "".join(json.dumps(finite(r), sort_keys=True, ensure_ascii=False, allow_nan=False)
                    + "\n" for r in records)
 
 
-def write_report(out: Path, report: Mapping[str, Any],
-                 render: Callable[[dict[str, Any]], str],
-                 samples: Mapping[str, Mapping[str, list[dict[str, Any]]]],
+def write_report(out: Path, report: R,
+                 render: Callable[[R], str],
+                 samples: Mapping[str, Mapping[str, list[Record]]],
                  extra: Mapping[str, bytes] | None = None) -> str:
     """Write samples, extras, report.md (rendered from the JSON as written) and report.json.
 
@@ -173,7 +176,7 @@ def write_report(out: Path, report: Mapping[str, Any],
     from harness.report.html import render_html
 
     text = dumps(report)
-    markdown = render(json.loads(text))
+    markdown = render(cast(R, json.loads(text)))  # the report as written, read back
     nested = len(samples) > 1
     files: dict[str, str | bytes] = {}
     for label, tasks in samples.items():
@@ -181,7 +184,7 @@ def write_report(out: Path, report: Mapping[str, Any],
             rel = f"samples/{label}/{task}.jsonl" if nested else f"samples/{task}.jsonl"
             files[rel] = samples_lines(records)
     files.update(extra or {})
-    files["report.html"] = render_html(json.loads(text), samples)
+    files["report.html"] = render_html(cast(R, json.loads(text)), samples)
     files["report.md"] = markdown
     files["report.json"] = text
     write_folder(out, files)
@@ -216,7 +219,7 @@ def read_json(path: Path, what: str) -> Any:
         raise DataError(f"{path}: cannot read it ({err.strerror or err})") from None
 
 
-def load_report(path: Path) -> dict[str, Any]:
+def load_report(path: Path) -> Report:
     """Read a report.json (or a folder holding one), check its schema version and shape."""
     from harness.report.schema import check_report
 
@@ -233,4 +236,4 @@ def load_report(path: Path) -> dict[str, Any]:
                         f"{', '.join(map(str, READABLE_VERSIONS))}); re-run it with this "
                         f"version")
     check_report(report, str(path))
-    return report
+    return cast(Report, report)  # checked: the keys its readers use are there

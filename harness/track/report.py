@@ -5,15 +5,17 @@ forgetting, the models and settings as parameters, and one samples table per tas
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from harness.report.build import iter_runs
+from harness.shapes import Record, Report
 from harness.show import Side, load
 from harness.track import Scalar, Trackers, flat_params
 
 
-def _numbers(prefix: str, block: dict[str, Any], fields: tuple[str, ...]) -> dict[str, float]:
+def _numbers(prefix: str, block: Mapping[str, Any], fields: tuple[str, ...]) -> dict[str, float]:
     out: dict[str, float] = {}
     for name in fields:
         value = block.get(name)
@@ -27,11 +29,11 @@ def _numbers(prefix: str, block: dict[str, Any], fields: tuple[str, ...]) -> dic
     return out
 
 
-def report_metrics(report: dict[str, Any]) -> dict[str, float]:
+def report_metrics(report: Report) -> dict[str, float]:
     """Comparison: TASK/METRIC/{before,after,delta,ci_low,ci_high,p_value}, the CI being Δ's.
     Run: [LABEL/]TASK/METRIC/{value,ci_low,ci_high}, the label where the run has several."""
     out: dict[str, float] = {}
-    if report.get("kind") == "comparison":
+    if report["kind"] == "comparison":
         for task, block in report["tasks"].items():
             for metric, m in block["metrics"].items():
                 out.update(_numbers(f"{task}/{metric}", m,
@@ -40,15 +42,15 @@ def report_metrics(report: dict[str, Any]) -> dict[str, float]:
     runs = list(iter_runs(report))
     for run in runs:
         prefix = f"{run['label']}/" if len(runs) > 1 else ""
-        for task, block in run["tasks"].items():
-            for metric, m in block["metrics"].items():
-                out.update(_numbers(f"{prefix}{task}/{metric}", m, ("value",)))
+        for task, result in run["tasks"].items():
+            for metric, summary in result["metrics"].items():
+                out.update(_numbers(f"{prefix}{task}/{metric}", summary, ("value",)))
     return out
 
 
-def report_params(report: dict[str, Any]) -> dict[str, Scalar]:
+def report_params(report: Report) -> dict[str, Scalar]:
     params: dict[str, Any] = {"kind": report.get("kind"), "settings": report.get("settings")}
-    if report.get("kind") == "comparison":
+    if report["kind"] == "comparison":
         params.update(before=report["before"]["label"], after=report["after"]["label"],
                       model=report["after"].get("model"))
     else:
@@ -56,12 +58,12 @@ def report_params(report: dict[str, Any]) -> dict[str, Scalar]:
     return {k: v for k, v in flat_params(params).items() if v != ""}
 
 
-def _shown(rec: dict[str, Any]) -> str:
+def _shown(rec: Record) -> str:
     shown = rec.get("input") or {}
     return str(shown.get("prompt", "")) if isinstance(shown, dict) else ""
 
 
-def _prediction(rec: dict[str, Any] | None) -> Any:
+def _prediction(rec: Record | None) -> Any:
     if rec is None:
         return None
     pred = rec.get("prediction")
@@ -74,12 +76,12 @@ def _metric_names(sides: list[Side], task: str) -> list[str]:
     return sorted(names)
 
 
-def sample_tables(report: dict[str, Any], sides: list[Side]
+def sample_tables(report: Report, sides: list[Side]
                   ) -> list[tuple[str, list[str], list[list[Any]]]]:
     """(name, columns, rows) per task; for a comparison one table with both sides and each
     per-example metric's Δ, for a run one per model and task."""
     tables = []
-    if report.get("kind") == "comparison":
+    if report["kind"] == "comparison":
         before, after = sides
         for task in report["tasks"]:
             metrics = _metric_names(sides, task)
@@ -90,11 +92,11 @@ def sample_tables(report: dict[str, Any], sides: list[Side]
             b_recs, a_recs = before.samples.get(task, {}), after.samples.get(task, {})
             for ex_id in dict.fromkeys([*b_recs, *a_recs]):
                 b, a = b_recs.get(ex_id), a_recs.get(ex_id)
-                first = b or a or {}
+                first: Record = b or a or {"id": ex_id}
                 row = [ex_id, _shown(first), first.get("reference"), _prediction(b),
                        _prediction(a)]
-                bm = (b or {}).get("metrics", {})
-                am = (a or {}).get("metrics", {})
+                bm = b.get("metrics", {}) if b else {}
+                am = a.get("metrics", {}) if a else {}
                 row += [side.get(m) for m in metrics for side in (bm, am)]
                 row += [am[m] - bm[m] if isinstance(am.get(m), (int, float))
                         and isinstance(bm.get(m), (int, float)) else None for m in metrics]

@@ -1,5 +1,6 @@
 """The Triton kernels of `harness.kernels` (imported only where Triton is: CUDA builds of
-torch ship it; the tests install it and run these through its interpreter)."""
+torch ship it; the tests install it and run these through its interpreter).
+"""
 
 import triton
 import triton.language as tl
@@ -88,7 +89,8 @@ def rope_kernel(Q, K, C, S, QO, KO, T, sqb, sqh, sqt, skb, skh, skt, oqb, oqh, o
 @triton.jit
 def target_logprob_kernel(L, T, LP, HIT, V, stride, BLOCK: tl.constexpr):
     """Per row of logits: log_softmax at the target (float32, online over the vocabulary)
-    and whether the target is the first argmax (torch.argmax's choice among ties)."""
+    and whether the target is the first argmax (torch.argmax's choice among ties).
+    """
     row = tl.program_id(0).to(tl.int64)
     base = L + row * stride
     cols = tl.arange(0, BLOCK)
@@ -118,7 +120,8 @@ def decode_attn_kernel(Q, K, V, USED, Out, scale, sqb, sqh, skb, skh, sks, svb, 
     """One decode step's attention for one row and one K/V head: the G query heads that
     share the K/V head attend to the row's first USED[row] keys, each key read once for all
     of them (online softmax over blocks of BLOCK_N keys; P rounded to the value dtype for
-    the P·V product, as flash attention does)."""
+    the P·V product, as flash attention does).
+    """
     row = tl.program_id(0).to(tl.int64)
     kvh = tl.program_id(1).to(tl.int64)
     g = tl.arange(0, BG)

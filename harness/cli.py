@@ -32,7 +32,8 @@ from harness.errors import EXIT_BUG, EXIT_FAIL, EXIT_OK, EXIT_USAGE, ConfigError
 def _tracking(args: argparse.Namespace, job: str, out: Path) -> Iterator[Any]:
     """The trackers of --log-to, opened before any work (a missing package fails first) on
     rank 0 only, closed at the end. A tracker that failed while logging ends the command
-    with its error, once the command's own outputs are written."""
+    with its error, once the command's own outputs are written.
+    """
     from harness.track import TrackerContext, open_trackers
 
     trackers = open_trackers(args.log_to if is_main() else [],
@@ -49,6 +50,7 @@ def _tracking(args: argparse.Namespace, job: str, out: Path) -> Iterator[Any]:
 
 
 def cmd_tasks(args: argparse.Namespace) -> int:
+    """`harness tasks`: list the registry's tasks (built-in and --tasks-dir)."""
     from rich.console import Console
     from rich.table import Table
 
@@ -82,6 +84,7 @@ def cmd_tasks(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    """`harness run`: evaluate a base and its adapters on tasks; write the report folder."""
     from harness.registry import discover_tasks
     from harness.report.markdown import render_run
     from harness.report.write import write_report
@@ -103,6 +106,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_score(args: argparse.Namespace) -> int:
+    """`harness score`: score a file of predictions on a generation task, no model."""
     from harness.registry import discover_tasks, pick
     from harness.report.markdown import render_run
     from harness.report.write import write_report
@@ -167,6 +171,7 @@ def _compare(args: argparse.Namespace) -> str | None:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
+    """`harness compare`: paired before/after comparison of two runs, an adapter or two models."""
     from harness.track.report import log_report
 
     with _tracking(args, "compare", args.out) as trackers:
@@ -180,6 +185,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 def cmd_gate(args: argparse.Namespace) -> int:
+    """`harness gate`: check a report against rules; exit 1 when one fails."""
     from harness.gate import evaluate_rules, load_rules, render_verdicts
     from harness.report.write import load_report
 
@@ -191,6 +197,7 @@ def cmd_gate(args: argparse.Namespace) -> int:
 
 
 def cmd_leaderboard(args: argparse.Namespace) -> int:
+    """`harness leaderboard`: rank the models of many reports (Markdown, CSV, JSON, HTML)."""
     import json
 
     from harness.leaderboard import build_leaderboard, render_leaderboard_csv, render_leaderboard_md
@@ -209,6 +216,7 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    """`harness train`: train a (Q)LoRA adapter from a recipe."""
     from harness.train.recipe import load_recipe
     from harness.train.trainer import train
 
@@ -230,6 +238,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_cache(args: argparse.Namespace) -> int:
+    """`harness cache`: show or prune the result store."""
     from harness.store import Store, default_cache_dir
 
     folder = args.cache_dir or default_cache_dir()
@@ -260,6 +269,7 @@ def cmd_cache(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
+    """`harness export`: merge an adapter into its base, or write a GGUF, and check it."""
     from harness.export import ExportSpec, describe, describe_gguf, export_gguf, export_merged
 
     if args.adapter is not None and not args.merge:
@@ -280,6 +290,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
+    """`harness show`: a report folder's summary, flips and examples in the terminal."""
     from harness.show import ShowOptions, show
 
     if args.flips is not None and args.example is not None:
@@ -290,6 +301,7 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
+    """`harness demo`: train on project-written news, then compare, on SmolLM2 or a tiny model."""
     from harness.demo import run_demo
 
     run_demo(args.out, tiny=args.tiny, deploy=args.deploy)
@@ -321,7 +333,8 @@ COMMANDS = {"tasks": cmd_tasks, "run": cmd_run, "score": cmd_score, "compare": c
 OUT_COMMANDS = ("run", "score", "compare", "leaderboard", "demo", "export")
 def _run(args: argparse.Namespace, debug: bool) -> tuple[int, str | None]:
     """Run the command; (exit code, the one error line or None). A bug, or any error under
-    debug, propagates."""
+    debug, propagates.
+    """
     from harness import env
     from harness.report.write import prepare_out, remove_if_empty
 
@@ -351,6 +364,7 @@ def _terminate(signum: int, frame: object) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one command; every failure is one stderr line and an exit code (cli_errors)."""
     for stream in (sys.stdout, sys.stderr):  # never fail on printing a name or a path
         with contextlib.suppress(AttributeError, ValueError):
             stream.reconfigure(errors="backslashreplace")  # type: ignore[union-attr]

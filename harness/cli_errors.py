@@ -1,5 +1,6 @@
 """The one stderr line for each way a command can fail: errors a user can fix (exit 2),
-interrupts (130), and bugs (exit 3, the traceback saved to a file and named)."""
+interrupts (130), and bugs (exit 3, the traceback saved to a file and named).
+"""
 
 from __future__ import annotations
 
@@ -14,10 +15,12 @@ _DISK_FULL = (errno.ENOSPC, errno.EFBIG, getattr(errno, "EDQUOT", errno.ENOSPC))
 
 
 def one_line(text: str) -> str:
+    """The text on one line: newlines and runs of spaces folded."""
     return " ".join(str(text).split())
 
 
 def interrupted(command: str) -> str:
+    """The line for Ctrl-C: what was kept and how to resume."""
     if command == "train":
         return ("interrupted: the last checkpoint is kept; add --resume to the same command to "
                 "continue from it")
@@ -26,6 +29,7 @@ def interrupted(command: str) -> str:
 
 
 def os_error(err: OSError) -> str:
+    """The line for an operating-system error (a full disk, a missing permission)."""
     where = err.filename or "a file"
     if err.errno in _DISK_FULL:
         return (f"no space left writing {where} ({err.strerror}); nothing half-written was "

@@ -1,6 +1,7 @@
 """The command line's parser: argparse types that check each value where it enters (one line,
 exit 2, on a bad one), the option groups the commands share, and `build_parser`. cli.py runs
-what it parses."""
+what it parses.
+"""
 
 from __future__ import annotations
 
@@ -73,7 +74,8 @@ def _out(value: str) -> Path:
 
 def _gguf_type(value: str) -> str:
     """--gguf: the types the gguf package writes; K-quants and IQ types name llama.cpp's
-    quantiser, which makes them from the f16 file."""
+    quantiser, which makes them from the f16 file.
+    """
     import re
 
     if value in ("f16", "q8_0", "q4_0"):
@@ -182,6 +184,7 @@ def _add_allow_code(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The whole command line: every command, its flags and their checked types."""
     parser = _Parser(prog="harness", description=DESCRIPTION)
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 

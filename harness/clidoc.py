@@ -1,5 +1,6 @@
 """docs/cli.md, generated from the argparse parser itself: `python -m harness.clidoc >
-docs/cli.md` (`make docs`). A test keeps the file equal to what this writes."""
+docs/cli.md` (`make docs`). A test keeps the file equal to what this writes.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ WIDTH = 100  # help wrapped at this width, whatever the terminal
 
 
 def render() -> str:
+    """docs/cli.md's text, generated from the parser."""
     from harness.cli_parser import build_parser
 
     parser = build_parser()

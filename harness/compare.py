@@ -2,7 +2,8 @@
 (harness.stats), minimum detectable effects, Holm (or BH) adjustment across the target cells
 and across the forgetting cells, and the forgetting set (general tasks). Works from per-example
 sample records, so it runs on two finished run folders as well as on a fresh in-process
-evaluation."""
+evaluation.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from pathlib import Path
 from typing import Any, Literal, cast
 
 from harness import __version__, degenerate, seeds
+from harness.adjust import adjust
 from harness.errors import ConfigError, DataError
 from harness.kinds import rebuild_scores
 from harness.metrics import INFO, Scores, is_proportion
@@ -27,7 +29,7 @@ from harness.shapes import (
     RunReport,
     TaskResult,
 )
-from harness.stats import ALPHA, POWER, PairedDelta, adjust, paired_delta, paired_delta_corpus
+from harness.stats import ALPHA, POWER, PairedDelta, paired_delta, paired_delta_corpus
 
 N_EXAMPLES = 3
 DATA_ONLY = frozenset({"ref_words"})  # metrics of the references alone: the same both sides
@@ -134,7 +136,8 @@ def _delta(metric: str, before_scores: Any, after_scores: Any, resamples: int,
 def _adjust_family(cells: list[tuple[str, ComparedMetric]], method: str) -> None:
     """Adjusted p-values across one family of (metric, cell) pairs, in place. Descriptive
     metrics without a better direction (lengths) and cells without a p-value are left out
-    (null)."""
+    (null).
+    """
     family = [(c, p) for name, c in cells if (p := c.get("p_value")) is not None
               and not (name in INFO and INFO[name].higher_is_better is None)]
     for (cell, _), adjusted in zip(family, adjust([p for _, p in family], method), strict=True):
@@ -256,7 +259,8 @@ def write_comparison(out: Path, report: ComparisonReport, before: RunView, after
 def compare_models(spec: Any, registry: Mapping[str, Any], general: Sequence[str],
                    resamples: int, out: Path, adjustment: str = "holm") -> str:
     """Load the base once, evaluate it with the adapter off ("before") and on ("after") on
-    every task, compare, write. `spec` is a RunSpec with one adapter and include_base."""
+    every task, compare, write. `spec` is a RunSpec with one adapter and include_base.
+    """
     from harness.distributed import is_main
     from harness.runner import evaluate
 
@@ -271,7 +275,8 @@ def compare_models(spec: Any, registry: Mapping[str, Any], general: Sequence[str
 @dataclass(frozen=True)
 class DivergenceSpec:
     """compare --candidate: the texts the divergence is measured on (None: the tasks'
-    prompts and references) and the most predicted tokens it reads."""
+    prompts and references) and the most predicted tokens it reads.
+    """
 
     text: Path | None = None
     max_tokens: int = 16_384
@@ -284,7 +289,8 @@ def compare_two_models(spec: Any, candidate: str, registry: Mapping[str, Any],
     """Two models, not base vs adapter: `spec.model.base` ("before") and `candidate`
     ("after", e.g. its merged export or a quantised GGUF), each evaluated on every task, the
     same paired report, plus how far the candidate's next-token distributions are from the
-    base's (harness.divergence)."""
+    base's (harness.divergence).
+    """
     from dataclasses import replace
 
     from harness.distributed import is_main
@@ -314,7 +320,8 @@ def compare_two_models(spec: Any, candidate: str, registry: Mapping[str, Any],
 def _divergence(base_spec: Any, cand_spec: Any, registry: Mapping[str, Any],
                 spec: DivergenceSpec) -> dict[str, Any]:
     """Both models loaded at once; measured before the task runs, so a tokenizer mismatch
-    stops the command before hours of evaluation."""
+    stops the command before hours of evaluation.
+    """
     from harness import divergence
     from harness.models import load_model
     from harness.prompts import with_chat_template

@@ -36,6 +36,7 @@ class TaskData:
 
 
 def canonical_json(value: Any) -> str:
+    """Stable JSON for hashing: sorted keys, no spaces, Unicode kept."""
     return json.dumps(value, sort_keys=True, ensure_ascii=False, separators=(",", ":"),
                       default=str)
 
@@ -287,7 +288,8 @@ def load_task_data(task: TaskSpec, path: str | None, limit: int | None,
                    policy: CodePolicy = DEFAULT_POLICY) -> TaskData:
     """Rows for a task from `path` if given, else from its hub dataset. Empty references are
     an error unless allow_empty_target (the trainer drops and counts them). A transform runs
-    only where `policy` permits it (checked before any row is read)."""
+    only where `policy` permits it (checked before any row is read).
+    """
     if limit is not None and limit < 1:
         raise ConfigError(f"--limit must be a positive integer, got {limit}")
     if task.transform:

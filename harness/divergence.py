@@ -1,6 +1,8 @@
 """How far one model's next-token distributions are from another's, over a set of texts: the
 statistics llama.cpp's `llama-perplexity --kl-divergence` reports. The first model is the
-reference P (the base, "before"), the second Q (the candidate, "after"):
+reference P (the base, "before"), the second Q (the candidate, "after").
+
+Figures:
 
 - kld_mean and kld_p99: KL(P || Q) per predicted token, mean and 99th percentile;
 - same_top_token: the share of positions where both models' most likely next token agree;
@@ -28,7 +30,8 @@ PROBE = "The quick brown fox jumps over the lazy dog. 12345 — naïve café, �
 
 def read_texts(path: Path) -> list[str]:
     """--text FILE: JSON lines with a "text" field, or plain text (one text per paragraph,
-    paragraphs separated by a blank line)."""
+    paragraphs separated by a blank line).
+    """
     try:
         raw = path.read_bytes().decode("utf-8-sig")
     except FileNotFoundError:
@@ -59,7 +62,8 @@ def read_texts(path: Path) -> list[str]:
 
 def task_texts(tasks: Sequence[Any], datasets: dict[str, Any], tokenizer: Any) -> list[str]:
     """The default text set: every task's prompts as the model sees them, followed by the
-    reference for generation tasks."""
+    reference for generation tasks.
+    """
     texts = []
     for task in tasks:
         builder = PromptBuilder(task, tokenizer)
@@ -74,7 +78,8 @@ def task_texts(tasks: Sequence[Any], datasets: dict[str, Any], tokenizer: Any) -
 def check_same_tokenizer(tok_a: Any, tok_b: Any, names: tuple[str, str]) -> None:
     """The same token for every id both have, and the same ids for a probe text. Tokens past
     the shorter one are allowed only as added special tokens (transformers' GGUF reader adds
-    <|endoftext|> to a Qwen-family vocabulary that lacks it) or a GGUF file's padding."""
+    <|endoftext|> to a Qwen-family vocabulary that lacks it) or a GGUF file's padding.
+    """
     vocab_a, vocab_b = tok_a.get_vocab(), tok_b.get_vocab()
     shared = min(len(vocab_a), len(vocab_b))
     longer, vocab_long = (tok_a, vocab_a) if len(vocab_a) > len(vocab_b) else (tok_b, vocab_b)

@@ -71,6 +71,7 @@ def get(name: str) -> str:
 
 
 def positive(name: str) -> int | None:
+    """A HARNESS_* integer switch that must be 1 or more (None when unset)."""
     value = os.environ.get(name)
     return _int(name, value, 1) if value else None
 
@@ -78,5 +79,6 @@ def positive(name: str) -> int | None:
 def text(name: str) -> str:
     """Any other variable's value, stripped ("" when unset): the one place the harness reads
     the environment (its own HARNESS_* switches above, the launcher's RANK/WORLD_SIZE, the
-    trackers' MLFLOW_*/WANDB_* settings)."""
+    trackers' MLFLOW_*/WANDB_* settings).
+    """
     return os.environ.get(name, "").strip()

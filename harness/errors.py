@@ -26,7 +26,8 @@ class ModelError(HarnessError):
 
 def first_line(err: BaseException) -> str:
     """The first non-empty line of a library's error (at most 300 characters), or its type:
-    what goes into a one-line message."""
+    what goes into a one-line message.
+    """
     for line in str(err).splitlines():
         if line.strip():
             return line.strip()[:300]

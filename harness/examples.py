@@ -39,6 +39,7 @@ ACTIONS = ["picks up a brush", "fills a bucket with water", "opens the oven door
 
 
 def news(n: int, seed: int = 0) -> list[dict[str, Any]]:
+    """Project-written news articles with highlights, n of them (CNN/DailyMail's shape)."""
     rng = random.Random(seed)
     rows = []
     for i in range(n):
@@ -63,7 +64,8 @@ def news(n: int, seed: int = 0) -> list[dict[str, Any]]:
 def news_varied(n: int, seed: int = 0) -> list[dict[str, Any]]:
     """News in the cnn_dailymail columns whose articles and highlights vary in wording and in
     which facts the highlights keep, as real highlights do: a model can learn the style (two
-    short factual lines) but not guess every word, so scores stay below 100%."""
+    short factual lines) but not guess every word, so scores stay below 100%.
+    """
     rng = random.Random(seed + 5)
     rows = []
     for i in range(n):
@@ -105,6 +107,7 @@ def news_varied(n: int, seed: int = 0) -> list[dict[str, Any]]:
 
 
 def papers(n: int, seed: int = 0) -> list[dict[str, Any]]:
+    """Project-written paper-like articles with abstracts, n of them (PubMed's shape)."""
     rng = random.Random(seed + 1)
     rows = []
     for i in range(n):
@@ -127,6 +130,7 @@ def papers(n: int, seed: int = 0) -> list[dict[str, Any]]:
 
 
 def medical_qa(n: int, seed: int = 0) -> list[dict[str, Any]]:
+    """Project-written medical question/answer pairs, n of them (MedQuAD's shape)."""
     rng = random.Random(seed + 2)
     rows = []
     for i in range(n):
@@ -171,7 +175,8 @@ def hellaswag_items(n: int, seed: int = 0) -> list[dict[str, Any]]:
 def commonsense_items(seed: int = 0) -> list[dict[str, Any]]:
     """HellaSwag-format items with one sensible ending: the forgetting probe of the real-model
     demo. The three wrong endings are other scenes' endings, so a language model that follows
-    the context picks the right one well above chance (a quarter)."""
+    the context picks the right one well above chance (a quarter).
+    """
     rng = random.Random(seed + 4)
     rows = []
     for i, (activity, context, subject, ending) in enumerate(EVERYDAY):
@@ -197,6 +202,7 @@ def corpus() -> list[str]:
 
 
 def write_jsonl(rows: list[dict[str, Any]], path: Path) -> Path:
+    """Write rows as JSON lines; returns the path."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w", encoding="utf-8") as fh:
         for r in rows:

@@ -196,6 +196,7 @@ def export_merged(spec: ExportSpec) -> dict[str, Any]:
 
 
 def describe(summary: dict[str, Any], out: Path) -> str:
+    """The one-line summary of a merge export and its check."""
     check = summary["merge_check"]
     cast = "" if summary["dtype"] == "float32" else (
         f"; saved in {summary['dtype']}, which moves them by up to "
@@ -207,6 +208,7 @@ def describe(summary: dict[str, Any], out: Path) -> str:
 
 
 def describe_gguf(summary: dict[str, Any], out: Path) -> str:
+    """The one-line summary of a GGUF export and its read-back check."""
     check = summary["check"]
     return (f"wrote {out / summary['file']}: GGUF {summary['type']} "
             f"({summary['bytes'] / 2**20:.1f} MiB); read back through transformers, against "
@@ -218,6 +220,7 @@ def describe_gguf(summary: dict[str, Any], out: Path) -> str:
 
 
 def read_export(out: Path) -> dict[str, Any]:
+    """An export folder's export.json."""
     return json.loads((out / "export.json").read_text(encoding="utf-8"))
 
 
@@ -234,7 +237,8 @@ def _check_texts() -> list[str]:
 def _check_tokenizer(tokenizer: Any, out: Path, name: str) -> None:
     """The file's tokenizer, read back by transformers, must split text as the model's does:
     the pre-tokenizer is named by family, and a model whose tokenizer is not its family's
-    (digits, spaces and scripts split differently) would be served other token ids."""
+    (digits, spaces and scripts split differently) would be served other token ids.
+    """
     from transformers import AutoTokenizer
 
     from harness.divergence import PROBE
@@ -259,7 +263,8 @@ def _check_tokenizer(tokenizer: Any, out: Path, name: str) -> None:
 
 def export_gguf(spec: ExportSpec) -> dict[str, Any]:
     """Write spec.out/NAME-TYPE.gguf from the merged folder just written (an adapter) or from
-    --base, read it back through transformers and check it against the source model."""
+    --base, read it back through transformers and check it against the source model.
+    """
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -321,7 +326,8 @@ def export_gguf(spec: ExportSpec) -> dict[str, Any]:
 
 def _add_to_record(out: Path, spec: ExportSpec, summary: dict[str, Any]) -> None:
     """export.json gains this file's entry: read, changed and replaced under a lock on the
-    folder, so two exports into one --out at once both keep theirs."""
+    folder, so two exports into one --out at once both keep theirs.
+    """
     with folder_lock(out):
         record = read_export(out) if (out / "export.json").exists() else {
             "harness_version": __version__, "kind": "gguf", "base": spec.base}

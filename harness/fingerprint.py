@@ -1,6 +1,7 @@
 """Fingerprints: the sha256 digests that identify a model's weights, config and tokenizer
 files (the result store's model key), remembered by file identity so a 16 GB model is read
-once, not on every run."""
+once, not on every run.
+"""
 
 from __future__ import annotations
 
@@ -32,7 +33,8 @@ def hash_files(folder: Path, names: list[str] | None = None,
     `file-hashes.json` beside the result store) under the files' identity: path, size,
     modification and status-change times, inode. Rewriting or replacing a file changes its
     status-change time, which no tool sets back, so a changed file is hashed again. `stop`
-    set: returns "" at the next chunk (the load failed; nobody needs the digest)."""
+    set: returns "" at the next chunk (the load failed; nobody needs the digest).
+    """
     files = sorted(p for p in folder.iterdir()
                    if p.is_file() and (p.name in names if names else p.suffix in WEIGHT_SUFFIXES))
     stats = [p.stat() for p in files]
@@ -73,7 +75,8 @@ def _hash_cache() -> dict[str, str]:
 
 def _remember_hash(key: str, value: str) -> None:
     """Adds one digest to the cache file (the newest _HASH_CACHE_SIZE kept), written whole to
-    a temporary file and renamed over it; a cache that cannot be written is skipped."""
+    a temporary file and renamed over it; a cache that cannot be written is skipped.
+    """
     import tempfile
 
     path = _hash_cache_path()
@@ -93,4 +96,5 @@ def _remember_hash(key: str, value: str) -> None:
 
 
 def fingerprint_id(fp: dict[str, Any]) -> str:
+    """A fingerprint's 16-hex-digit id: the store key's model part."""
     return hashlib.sha256(json.dumps(fp, sort_keys=True).encode()).hexdigest()[:16]

@@ -59,6 +59,7 @@ class Verdict:
 
 
 def parse_rule(text: str) -> Rule:
+    """One rule (`TASK.METRIC[.FIELD] OP NUMBER`) checked and parsed."""
     m = _RULE.match(text)
     if not m:
         raise ConfigError(f"rule '{text}' is not of the form TASK.METRIC[.delta|.before|.after|"
@@ -69,6 +70,7 @@ def parse_rule(text: str) -> Rule:
 
 
 def load_rules(rules: Sequence[str], files: Sequence[Path]) -> list[Rule]:
+    """Rules from --rule flags and rule files, each checked."""
     texts = list(rules)
     for f in files:
         data = yamlio.load_file(f, "--rules file")
@@ -92,7 +94,8 @@ def _pick(names: Sequence[str], name: str, what: str, where: str = "") -> None:
 def _metrics(task: Mapping[str, Any], comparison: bool) -> dict[str, Any]:
     """A task's metric entries, plus its degenerate-output rates (generation tasks) in the same
     shape: `value` on runs; `before`, `after` and `delta` (after - before) on comparisons;
-    no CI."""
+    no CI.
+    """
     metrics = dict(task["metrics"])
     block = task.get("degenerate")
     if not isinstance(block, dict):
@@ -172,7 +175,8 @@ def _lookup(report: Report, rule: Rule) -> Found:
 def evaluate_rules(report: Report, rules: Sequence[Rule], strict: bool,
                    significance: str = "raw") -> list[Verdict]:
     """significance: "raw" (a violation counts when the cell's CI lies wholly on the wrong
-    side) or "adjusted" (and the cell is significant after the report's adjustment)."""
+    side) or "adjusted" (and the cell is significant after the report's adjustment).
+    """
     if significance == "adjusted" and report["kind"] == "comparison" \
             and "adjustment" not in report.get("settings", {}):
         raise DataError(f"--significance adjusted: this comparison (schema_version "
@@ -202,6 +206,7 @@ def evaluate_rules(report: Report, rules: Sequence[Rule], strict: bool,
 
 def render_verdicts(verdicts: Sequence[Verdict], strict: bool,
                     significance: str = "raw") -> str:
+    """The verdicts as a table, one line per rule."""
     lines = []
     for v in verdicts:
         ci = f" [95% CI {v.ci95[0]:+.4g}, {v.ci95[1]:+.4g}]" if v.ci95 else ""

@@ -28,7 +28,8 @@ PLAIN_TYPES = {"F32", "F16", "BF16", "F64", "I8", "I16", "I32", "I64"}
 
 def gguf_info(path: Path) -> dict[str, Any]:
     """Architecture, file type and tensor types of a GGUF file, from its header (no weights
-    read); a one-line ModelError where it cannot be read."""
+    read); a one-line ModelError where it cannot be read.
+    """
     try:
         import gguf
     except ImportError:
@@ -55,7 +56,8 @@ def gguf_info(path: Path) -> dict[str, Any]:
 
 def check_gguf(path: Path) -> dict[str, Any]:
     """gguf_info, after checking that transformers can load the architecture and that every
-    tensor type can be dequantized; otherwise one line naming what is supported."""
+    tensor type can be dequantized; otherwise one line naming what is supported.
+    """
     info = gguf_info(path)
     from transformers.modeling_gguf_pytorch_utils import GGUF_SUPPORTED_ARCHITECTURES
 
@@ -85,9 +87,10 @@ def _key_length(path: Path) -> int | None:
 
 
 def load_gguf_model(path: Path, **kwargs: Any) -> Any:
-    """transformers' AutoModelForCausalLM from a GGUF file (dequantized). transformers' GGUF
+    """A transformers AutoModelForCausalLM from a GGUF file (dequantized). transformers' GGUF
     reader ignores the file's attention.key_length (for Qwen3 it assumes head_dim 128); the
-    config is read first and its head_dim set from the file where they differ."""
+    config is read first and its head_dim set from the file where they differ.
+    """
     from transformers import AutoConfig, AutoModelForCausalLM
 
     config = AutoConfig.from_pretrained(str(path.parent), gguf_file=path.name)
@@ -100,7 +103,8 @@ def load_gguf_model(path: Path, **kwargs: Any) -> Any:
 
 def plain_folder(gguf_path: Path, digest: str, cache: Path) -> tuple[Path, dict[str, Any]]:
     """The dequantized copy of a GGUF file as a plain model folder, made on first use (the
-    file's header is checked then), and the file's gguf_info as recorded at conversion."""
+    file's header is checked then), and the file's gguf_info as recorded at conversion.
+    """
     folder = cache / "gguf" / digest[:32]
     try:
         marker = json.loads((folder / MARKER).read_text(encoding="utf-8"))

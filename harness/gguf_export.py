@@ -46,7 +46,8 @@ PRE_TOKENIZERS = ("gpt-2 (ByteLevel with its regex)", "smollm (digits, then Byte
 def pre_tokenizer_name(tokenizer: Any) -> str:
     """The name llama.cpp knows the tokenizer's pre-tokenizer by, from its structure (llama.cpp's
     converter tells them apart by a hash of the tokenizer's output). A structure it does not
-    know is refused: llama.cpp would split text otherwise than the model does."""
+    know is refused: llama.cpp would split text otherwise than the model does.
+    """
     import json
 
     backend = getattr(tokenizer, "backend_tokenizer", None)
@@ -86,7 +87,8 @@ def _rope_scaling(config: Any) -> dict[str, Any] | None:
 
 def llama3_rope_factors(scaling: dict[str, Any], theta: float, head_dim: int) -> np.ndarray:
     """The per-frequency divisors llama.cpp stores as `rope_freqs` for Llama 3.1's "llama3"
-    rope scaling, by its converter's formula (convert_hf_to_gguf.py, LlamaModel)."""
+    rope scaling, by its converter's formula (convert_hf_to_gguf.py, LlamaModel).
+    """
     import math
 
     freqs = 1.0 / (theta ** (np.arange(0, head_dim, 2, dtype=np.float32) / head_dim))
@@ -111,7 +113,8 @@ def llama3_rope_factors(scaling: dict[str, Any], theta: float, head_dim: int) ->
 def rope_check(config: Any, gguf_file: Path) -> dict[str, Any] | None:
     """For a model with rope scaling (which transformers' GGUF reader does not restore): the
     file's scaling held against transformers' own rope computation for the source config.
-    Returns None for plain rope; raises ModelError where they disagree."""
+    Returns None for plain rope; raises ModelError where they disagree.
+    """
     import gguf
     import torch
     from transformers.modeling_rope_utils import ROPE_INIT_FUNCTIONS
@@ -159,7 +162,8 @@ def _with_factor(config: Any, factor: float) -> Any:
 
 def permute_qk(weights: np.ndarray, n_head: int, n_head_kv: int | None = None) -> np.ndarray:
     """HF's rotate-half layout of a Q or K projection to llama.cpp's interleaved rope layout:
-    within each head, the two halves of the rotary dimensions are interleaved pairwise."""
+    within each head, the two halves of the rotary dimensions are interleaved pairwise.
+    """
     heads = n_head_kv if n_head_kv is not None and n_head_kv != n_head else n_head
     shape = weights.shape
     return (weights.reshape(heads, 2, shape[0] // heads // 2, *shape[1:])

@@ -56,7 +56,8 @@ def _kernels() -> dict[str, Any] | None:
 
 def _runs_here(t: Any, mode: str = "auto") -> bool:
     """Whether the kernels run on this tensor: CUDA in half precision; with mode "on" under
-    the Triton interpreter (tests), CPU tensors of any float dtype."""
+    the Triton interpreter (tests), CPU tensors of any float dtype.
+    """
     import torch
 
     if t.is_cuda:
@@ -66,7 +67,7 @@ def _runs_here(t: Any, mode: str = "auto") -> bool:
 
 
 def rms_norm(x: Any, weight: Any, eps: float) -> Any:
-    """transformers' RMSNorm: `weight * (x * rsqrt(mean(x²) + eps)).to(x.dtype)`."""
+    """The RMSNorm of transformers: `weight * (x * rsqrt(mean(x²) + eps)).to(x.dtype)`."""
     import torch
 
     k = _kernels()
@@ -103,7 +104,8 @@ def silu_mul(gate: Any, up: Any) -> Any:
 
 def rope(q: Any, k_: Any, cos: Any, sin: Any) -> tuple[Any, Any]:
     """`apply_rotary_pos_emb(q, k, cos, sin)` for q/k [batch, heads, tokens, head_dim] (any
-    strides with a contiguous last axis) and cos/sin [batch or 1, tokens, head_dim]."""
+    strides with a contiguous last axis) and cos/sin [batch or 1, tokens, head_dim].
+    """
     import torch
 
     k = _kernels()
@@ -126,7 +128,8 @@ def rope(q: Any, k_: Any, cos: Any, sin: Any) -> tuple[Any, Any]:
 def target_logprobs(logits: Any, targets: Any, mode: str = "auto") -> tuple[Any, Any] | None:
     """(log_softmax(logits.float())[i, targets[i]], logits[i].argmax() == targets[i]) per row
     in one read of the logits, without a float32 copy of them; None where the kernels do not
-    serve (the caller computes it with torch)."""
+    serve (the caller computes it with torch).
+    """
     import torch
 
     if mode == "off" or not _runs_here(logits, mode) or logits.dim() != 2 or \
@@ -145,7 +148,8 @@ def target_logprobs(logits: Any, targets: Any, mode: str = "auto") -> tuple[Any,
 
 def decode_attention_serves(query: Any, key: Any, mode: str = "auto") -> bool:
     """Whether `decode_attention` serves these tensors (the kernels' device and dtypes, a
-    head size its matrix products take, whole query groups per K/V head)."""
+    head size its matrix products take, whole query groups per K/V head).
+    """
     d = query.shape[-1]
     return mode != "off" and _runs_here(query, mode) and key.dtype == query.dtype and \
         d >= 16 and d & (d - 1) == 0 and query.shape[1] % key.shape[1] == 0 and \
@@ -158,7 +162,8 @@ def decode_attention(query: Any, key: Any, value: Any, used: Any, scale: float |
     query [rows, heads, head_dim], key/value [rows, kv heads, slots, head_dim] (any strides
     with a contiguous last axis); returns [rows, heads, head_dim]. Each program takes one
     row and one K/V head with all the query heads that share it, so each key and value is
-    read once (grouped-query attention)."""
+    read once (grouped-query attention).
+    """
     import torch
 
     k = _kernels()
@@ -250,7 +255,8 @@ def _probe(verdicts: dict[str, bool], key: str, check: Callable[[], bool]) -> bo
     """Whether a replacement gives the module's output on a probe input, checked once per
     module class (key) within one plan (`verdicts`, the plan's own). A plan is made when a
     decoder first runs fused and kept on it, so this runs once per loaded model; nothing is
-    cached across models."""
+    cached across models.
+    """
     if key not in verdicts:
         import torch
 
@@ -264,7 +270,8 @@ def _probe(verdicts: dict[str, bool], key: str, check: Callable[[], bool]) -> bo
 
 def _heads(attn: Any) -> tuple[int, int, int]:
     """(query heads, K/V heads, head size) of an attention module, small defaults where it
-    does not say (the rotary probe then compiles a variant of its own)."""
+    does not say (the rotary probe then compiles a variant of its own).
+    """
     cfg = getattr(attn, "config", None)
     heads = getattr(cfg, "num_attention_heads", None) or 4
     kv = getattr(cfg, "num_key_value_heads", None) or heads
@@ -275,7 +282,8 @@ def _heads(attn: Any) -> tuple[int, int, int]:
 def _plan(decoder: Any, dtype: Any, device: Any,
           ) -> tuple[list[tuple[Any, Any]], list[tuple[Any, str, Any]], list[str]]:
     """The replacements that pass their probes: (module, call) pairs, (python module, name,
-    function) globals, and a description of each kind installed."""
+    function) globals, and a description of each kind installed.
+    """
     import torch
 
     gen = torch.Generator(device="cpu").manual_seed(0)
@@ -338,7 +346,8 @@ def _plan(decoder: Any, dtype: Any, device: Any,
 def usable(decoder: Any, mode: str = "auto") -> tuple[Any, Any] | None:
     """(dtype, device) when the fused kernels can serve this decoder: Triton importable,
     mode not "off", every parameter on one device where the kernels run (`_runs_here`);
-    None else."""
+    None else.
+    """
     import torch
 
     if mode == "off":
@@ -360,7 +369,8 @@ def usable(decoder: Any, mode: str = "auto") -> tuple[Any, Any] | None:
 def fused(decoder: Any, mode: str = "auto") -> Iterator[list[str]]:
     """Inside the block, the decoder's RMSNorms, SiLU MLPs and rotary embedding run the fused
     kernels (those that pass their probes); their own code again after it. Yields what was
-    installed (empty where nothing could be)."""
+    installed (empty where nothing could be).
+    """
     where = usable(decoder, mode)
     if where is None:
         yield []

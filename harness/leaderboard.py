@@ -37,6 +37,7 @@ def _model_name(model: dict[str, Any]) -> tuple[str, str]:
 
 
 def collect_rows(paths: Sequence[Path]) -> list[dict[str, Any]]:
+    """One row per model of every report found under the paths."""
     rows = []
     for path in _find_reports(paths):
         report = load_report(path)
@@ -59,6 +60,7 @@ def collect_rows(paths: Sequence[Path]) -> list[dict[str, Any]]:
 
 
 def build_leaderboard(paths: Sequence[Path], sort: str | None) -> dict[str, Any]:
+    """The leaderboard: rows ranked by the sort metric, with its columns."""
     rows = collect_rows(paths)
     columns: dict[str, str] = {}
     for r in rows:
@@ -91,6 +93,7 @@ def build_leaderboard(paths: Sequence[Path], sort: str | None) -> dict[str, Any]
 
 
 def render_leaderboard_md(board: dict[str, Any]) -> str:
+    """The leaderboard as Markdown."""
     cols = board["columns"]
     head = ["#", "model", "adapter"] + [f"{c['task']} {metric_label(c['metric'])}" for c in cols]
     head += [f"Δ {k}" for k in board["forgetting_columns"]]
@@ -118,6 +121,7 @@ def render_leaderboard_md(board: dict[str, Any]) -> str:
 
 
 def render_leaderboard_csv(board: dict[str, Any]) -> str:
+    """The leaderboard as CSV."""
     buf = io.StringIO()
     writer = csv.writer(buf)
     cols = board["columns"]

@@ -1,6 +1,7 @@
 """Bridge: run lm-evaluation-harness tasks (`--tasks lm_eval:NAME`) on the model the harness has
 already loaded (base, or base + adapter, 4-bit or not; "before" with the adapter switched off),
-and fold their per-example values into our records, reports, store and comparisons."""
+and fold their per-example values into our records, reports, store and comparisons.
+"""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ PREFIX = "lm_eval:"
 
 
 def task_manager(include: Sequence[Path]) -> Any:
+    """lm-eval's TaskManager over its tasks and the --lm-eval-include folders."""
     from lm_eval.tasks import TaskManager
 
     for d in include:
@@ -25,6 +27,7 @@ def task_manager(include: Sequence[Path]) -> Any:
 
 
 def check_names(names: Sequence[str], manager: Any) -> None:
+    """Raise ConfigError for a task lm-eval does not know, with close names."""
     import difflib
 
     known = set(manager.all_tasks)
@@ -54,9 +57,12 @@ def _number(value: Any) -> float | None:
 def run_lm_eval(names: Sequence[str], model: Any, tokenizer: Any, manager: Any,
                 limit: int | None, batch_size: int | None, max_length: int,
                 ) -> dict[str, tuple[list[Record], dict[str, Any]]]:
-    """name -> (records, info). Records carry per-example metric values; a metric joins them
-    only where lm-eval aggregates it as the mean of those values (checked against lm-eval's
-    own figure), so every folded number is lm-eval's number."""
+    """Run lm-eval tasks: name -> (records, info).
+
+    Records carry per-example metric values; a metric joins them only where lm-eval aggregates
+    it as the mean of those values (checked against lm-eval's own figure), so every folded
+    number is lm-eval's number.
+    """
     from lm_eval import simple_evaluate
     from lm_eval.models.huggingface import HFLM
 
@@ -107,7 +113,8 @@ def run_lm_eval(names: Sequence[str], model: Any, tokenizer: Any, manager: Any,
 
 def write_local_hellaswag_task(folder: Path, data: Path, name: str = "hs_local") -> Path:
     """An lm-eval task YAML running lm-eval's own HellaSwag (its process_docs, acc, acc_norm)
-    over a local JSONL in the hub's columns. Offline parity checks and benchmarks use it."""
+    over a local JSONL in the hub's columns. Offline parity checks and benchmarks use it.
+    """
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "utils.py").write_text("from lm_eval.tasks.hellaswag.utils import process_docs\n")
     (folder / f"{name}.yaml").write_text(

@@ -55,7 +55,8 @@ class LmEvalBackend:
     def loglikelihood(self, requests: Sequence[LoglikelihoodRequest], progress: Progress,
                       label: str) -> list[LoglikelihoodResult]:
         """Each continuation's summed log-probability, through HFLM._loglikelihood_tokens
-        (its batching, its left truncation to max_length + 1 tokens)."""
+        (its batching, its left truncation to max_length + 1 tokens).
+        """
         task_id = progress.add(label, len(requests))
         reqs = []
         for r in requests:
@@ -77,7 +78,8 @@ class LmEvalBackend:
     def submit_choices(self, groups: Sequence[Choices], progress: Progress,
                        label: str) -> PendingChoices:
         """Every choice of every item as one log-likelihood request each (lm-eval's layout:
-        the context repeated per choice); computed here, so `collect_choices` only reads."""
+        the context repeated per choice); computed here, so `collect_choices` only reads.
+        """
         flat = [LoglikelihoodRequest(ctx, cont) for ctx, conts in groups for cont in conts]
         results = iter(self.loglikelihood(flat, progress, label))
         out: list[list[LoglikelihoodResult] | None] = [
@@ -93,7 +95,8 @@ class LmEvalBackend:
     def generate_detailed(self, prompts: Sequence[Sequence[int]], spec: GenerationSpec,
                           progress: Progress, label: str) -> list[Generation]:
         """Continuations through HFLM._model_generate (transformers' `generate` with lm-eval's
-        stop-sequence criteria) on left-padded batches, longest first."""
+        stop-sequence criteria) on left-padded batches, longest first.
+        """
         import torch
 
         task_id = progress.add(label, len(prompts))

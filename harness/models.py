@@ -70,7 +70,8 @@ class LoadedModel:
 @dataclass(frozen=True)
 class BaseSource:
     """Where a base model comes from. path: the folder or hub id given to from_pretrained;
-    gguf_file: the GGUF file's name in that folder (transformers dequantizes it on load)."""
+    gguf_file: the GGUF file's name in that folder (transformers dequantizes it on load).
+    """
 
     name: str
     local: bool
@@ -83,12 +84,14 @@ class BaseSource:
 
     @property
     def load_kwargs(self) -> dict[str, Any]:
+        """Extra from_pretrained arguments for this source (gguf_file for a GGUF)."""
         return {"gguf_file": self.gguf_file} if self.gguf_file else {}
 
 
 def materialize(source: BaseSource) -> BaseSource:
     """A GGUF base as its dequantized plain folder in the cache (made once per file); any
-    other base as it is."""
+    other base as it is.
+    """
     if not source.gguf_file or source.folder is None:
         return source
     from harness.gguf_base import plain_folder
@@ -102,7 +105,8 @@ def materialize(source: BaseSource) -> BaseSource:
 
 def resolve_base(base: str) -> BaseSource:
     """A hub id, a folder saved with save_pretrained, a .gguf file, or a folder holding
-    exactly one .gguf file."""
+    exactly one .gguf file.
+    """
     p = Path(base).expanduser()
     if p.is_file():
         if p.suffix.lower() != ".gguf":
@@ -183,6 +187,7 @@ def _quantization_config(spec: ModelSpec, device: str) -> Any:
 
 def load_tokenizer(base: str, revision: str | None = None, trust_remote_code: bool = False,
                    source: BaseSource | None = None) -> Any:
+    """The base's tokenizer, with a pad token set (the EOS where it has none)."""
     from transformers import AutoTokenizer
 
     source = source or resolve_base(base)
@@ -274,7 +279,8 @@ def check_adapter(model: Any, tokenizer: Any, device: str, name: str, label: str
                   ) -> dict[str, Any]:
     """Is the adapter on? Its LoRA B matrices must not all be zero (a freshly initialised
     adapter's are), and on a probe text its next-token log-probs must differ from the base's.
-    Returns what was measured; raises ModelError when the adapter changes nothing."""
+    Returns what was measured; raises ModelError when the adapter changes nothing.
+    """
     import torch
 
     b_params = [p for n, p in model.named_parameters() if ".lora_B." in n and

@@ -51,10 +51,12 @@ class EngineOptions:
 
     def numerics(self) -> dict[str, Any]:
         """The fields that change the numbers an example gets (not only speed): the store key
-        holds them. CUDA graphs replay the same kernels, so they are not among them."""
+        holds them. CUDA graphs replay the same kernels, so they are not among them.
+        """
         return {"fused": self.fused,
                 "choices_attention": self.choices_attention,
                 "greedy_loop": self.greedy_loop, "decode_attention": self.decode_attention}
 
     def to_json(self) -> dict[str, Any]:
+        """The options as report.json's settings.engine."""
         return asdict(self)

@@ -1,5 +1,6 @@
 """Names that become file names, and the rule that every file the harness writes lies inside
-the folder it was told to write to."""
+the folder it was told to write to.
+"""
 
 from __future__ import annotations
 
@@ -28,7 +29,8 @@ def check_name(name: str, what: str) -> str:
 
 def safe_label(text: str, fallback: str) -> str:
     """A label made file-safe: every other character becomes '_' (e.g. an adapter's folder
-    name used for samples/LABEL/)."""
+    name used for samples/LABEL/).
+    """
     cleaned = re.sub(r"[^A-Za-z0-9_.\-]", "_", text).lstrip(".")[:128]
     return cleaned or fallback
 
@@ -58,13 +60,15 @@ def file_mode() -> int:
 
 
 def dir_mode() -> int:
+    """The mode new folders get: 0o777 under the process's umask."""
     return 0o777 & ~umask()
 
 
 @contextlib.contextmanager
 def folder_lock(folder: Path) -> Iterator[None]:
     """An exclusive lock on a folder (flock on its descriptor) for the block: two processes
-    writing one shared file in it (export.json, a local MLflow store) take turns."""
+    writing one shared file in it (export.json, a local MLflow store) take turns.
+    """
     import fcntl
 
     fd = os.open(folder, os.O_RDONLY)

@@ -35,17 +35,20 @@ def config_path() -> Path:
 @dataclass(frozen=True)
 class CodePolicy:
     """allow_any: every transform and lm-eval `!function` may run (--allow-code).
-    modules: module names (and their submodules) whose transforms may run."""
+    modules: module names (and their submodules) whose transforms may run.
+    """
 
     allow_any: bool = False
     modules: tuple[str, ...] = ()
     source: str = "default"  # where the permission came from, for messages
 
     def permits(self, module: str) -> bool:
+        """Whether code from this module may run."""
         return module == BUILTIN_MODULE or self.allow_any or any(
             module == m or module.startswith(m + ".") for m in self.modules)
 
     def check_transform(self, spec: str, task: str, where: str) -> None:
+        """Raise ConfigError when a task's transform names a module the policy does not permit."""
         module = spec.partition(":")[0]
         if not self.permits(module):
             raise ConfigError(

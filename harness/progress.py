@@ -52,6 +52,7 @@ class Progress:
         return int(self._bar.add_task(label, total=total, rate=""))
 
     def advance(self, task_id: int, n: int) -> None:
+        """Move a bar on by n items."""
         if self._bar is None:
             return
         self._bar.advance(task_id, n)

@@ -29,7 +29,8 @@ _TOKEN = re.compile(r"\{\{|\}\}|\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 def with_chat_template(task: TaskSpec, mode: str | None) -> TaskSpec:
     """The task with --chat-template applied (prompted kinds; multiple choice keeps lm-eval's
-    plain context, as lm-eval does)."""
+    plain context, as lm-eval does).
+    """
     if mode is None or task.kind == "multiple_choice":
         return task
     return replace(task, chat_template=mode)  # type: ignore[arg-type]
@@ -50,7 +51,8 @@ def render(template: str, values: Mapping[str, Any]) -> str:
 
 def shown_input(task: TaskSpec, fields: Mapping[str, Any]) -> dict[str, Any]:
     """What reports show of an example's input: the task's template filled in (before any chat
-    template or truncation) and, for multiple choice, the choices."""
+    template or truncation) and, for multiple choice, the choices.
+    """
     shown: dict[str, Any] = {"prompt": render(task.prompt, fields)}
     if task.kind == "multiple_choice" and task.choices:
         shown["choices"] = [str(c) for c in fields[task.choices]]
@@ -59,7 +61,8 @@ def shown_input(task: TaskSpec, fields: Mapping[str, Any]) -> dict[str, Any]:
 
 def encode(tokenizer: Any, text: str, add_special_tokens: bool | None = None) -> list[int]:
     """Token ids as lm-eval's HFLM.tok_encode makes them: the tokenizer's own special-token
-    default, except that a text already starting with BOS gets no second one."""
+    default, except that a text already starting with BOS gets no second one.
+    """
     if add_special_tokens is None:
         bos = tokenizer.bos_token
         add_special_tokens = not (bos and text.startswith(bos))
@@ -67,6 +70,7 @@ def encode(tokenizer: Any, text: str, add_special_tokens: bool | None = None) ->
 
 
 def prompt_hash(text: str) -> str:
+    """A prompt's 16-hex-digit hash, kept in each record."""
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
 
 
@@ -95,6 +99,7 @@ class PromptBuilder:
         self.use_chat = use_chat
 
     def text(self, values: Mapping[str, Any]) -> str:
+        """The prompt text for these field values: the template, or the chat template around it."""
         if not self.use_chat:
             return render(self.task.prompt, values)
         user = render(self.task.chat_prompt or self.task.prompt, values)
@@ -143,7 +148,8 @@ class PromptBuilder:
 # -- token ids of many texts (the engine's and the kinds' tokenisation) ------------------
 def encode_pair(tokenizer: Any, context: str, continuation: str) -> tuple[list[int], list[int]]:
     """lm-eval's context/continuation split: trailing spaces of the context move to the
-    continuation; the pair is encoded whole and the context's tokens are cut off the front."""
+    continuation; the pair is encoded whole and the context's tokens are cut off the front.
+    """
     return encode_pairs(tokenizer, [(context, continuation)])[0]
 
 
@@ -164,7 +170,8 @@ def _batch_ids(tokenizer: Any, texts: list[str], special: bool) -> list[list[int
     """Token ids of many texts. A transformers fast tokenizer's `__call__` is its Rust
     backend's `encode_batch` plus Python bookkeeping; the backend's `encode_batch_fast` (no
     offsets) gives the same ids in about half the time. Used when the backend has it and gives
-    the same ids as `__call__` on the first text; `__call__` otherwise."""
+    the same ids as `__call__` on the first text; `__call__` otherwise.
+    """
     backend = getattr(tokenizer, "backend_tokenizer", None)
     fast = getattr(backend, "encode_batch_fast", None)
     if backend is not None and fast is not None:

@@ -57,6 +57,7 @@ def task_fingerprint(config: Mapping[str, Any]) -> str:
 
 def score_records(task: TaskSpec, records: Sequence[Record],
                   bert: BertScoreSpec) -> Scores:
+    """The task's metrics on its records, through its kind."""
     return KINDS[task.kind].score(task, records, bert)
 
 
@@ -115,6 +116,7 @@ def summarize_task(task: TaskSpec, data_source: str, data_sha: str,
 
 def resolve_tasks(names: Sequence[str], registry: Mapping[str, TaskSpec],
                   data: Mapping[str, str]) -> list[TaskSpec]:
+    """The named tasks from the registry (lm_eval: names left out), --data checked against them."""
     if not names:
         raise ConfigError("--tasks is empty; name at least one task (see `harness tasks`)")
     tasks = [pick(registry, n, "task") for n in names if not n.startswith(lmeval.PREFIX)]
@@ -127,13 +129,15 @@ def resolve_tasks(names: Sequence[str], registry: Mapping[str, TaskSpec],
 
 def load_all_data(tasks: Sequence[TaskSpec], data: Mapping[str, str],
                   limit: int | None, code: CodePolicy = DEFAULT_POLICY) -> dict[str, TaskData]:
+    """Each task's examples, read and checked."""
     return {t.name: load_task_data(t, data.get(t.name), limit, policy=code) for t in tasks}
 
 
 def numerics(spec: RunSpec, device: str) -> dict[str, Any]:
     """What besides model and task changes the numbers an example gets: the harness's results
     version, the device type, and the engine options that change numbers (fused
-    kernels, layouts, decode path: EngineOptions.numerics)."""
+    kernels, layouts, decode path: EngineOptions.numerics).
+    """
     out = {"results_version": RESULTS_VERSION, "device_type": device.split(":")[0],
            **spec.engine.numerics()}
     if spec.backend != "hf":  # another backend's model calls: its own numbers
@@ -143,7 +147,8 @@ def numerics(spec: RunSpec, device: str) -> dict[str, Any]:
 
 def store_key(task: TaskSpec, spec: RunSpec, max_length: int, device: str = "cpu") -> str:
     """The task part of the store key: what changes outputs, plus the context length (it
-    decides truncation) and the numerics (see `numerics`)."""
+    decides truncation) and the numerics (see `numerics`).
+    """
     config = task_config(task, spec.max_new_tokens)
     extra = json.dumps(numerics(spec, device), sort_keys=True)
     return hashlib.sha256(f"{task_fingerprint(config)}:{max_length}:{extra}".encode()
@@ -151,6 +156,7 @@ def store_key(task: TaskSpec, spec: RunSpec, max_length: int, device: str = "cpu
 
 
 def chunk_size(task: TaskSpec) -> int:
+    """Examples per result-store chunk: HARNESS_STORE_CHUNK, else the kind's."""
     configured = env.positive("HARNESS_STORE_CHUNK")
     if configured:
         return configured
@@ -162,7 +168,8 @@ def run_task(task: TaskSpec, data: TaskData, engine: Backend, variant: Variant, 
              ) -> tuple[list[Record], int]:
     """Records for every example: from the store where it has them, computed (and stored a
     chunk at a time, so a crash loses at most the chunks in flight) where not. Returns
-    (records, number computed)."""
+    (records, number computed).
+    """
     key = store_key(task, spec, engine.max_length, engine.device)
     model_fp = variant.fingerprint["id"]
     hashes = [e.hash for e in data.examples]
@@ -225,7 +232,8 @@ def run_variant(loaded: LoadedModel, variant: Variant, tasks: Sequence[TaskSpec]
                 store: Store | None = None,
                 ) -> tuple[dict[str, TaskResult], dict[str, list[Record]], EngineRan]:
     """Evaluate one variant (base or base + adapter) on every task: (task results, samples,
-    what the engine did: its decode path, fused kernels and out-of-memory back-offs)."""
+    what the engine did: its decode path, fused kernels and out-of-memory back-offs).
+    """
     engine = BACKENDS[spec.backend](loaded, spec)
     results: dict[str, TaskResult] = {}
     samples: dict[str, list[Record]] = {}
@@ -272,7 +280,8 @@ def run_lm_eval_tasks(loaded: LoadedModel, variant: Variant, spec: RunSpec,
                       ) -> tuple[dict[str, TaskResult], dict[str, list[Record]]]:
     """lm-eval tasks on the active variant; per-example values into records and the store.
     The store key holds the lm-eval task, its version and --limit; a fully stored task is
-    served from the store, anything less runs lm-eval again."""
+    served from the store, anything less runs lm-eval again.
+    """
     manager = lmeval.task_manager(spec.lm_eval_include)
     model_fp = variant.fingerprint["id"]
     results: dict[str, TaskResult] = {}

@@ -28,6 +28,7 @@ def _encodable(text: str) -> bool:
 
 
 def load_predictions(path: Path) -> list[dict[str, Any]]:
+    """A predictions file's rows, checked: text predictions, references or task ids."""
     rows = read_file(path)
     if not rows:
         raise DataError(f"--predictions {path} holds no predictions")
@@ -63,6 +64,7 @@ def score_predictions(task: TaskSpec, predictions: Path, data_path: str | None,
                       limit: int | None, bert: BertScoreSpec, resamples: int,
                       seed: int, policy: CodePolicy = DEFAULT_POLICY,
                       ) -> tuple[RunReport, list[Record]]:
+    """A run report and records for predictions scored on a generation task."""
     if task.kind != "generation":
         raise ConfigError(f"harness score takes generation tasks; '{task.name}' is "
                           f"{task.kind} (it needs the model's log-likelihoods: use harness run)")

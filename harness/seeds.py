@@ -25,6 +25,7 @@ MAX_SEEDS = 100
 
 
 def samples(task: TaskSpec) -> bool:
+    """Whether the task samples (so --seeds runs it once per seed)."""
     return task.kind == "generation" and task.generation.do_sample
 
 
@@ -37,6 +38,7 @@ def seeded(task: TaskSpec, k: int) -> list[TaskSpec]:
 
 
 def seed_count(records: Sequence[Record]) -> int:
+    """How many seeds the records were made with (1 without --seeds)."""
     return len({r.get("seed") for r in records}) if records and "seed" in records[0] else 1
 
 
@@ -50,7 +52,8 @@ def _groups(records: Sequence[Record]) -> list[list[int]]:
 
 def cluster(records: Sequence[Record], scores: Scores) -> Scores:
     """Scores per example: per-example values averaged over seeds, corpus statistics summed
-    over seeds. Records without several seeds come back unchanged."""
+    over seeds. Records without several seeds come back unchanged.
+    """
     if seed_count(records) <= 1:
         return scores
     groups = _groups(records)
@@ -64,7 +67,8 @@ def cluster(records: Sequence[Record], scores: Scores) -> Scores:
 def variance(records: Sequence[Record], scores: Scores) -> dict[str, Any]:
     """Per per-example metric: the between-example and between-seed variance components of
     one draw (one-way random effects, method of moments), and the standard error of the mean
-    over examples that the clustered interval uses."""
+    over examples that the clustered interval uses.
+    """
     groups = _groups(records)
     k = seed_count(records)
     out: dict[str, Any] = {}

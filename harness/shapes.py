@@ -40,7 +40,8 @@ class Record(TypedDict, total=False):
 
 class LmEvalIndex(TypedDict):
     """The result store's row for a whole lm-eval task (example hash "__index__"): its
-    examples' hashes and ids in lm-eval's order, and lm-eval's own figures."""
+    examples' hashes and ids in lm-eval's order, and lm-eval's own figures.
+    """
 
     example_hash: Literal["__index__"]
     hashes: list[str]

@@ -156,6 +156,7 @@ def _short(text: Any, width: int = 70) -> str:
 
 
 def show(opts: ShowOptions) -> None:
+    """Print a report folder's summary, flips or one example."""
     from rich.console import Console
 
     report, sides = load(opts.folder)

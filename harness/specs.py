@@ -19,7 +19,8 @@ DType = Literal["auto", "float32", "bfloat16", "float16"]
 @dataclass(frozen=True)
 class DatasetSpec:
     """Where a task's rows come from by default: a hub dataset, or a file relative to the task
-    YAML, or nothing (then `--data` is required). `--data` always wins."""
+    YAML, or nothing (then `--data` is required). `--data` always wins.
+    """
 
     split: str = "test"
     hub: str | None = None
@@ -87,6 +88,7 @@ class TaskSpec:
 
     @property
     def field_map(self) -> dict[str, str]:
+        """Task field -> dataset column."""
         return dict(self.fields)
 
 

@@ -1,6 +1,7 @@
 """Aggregation of per-example values into estimates with 95% intervals, tests and minimum
-detectable effects. The method follows the kind of value (docs/statistics.md):
+detectable effects, each by a method that follows the kind of value (docs/statistics.md).
 
+Methods:
 - proportions (0/1 per example: acc, acc_norm, exact_match): Wilson score interval for one
   model; for a paired difference, Tango's score interval with the mid-p McNemar test;
 - continuous per-example values (ROUGE, BERTScore, word counts): Student t interval of the
@@ -48,6 +49,7 @@ class MetricValue:
     method: str = T_MEAN
 
     def to_json(self) -> MetricSummary:
+        """The summary as report.json's metric entry."""
         return {"value": self.value, "ci95": [self.ci95[0], self.ci95[1]],
                 "stderr": self.stderr, "n": self.n, "ci_method": self.method}
 
@@ -69,6 +71,7 @@ def _clean(x: float) -> float:
 
 
 def is_binary(values: np.ndarray) -> bool:
+    """Whether every value is 0 or 1 (a proportion)."""
     return bool(values.size) and bool(np.all((values == 0) | (values == 1)))
 
 
@@ -90,8 +93,9 @@ def wilson(successes: float, n: int, alpha: float = ALPHA) -> tuple[float, float
 def summarize(values: Sequence[float], resamples: int = DEFAULT_RESAMPLES,
               seed: int = 0, proportion: bool | None = None) -> MetricValue:
     """Mean with a 95% CI and its standard error: Wilson for proportions (0/1 values),
-    Student t otherwise. proportion None: decided from the values. (resamples and seed are
-    unused: both intervals are closed-form.)"""
+    Student t otherwise. proportion None: decided from the values. resamples and seed are
+    unused: both intervals are closed-form.
+    """
     from scipy.stats import t as student
 
     arr = np.asarray(values, dtype=np.float64)
@@ -136,7 +140,8 @@ def _jackknife(stats: np.ndarray, compute: Callable[[np.ndarray], float]) -> np.
 def summarize_corpus(stats: np.ndarray, compute: Callable[[np.ndarray], float],
                      resamples: int = DEFAULT_RESAMPLES, seed: int = 0) -> MetricValue:
     """A corpus metric from summed per-example statistics: BCa bootstrap over documents (the
-    standard error is the bootstrap standard deviation)."""
+    standard error is the bootstrap standard deviation).
+    """
     n = int(stats.shape[0])
     value = compute(stats.sum(axis=0))
     if n < 2:
@@ -175,7 +180,8 @@ class PairedDelta:
 def _agree(d: PairedDelta) -> PairedDelta:
     """Make interval and test one: where the test does not reject but the interval excludes 0
     (an edge table, or rounding), extend the interval to 0; where the test rejects but the
-    interval holds 0 (rounding only), the test is read at the interval's verdict."""
+    interval holds 0 (rounding only), the test is read at the interval's verdict.
+    """
     lo, hi = d.ci95
     excludes = lo > 0 or hi < 0
     if d.p_value is None or excludes == d.significant:
@@ -210,7 +216,8 @@ def mcnemar_exact(before_correct: Sequence[float], after_correct: Sequence[float
 
 def tango_score(b: np.ndarray, c: np.ndarray, n: np.ndarray, delta: np.ndarray) -> np.ndarray:
     """Tango's (1998) score statistic for H0: p_after - p_before = delta, with b pairs right
-    before and wrong after and c the reverse (vectorised; the restricted MLE is closed-form)."""
+    before and wrong after and c the reverse (vectorised; the restricted MLE is closed-form).
+    """
     b, c, n, delta = (np.asarray(x, dtype=np.float64) for x in (b, c, n, delta))
     qa = 2.0 * n
     qb = -b - c + (2.0 * n - c + b) * delta
@@ -225,7 +232,8 @@ def tango_score(b: np.ndarray, c: np.ndarray, n: np.ndarray, delta: np.ndarray) 
 def tango_interval(b: ArrayLike, c: ArrayLike, n: ArrayLike, alpha: float = ALPHA,
                    iterations: int = 60) -> tuple[np.ndarray, np.ndarray]:
     """Tango's score interval for a difference of paired proportions, by bisection on the
-    monotone score statistic (vectorised over tables)."""
+    monotone score statistic (vectorised over tables).
+    """
     from scipy.stats import norm
 
     b, c, n = (np.asarray(x, dtype=np.float64) for x in (b, c, n))
@@ -246,7 +254,8 @@ def mde_paired_proportion(discordant: float, n: int, alpha: float = ALPHA,
                           power: float = POWER) -> float:
     """Smallest true Δ that McNemar's test finds with the given power (Connor 1987), with the
     observed discordant-pair rate, or |Δ| itself where larger (a change of Δ flips at least
-    that share of pairs)."""
+    that share of pairs).
+    """
     from scipy.stats import norm
 
     za, zb = float(norm.ppf(1 - alpha / 2)), float(norm.ppf(power))
@@ -268,7 +277,8 @@ def paired_proportion_tables(b: ArrayLike, c: ArrayLike, n: ArrayLike,
                              ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(lower, upper, mid-p) for tables of b (right before, wrong after) and c (the reverse)
     discordant pairs out of n (vectorised): Tango's interval, extended to 0 where the mid-p
-    McNemar test does not reject, so the two never disagree."""
+    McNemar test does not reject, so the two never disagree.
+    """
     from scipy.stats import binom
 
     b, c, n = (np.asarray(x, dtype=np.float64) for x in (b, c, n))
@@ -281,6 +291,7 @@ def paired_proportion_tables(b: ArrayLike, c: ArrayLike, n: ArrayLike,
 
 
 def paired_proportions(before: np.ndarray, after: np.ndarray) -> PairedDelta:
+    """Paired 0/1 values: Tango's score interval and the mid-p McNemar test."""
     n = before.size
     b = int(np.sum((before == 1) & (after == 0)))
     c = int(np.sum((before == 0) & (after == 1)))
@@ -296,7 +307,8 @@ def paired_t_intervals(before: np.ndarray, after: np.ndarray,
     """(lower, upper, p) of the paired t interval and test for each row of [rows, n] values
     (vectorised). A row whose differences are all equal (an unchanged output on every example,
     say) says nothing about their spread: it gets the unpaired standard error
-    sqrt(s_before² + s_after²) / sqrt(n) instead of a zero-width interval."""
+    sqrt(s_before² + s_after²) / sqrt(n) instead of a zero-width interval.
+    """
     from scipy.stats import t as student
 
     diff = after - before
@@ -313,6 +325,7 @@ def paired_t_intervals(before: np.ndarray, after: np.ndarray,
 
 
 def paired_t(before: np.ndarray, after: np.ndarray) -> PairedDelta:
+    """Paired continuous values: the paired t interval and test."""
     from scipy.stats import t as student
 
     diff = after - before
@@ -332,7 +345,8 @@ def paired_delta(before: Sequence[float], after: Sequence[float], resamples: int
                  seed: int = 0, proportion: bool | None = None) -> PairedDelta:
     """Δ = mean(after) − mean(before) over the same examples: Tango + mid-p McNemar for
     proportions (0/1 values), paired t otherwise. proportion None: decided from the values.
-    (resamples and seed are unused: both are closed-form.)"""
+    resamples and seed are unused: both are closed-form.
+    """
     b = np.asarray(before, dtype=np.float64)
     a = np.asarray(after, dtype=np.float64)
     if b.shape != a.shape:
@@ -352,7 +366,8 @@ def paired_delta(before: Sequence[float], after: Sequence[float], resamples: int
 
 def _bca_p_value(draws: np.ndarray, estimate: float, jackknife: np.ndarray) -> float:
     """The smallest alpha at which the BCa interval excludes 0 (its achieved significance
-    level), found by bisection on the same interval function, so the two agree."""
+    level), found by bisection on the same interval function, so the two agree.
+    """
     def excludes(alpha: float) -> bool:
         lo_level, hi_level = _bca_levels(draws, estimate, jackknife, alpha)
         lo, hi = np.quantile(draws, [lo_level, hi_level])
@@ -374,7 +389,8 @@ def paired_delta_corpus(before: np.ndarray, after: np.ndarray,
                         seed: int = 0) -> PairedDelta:
     """Δ of a corpus metric (BLEU, perplexity): resample documents, recompute both models'
     values from the same documents' statistics, take the difference; BCa-corrected, with
-    the jackknife over documents for the acceleration."""
+    the jackknife over documents for the acceleration.
+    """
     from scipy.stats import norm
 
     if before.shape[0] != after.shape[0]:
@@ -404,28 +420,3 @@ def paired_delta_corpus(before: np.ndarray, after: np.ndarray,
     p = _bca_p_value(arr, estimate, jack)
     return _agree(PairedDelta(_clean(vb), _clean(va), _clean(estimate),
                               (_clean(lo), _clean(hi)), _clean(p), BCA_PAIRED, _clean(mde)))
-
-
-# ---- many comparisons -------------------------------------------------------------------------
-
-ADJUSTMENTS = ("holm", "bh", "none")
-
-
-def adjust(p_values: Sequence[float], method: str = "holm") -> list[float]:
-    """Adjusted p-values: Holm (1979) step-down, controlling the family-wise error rate, or
-    Benjamini-Hochberg (1995), controlling the false discovery rate; `none` returns them."""
-    p = np.asarray(p_values, dtype=np.float64)
-    m = p.size
-    if m == 0 or method == "none":
-        return [float(x) for x in p]
-    order = np.argsort(p, kind="stable")
-    ranked = p[order]
-    if method == "holm":
-        adj = np.maximum.accumulate((m - np.arange(m)) * ranked)
-    elif method == "bh":
-        adj = np.minimum.accumulate(m / np.arange(m, 0, -1) * ranked[::-1])[::-1]
-    else:
-        raise ValueError(f"unknown adjustment {method!r}")
-    out = np.empty(m)
-    out[order] = np.minimum(adj, 1.0)
-    return [_clean(x) for x in out]

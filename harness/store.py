@@ -44,6 +44,7 @@ class StoreError(HarnessError):
 
 
 def default_cache_dir() -> Path:
+    """The store's folder: HARNESS_CACHE, else XDG_CACHE_HOME/harness or ~/.cache/harness."""
     env = harness_env.text("HARNESS_CACHE") or None
     if env:
         return Path(env).expanduser()
@@ -64,7 +65,8 @@ def _lock(fh: IO[str], mode: int) -> bool:
 class Store:
     """Open (creating if needed) the store in `folder`. A corrupt file or one of another
     schema version is moved aside with a message on stderr, never silently reused.
-    readonly: neither create the folder nor the file, never write (cache info)."""
+    readonly: neither create the folder nor the file, never write (cache info).
+    """
 
     def __init__(self, folder: Path, readonly: bool = False):
         self.path = folder / FILENAME
@@ -187,7 +189,8 @@ class Store:
             task: str = "") -> dict[str, Record]:
         """Stored records for these examples (by example hash). A record that cannot be
         decoded, or that `valid` rejects, is left out (so it is computed again) and counted
-        in one warning."""
+        in one warning.
+        """
         found: dict[str, Record] = {}
         if self.db is None:
             return found
@@ -238,6 +241,7 @@ class Store:
             self.db.executemany("INSERT OR REPLACE INTO results VALUES (?, ?, ?, ?, ?, ?)", rows)
 
     def info(self) -> dict[str, Any]:
+        """The store's path and size, its record count, and its (model, task) groups."""
         if self.db is None:
             return {"path": str(self.path), "bytes": 0, "results": 0, "groups": [],
                     "exists": False}
@@ -254,6 +258,7 @@ class Store:
                            for m, t, n, c in groups]}
 
     def prune(self, older_than_days: float | None, model: str | None, task: str | None) -> int:
+        """Delete stored records by age, model or task; returns how many."""
         if self.db is None:
             return 0
         clauses: list[str] = []
@@ -275,6 +280,7 @@ class Store:
         return int(n)
 
     def close(self) -> None:
+        """Close the database (idempotent)."""
         if self.db is not None:
             self.db.close()
             self.db = None

@@ -63,8 +63,9 @@ def hellaswag(row: dict[str, Any]) -> dict[str, Any]:
 
 
 def research_qa(row: dict[str, Any]) -> dict[str, Any]:
-    """question/answer rows with an optional context: `context_block` is "Context:\\n…\\n\\n"
-    when the row has a non-empty context, else empty, so one template serves both."""
+    r"""Question/answer rows with an optional context: `context_block` is "Context:\n…\n\n"
+    when the row has a non-empty context, else empty, so one template serves both.
+    """
     context = row.get("context") or ""
     if not isinstance(context, str):
         raise DataError(f"research_qa: 'context' must be text, got {type(context).__name__}")

@@ -8,13 +8,13 @@ import pytest
 from scipy import optimize
 from scipy import stats as sps
 
+from harness.adjust import adjust
 from harness.metrics.bleu import bleu
 from harness.stats import (
     ALPHA,
     BCA_PAIRED,
     T_PAIRED,
     TANGO,
-    adjust,
     mcnemar_exact,
     mcnemar_midp,
     mde_paired_proportion,

@@ -10,7 +10,8 @@ ROOT = Path(__file__).resolve().parents[1] / "harness"
 # Lowest first. A package (engine, kinds, metrics, report, track, train) is one unit.
 LAYERS = [
     {"errors", "env", "paths", "yamlio", "options", "policy", "specs", "progress",
-     "distributed", "transforms", "store", "gguf_base", "fingerprint", "shapes", "harness"},
+     "distributed", "transforms", "store", "gguf_base", "fingerprint", "shapes", "adjust",
+     "harness"},
     {"metrics", "stats", "seeds", "degenerate", "prompts", "kernels", "_triton_kernels",
      "lmeval", "data", "tiny", "examples"},
     {"engine", "backend", "lmeval_backend", "models"},

@@ -36,7 +36,8 @@ KEYWORD = "harness_attention"  # the decoder-call keyword that carries the conte
 @dataclass(frozen=True)
 class Prefill:
     """The prompt pass: cumulative bounds of the packed prompts (on the device), the longest
-    prompt, and each prompt's (start, end)."""
+    prompt, and each prompt's (start, end).
+    """
 
     cu: Any
     longest: int
@@ -48,7 +49,8 @@ class Decode:
     """A decode step. `used` (each row's filled slots), `cu_q` and `cu_k` are fixed device
     buffers the engine updates in place, so a captured CUDA graph reads the current values.
     `fn` is flash's variable-length kernel (None: not on this device); `grouped` lets the
-    Triton kernel serve; `fused` is the engine's fused-kernel mode."""
+    Triton kernel serve; `fused` is the engine's fused-kernel mode.
+    """
 
     fn: Callable[..., Any] | None
     used: Any
@@ -61,7 +63,8 @@ class Decode:
 @dataclass(frozen=True)
 class Segments:
     """Packed multiple-choice segments: query and key bounds, the packed positions each
-    segment's keys read, the longest of each, and per segment (q start, q end, k start, k end)."""
+    segment's keys read, the longest of each, and per segment (q start, q end, k start, k end).
+    """
 
     cu_q: Any
     cu_k: Any
@@ -83,7 +86,8 @@ class AttentionContext:
 @contextmanager
 def using(config: Any, impl: str) -> Iterator[None]:
     """The model's attention implementation set to `impl` ("harness_greedy" or
-    "harness_choices") inside the block, its own again after it."""
+    "harness_choices") inside the block, its own again after it.
+    """
     register()
     saved = config._attn_implementation
     config._attn_implementation = impl
@@ -110,6 +114,9 @@ def _flash() -> Any:
 def harness_greedy(module: Any, query: Any, key: Any, value: Any, attention_mask: Any,
                    dropout: float = 0.0, scaling: float | None = None, **kwargs: Any,
                    ) -> tuple[Any, None]:
+    """The attention function registered with transformers: prefill, decode or segment
+    attention, as the call's AttentionContext says.
+    """
     import torch
 
     sdpa = torch.nn.functional.scaled_dot_product_attention
@@ -158,7 +165,8 @@ def harness_choices(module: Any, query: Any, key: Any, value: Any, attention_mas
                     dropout: float = 0.0, scaling: float | None = None, **kwargs: Any,
                     ) -> tuple[Any, None]:
     """Packed multiple-choice segments: query [1, heads, tokens, dim]; each segment's keys
-    gathered from the packed K/V."""
+    gathered from the packed K/V.
+    """
     import torch
 
     sdpa = torch.nn.functional.scaled_dot_product_attention
@@ -186,7 +194,8 @@ def harness_choices(module: Any, query: Any, key: Any, value: Any, attention_mas
 
 def decode_label(model: Any, device: str, fn: Any, grouped: bool, fused: str) -> str:
     """Which decode-step attention `harness_greedy` takes for this model: the grouped Triton
-    kernel (`kernels.decode_attention`), flash's variable-length kernel, or sdpa."""
+    kernel (`kernels.decode_attention`), flash's variable-length kernel, or sdpa.
+    """
     import torch
 
     from harness import kernels
@@ -206,7 +215,8 @@ def varlen_decode() -> Callable[..., Any] | None:
     """Flash attention's variable-length kernel with per-row K/V lengths (`seqused_k`), for
     one query token per row: f(q [rows, heads, dim], k/v [rows * slots, kv heads, dim],
     cu_q, cu_k, slots, used, scale). torch's public `varlen_attn` where it takes `seqused_k`,
-    else the aten op where its schema has it; None without either."""
+    else the aten op where its schema has it; None without either.
+    """
     import inspect
 
     import torch

@@ -22,7 +22,8 @@ PACK_WIDTH = 512
 
 def _pack(lengths: Sequence[int], width: int) -> list[list[int]]:
     """Indices grouped into rows of at most `width` tokens: best-fit decreasing (each item,
-    longest first, goes to the row whose room fits it most tightly)."""
+    longest first, goes to the row whose room fits it most tightly).
+    """
     import bisect
 
     rows: list[list[int]] = []
@@ -43,7 +44,8 @@ def _pack(lengths: Sequence[int], width: int) -> list[list[int]]:
 
 def _batches(lengths: Sequence[int], batch_size: int | None, budget: int) -> list[list[int]]:
     """Indices sorted longest first, cut into batches of `batch_size` rows, or of at most
-    `budget` padded tokens when batch_size is None."""
+    `budget` padded tokens when batch_size is None.
+    """
     order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
     batches: list[list[int]] = []
     current: list[int] = []
@@ -73,7 +75,8 @@ class _Shape:
 
 def _shape(model: Any) -> _Shape:
     """The sizes the memory estimates and kernel checks need, from the (inner, text) config,
-    with Llama-7B-like defaults where a config lacks one."""
+    with Llama-7B-like defaults where a config lacks one.
+    """
     inner = _unwrap(model)
     cfg = getattr(inner.config, "text_config", inner.config)
     hidden = getattr(cfg, "hidden_size", 4096)
@@ -89,7 +92,8 @@ def greedy_costs(model: Any) -> tuple[int, int, int]:
     """Bytes that `Engine._greedy` holds, from the model's config: per cache slot (K and V
     of every layer), per packed prompt token in the prompt pass (one layer's activations at
     a time: residual stream, norms, Q/K/V, attention output, the MLP's gate, up and their
-    product), and per row (the last position's logits in float32)."""
+    product), and per row (the last position's logits in float32).
+    """
     c = _shape(model)
     size = hidden_dtype(model).itemsize
     per_slot = 2 * c.layers * c.kv_heads * c.head_dim * size
@@ -105,7 +109,8 @@ def greedy_batches(sizes: Sequence[int], new_tokens: int, costs: tuple[int, int,
     rounded up to 64) slots, its prompt pass one layer's activations over the packed
     prompts. Decoding reads every weight once a step whatever the batch, so one large batch
     beats two small ones. A prompt that does not fit alone still gets a batch of its own (the
-    out-of-memory back-off reports it)."""
+    out-of-memory back-off reports it).
+    """
     per_slot, per_token, per_row = costs
     batches: list[list[int]] = []
     current: list[int] = []
@@ -127,7 +132,8 @@ def greedy_batches(sizes: Sequence[int], new_tokens: int, costs: tuple[int, int,
 
 def auto_token_budget(model: Any, device: str) -> int:
     """Tokens per batch: on CUDA, from the free memory and the model's per-token cost (KV
-    cache plus a layer's activations); on CPU a fixed budget that keeps batches cache-sized."""
+    cache plus a layer's activations); on CPU a fixed budget that keeps batches cache-sized.
+    """
     if not device.startswith("cuda"):
         return CPU_TOKEN_BUDGET
     import torch

@@ -1,6 +1,7 @@
 """The multiple-choice layouts (`Engine.submit_choices`): items packed into rows with a
 prefix-sharing mask (`packed_rows`, any device), or on CUDA into one sequence of segments
-through flash attention's variable-length kernel (`flash_segments`)."""
+through flash attention's variable-length kernel (`flash_segments`).
+"""
 
 from __future__ import annotations
 
@@ -25,7 +26,8 @@ def packed_rows(engine: Engine, rows: Sequence[Sequence[Choices]],
                 parts: tuple[Any, Any]) -> tuple[Any, Any]:
     """Packed rows of items (see `loglikelihood_choices`). Returns, on the device, each
     continuation's summed log-probability (float64) and its count of tokens that are not
-    the argmax, in row order, item order, continuation order."""
+    the argmax, in row order, item order, continuation order.
+    """
     import numpy as np
     import torch
 
@@ -96,7 +98,8 @@ def flash_serves(engine: Engine, decoder: Any) -> bool:
     (full attention through transformers' attention interface).
     choices_attention "mask" keeps the masked rows; "segments" takes the segment
     layout on any device and dtype (attention per segment through sdpa off CUDA: for
-    tests and diagnosis)."""
+    tests and diagnosis).
+    """
     import torch
 
     setting = engine.options.choices_attention
@@ -115,7 +118,8 @@ def flash_segments(engine: Engine, rows: Sequence[Sequence[Choices]],
     one sequence, no padding and no mask. Attention runs flash's variable-length kernel
     over segments — each context attends causally to itself; each continuation to its
     context and causally to itself — with each continuation's keys gathered as [context,
-    continuation] (`harness_choices`). Same inputs and positions as the masked rows."""
+    continuation] (`harness_choices`). Same inputs and positions as the masked rows.
+    """
     import numpy as np
     import torch
 

@@ -60,7 +60,8 @@ Choices = tuple[tuple[int, ...], Sequence[tuple[int, ...]]]
 @dataclass
 class PendingChoices:
     """`Engine.submit_choices`'s queued work: results of the items already computed, and per
-    batch (item indices, per-continuation log-probabilities, non-greedy counts) on the device."""
+    batch (item indices, per-continuation log-probabilities, non-greedy counts) on the device.
+    """
     groups: Sequence[Choices]
     out: list[list[LoglikelihoodResult] | None]
     pending: list[tuple[list[int], Any, Any]]
@@ -93,7 +94,8 @@ class Engine:
     @contextmanager
     def _fast_layers(self, decoder: Any, parts: bool = False) -> Iterator[None]:
         """The fused kernels of `harness.kernels` for the norms, MLPs and rotary embedding,
-        where they serve (CUDA, half precision, Triton) and the options allow."""
+        where they serve (CUDA, half precision, Triton) and the options allow.
+        """
         from harness.kernels import fused
 
         with fused(decoder, self.options.fused) as kinds:
@@ -104,7 +106,8 @@ class Engine:
     def _with_backoff(self, batch: list[int], run: Callable[[list[int]], None],
                       describe: Callable[[int], str]) -> None:
         """Run a batch; on CUDA out-of-memory halve it (and the budget, remembered for the
-        rest of the run) and retry. A single row that still does not fit is an error."""
+        rest of the run) and retry. A single row that still does not fit is an error.
+        """
         import torch
 
         try:
@@ -208,7 +211,8 @@ class Engine:
                        ) -> PendingChoices:
         """`loglikelihood_choices` in two halves: this one queues the device work and returns
         without waiting for it (inputs go over in pinned, non-blocking copies), so the caller
-        can prepare the next items meanwhile; `collect_choices` waits and reads the results."""
+        can prepare the next items meanwhile; `collect_choices` waits and reads the results.
+        """
         parts = _split_model(self.model)
         fits = [len(c) + max(len(x) for x in conts) <= self.max_length
                 for c, conts in groups]
@@ -242,7 +246,8 @@ class Engine:
 
     def ran(self) -> EngineRan:
         """What ran, for report.json's per-run `engine` block: the last decode path, its
-        attention, the fused kernels any call used, and out-of-memory back-offs."""
+        attention, the fused kernels any call used, and out-of-memory back-offs.
+        """
         return {"decode_mode": self.decode_mode or None,
                 "decode_attention": self.decode_attention or None,
                 "fused_kernels": sorted(self.fused_seen), "backoffs": self.backoffs}

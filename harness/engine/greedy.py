@@ -1,7 +1,8 @@
 """Greedy decoding, the harness's own loop (`Engine.generate_detailed` on models
 `arch._greedy_loop_ok` takes): the prompts packed into one prompt pass, a per-row-slot KV
 cache, and on CUDA each decode step captured once as a CUDA graph and replayed. Also the
-`Generation` result and stop strings."""
+`Generation` result and stop strings.
+"""
 
 from __future__ import annotations
 
@@ -29,7 +30,8 @@ if TYPE_CHECKING:
 @dataclass(frozen=True)
 class Generation:
     """One generated continuation: its text (cut at a stop string), the number of new tokens
-    before EOS, and whether it ran into max_new_tokens without EOS or a stop string."""
+    before EOS, and whether it ran into max_new_tokens without EOS or a stop string.
+    """
 
     text: str
     new_tokens: int
@@ -163,7 +165,8 @@ def greedy(engine: Engine, prompts: Sequence[Sequence[int]], new_tokens: int, eo
 def _capture(step: Callable[[], Any]) -> tuple[Any, Any]:
     """`step` captured as a CUDA graph, after two warm-up runs on a side stream (a step only
     rewrites the current slots, so repeating it changes nothing). (None, None) when capture
-    is not possible here; the caller then runs the step eagerly."""
+    is not possible here; the caller then runs the step eagerly.
+    """
     import torch
 
     try:
@@ -195,7 +198,8 @@ class RowCache:
     [rows, kv heads, slots, head dim] views. The prompt pass (`prefill`: each packed token's
     row and position) writes each prompt's K/V to its row's first slots and hands attention the
     packed K/V; a decode step writes row r's token at slot `at[r]`, its own length so far.
-    Duck-types the one method of transformers' Cache that the decoder layers call (`update`)."""
+    Duck-types the one method of transformers' Cache that the decoder layers call (`update`).
+    """
 
     def __init__(self, at: Any, slots: int, rows: int):
         self.at = at
@@ -208,6 +212,7 @@ class RowCache:
 
     def update(self, key: Any, value: Any, layer_idx: int, *args: Any, **kwargs: Any,
                ) -> tuple[Any, Any]:
+        """Store this step's keys and values in their row slots; return the layer's so far."""
         import torch
 
         if layer_idx not in self.keys:

@@ -1,5 +1,6 @@
 """Log-probabilities of target tokens from hidden states: the LM head and a float32
-log-softmax at the scored positions only, summed per continuation on the device."""
+log-softmax at the scored positions only, summed per continuation on the device.
+"""
 
 from __future__ import annotations
 
@@ -11,10 +12,11 @@ from harness.engine.arch import _to_device
 
 def _gather_logprobs(head: Any, hidden: Any, targets: Any, fused: str = "auto",
                      chunk: int = 4096) -> tuple[Any, Any]:
-    """log p(target) and argmax == target at each row of `hidden`, the head and a float32
+    """The log p(target) and argmax == target at each row of `hidden`, the head and a float32
     log-softmax computed a chunk of rows at a time to bound memory (on CUDA in half precision
     one fused pass over each chunk's logits: `kernels.target_logprobs`, unless `fused` is
-    "off")."""
+    "off").
+    """
     import torch
 
     from harness.kernels import target_logprobs
@@ -41,7 +43,8 @@ def _per_continuation(lp: Any, greedy: Any, spans: Sequence[tuple[int, int]],
     """Per-token log-probabilities and argmax flags summed per continuation on the device:
     (float64 sums, counts of tokens that are not the argmax), in `spans` order. Each
     continuation's tokens are a row of a [continuations, longest] index into the scored
-    positions, padding pointing at an appended zero."""
+    positions, padding pointing at an appended zero.
+    """
     import numpy as np
     import torch
 

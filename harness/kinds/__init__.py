@@ -1,5 +1,6 @@
 """Task kinds: KINDS, one `Kind` (harness/kinds/base.py) per entry. The runner, compare and
-task-file validation read it; a new kind is a module ending in its KIND and one entry here."""
+task-file validation read it; a new kind is a module ending in its KIND and one entry here.
+"""
 
 from __future__ import annotations
 
@@ -19,7 +20,8 @@ KINDS: dict[str, Kind] = {
 
 def rebuild_scores(kind: str, records: Sequence[Record]) -> Scores:
     """A task's Scores from its records as stored in samples, without re-running any metric
-    library. lm-eval tasks (kind "lm_eval") keep their per-example values as lm-eval gave."""
+    library. lm-eval tasks (kind "lm_eval") keep their per-example values as lm-eval gave.
+    """
     if kind == "lm_eval":
         names = list(records[0].get("metrics", {}))
         return Scores(per_example={k: [float(r["metrics"][k]) for r in records] for k in names})

@@ -1,7 +1,8 @@
 """`Kind`: what a task kind is to the runner, the store and compare. Each kind module ends
 with its `KIND`; harness/kinds/__init__.py lists them in `KINDS`, which the runner, task-file
 validation and compare read. Adding a kind is a module and an entry there (and its name in
-`specs.TaskSpec.kind`), docs/extending.md."""
+`specs.TaskSpec.kind`), docs/extending.md.
+"""
 
 from __future__ import annotations
 

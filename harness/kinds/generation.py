@@ -19,12 +19,14 @@ from harness.specs import BertScoreSpec, GenerationSpec, TaskSpec
 
 
 def generation_settings(task: TaskSpec, max_new_tokens: int | None) -> GenerationSpec:
+    """The task's decoding settings, with --max-new-tokens applied."""
     gen = task.generation
     return replace(gen, max_new_tokens=max_new_tokens) if max_new_tokens else gen
 
 
 def run(task: TaskSpec, examples: Sequence[Example], engine: Backend, progress: Progress,
         max_new_tokens: int | None, label: str) -> list[Record]:
+    """Generate for each example and build its record (and the reference's NLL for perplexity)."""
     gen = generation_settings(task, max_new_tokens)
     budget = engine.max_length - gen.max_new_tokens
     if budget < 1:
@@ -61,6 +63,7 @@ def record_ok(record: Record) -> bool:
 
 
 def score(task: TaskSpec, records: Sequence[Record], bert: BertScoreSpec) -> Scores:
+    """Every text metric of the task on the predictions, plus perplexity from target_nll."""
     text = [m for m in task.metrics if m != "perplexity"]
     scores = score_text(text, [r["prediction"] for r in records],
                         [r["reference"] for r in records], bert)
@@ -73,7 +76,8 @@ def score(task: TaskSpec, records: Sequence[Record], bert: BertScoreSpec) -> Sco
 
 def rebuild(records: Sequence[Record]) -> Scores:
     """Scores from records as stored: per-example values as they are, corpus metrics from
-    their families' stored statistics (METRICS[...].stats_key), perplexity from target_nll."""
+    their families' stored statistics (METRICS[...].stats_key), perplexity from target_nll.
+    """
     import numpy as np
 
     from harness.kinds.perplexity import perplexity_metric

@@ -28,6 +28,7 @@ SLICE = 512
 
 def run(task: TaskSpec, examples: Sequence[Example], engine: Backend, progress: Progress,
         label: str) -> list[Record]:
+    """Score every choice of each example and build its record."""
     return start(task, examples, engine, progress, label)()
 
 
@@ -35,7 +36,8 @@ def start(task: TaskSpec, examples: Sequence[Example], engine: Backend, progress
           label: str) -> Callable[[], list[Record]]:
     """`run` in two halves: this one tokenizes and queues the device work, and returns a
     function that waits for it and builds the records. The runner queues chunk k + 1 before
-    finishing chunk k, so the device does not sit idle while records are built and stored."""
+    finishing chunk k, so the device does not sit idle while records are built and stored.
+    """
     contexts = [render(task.prompt, ex.fields) for ex in examples]
     options = [ex.fields[task.choices or ""] for ex in examples]
 
@@ -92,6 +94,7 @@ def record_ok(record: Record) -> bool:
 
 
 def score(records: Sequence[Record]) -> Scores:
+    """The acc and acc_norm (log-likelihood per character of the choice) per example."""
     return Scores(per_example={
         "acc": [float(r["prediction"]["choice"] == r["reference"]) for r in records],
         "acc_norm": [float(r["prediction"]["choice_norm"] == r["reference"]) for r in records],

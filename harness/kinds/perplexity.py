@@ -28,6 +28,7 @@ def target_nll(task: TaskSpec, examples: Sequence[Example], engine: Backend,
 
 def run(task: TaskSpec, examples: Sequence[Example], engine: Backend, progress: Progress,
         label: str) -> list[Record]:
+    """The reference's NLL and token count given its prompt, per example."""
     builder = PromptBuilder(task, engine.tokenizer)
     requests, prompts = [], []
     for ex in examples:
@@ -64,11 +65,13 @@ def _perplexity(summed: np.ndarray) -> float:
 
 
 def perplexity_metric(nlls: Sequence[PerplexityPrediction]) -> CorpusMetric:
+    """Perplexity as a corpus metric over per-example (nll, n_tokens) statistics."""
     stats = np.array([[x["nll"], x["n_tokens"]] for x in nlls], dtype=np.float64)
     return CorpusMetric(stats, _perplexity)
 
 
 def score(records: Sequence[Record]) -> Scores:
+    """The task's perplexity from its records."""
     return Scores(corpus={"perplexity": perplexity_metric([r["prediction"] for r in records])})
 
 

@@ -70,7 +70,8 @@ class Family:
 
 def __getattr__(name: str) -> object:
     """METRICS and INFO (every metric's MetricInfo, in display order) come from
-    harness.metrics.families, which imports the family modules, which import this one."""
+    harness.metrics.families, which imports the family modules, which import this one.
+    """
     if name in ("METRICS", "INFO"):
         from harness.metrics import families
 
@@ -80,7 +81,8 @@ def __getattr__(name: str) -> object:
 
 def is_proportion(name: str, values: object) -> bool:
     """Whether a per-example metric is a 0/1 proportion: as declared for known metrics; for
-    others (lm-eval's), when every value is 0 or 1."""
+    others (lm-eval's), when every value is 0 or 1.
+    """
     import numpy as np
 
     from harness.metrics.families import INFO

@@ -13,6 +13,7 @@ _SCORERS: dict[BertScoreSpec, Any] = {}
 
 
 def get_scorer(spec: BertScoreSpec) -> Any:
+    """The BERTScore scorer for this spec, loaded once per process."""
     if spec not in _SCORERS:
         import torch
         from bert_score import BERTScorer

@@ -18,9 +18,10 @@ def _scorer() -> Any:  # sacrebleu.metrics.BLEU
 
 
 def bleu(predictions: Sequence[str], references: Sequence[str]) -> Scores:
-    """sacreBLEU's corpus score, n-gram precisions, brevity penalty and length ratio, as
+    """The sacreBLEU corpus score, n-gram precisions, brevity penalty and length ratio, as
     fractions (sacrebleu's score and precisions / 100). Each example keeps its statistics
-    [hyp_len, ref_len, correct_1..4, total_1..4], so a bootstrap recomputes the corpus value."""
+    [hyp_len, ref_len, correct_1..4, total_1..4], so a bootstrap recomputes the corpus value.
+    """
     stats = _scorer()._extract_corpus_statistics(list(predictions), [list(references)])
     return bleu_from_stats(np.asarray(stats, dtype=np.float64))
 

@@ -1,7 +1,8 @@
 """METRICS: every metric family, one entry each; INFO: every metric's MetricInfo, in the
 order reports list them. Task validation (registry.py), scoring (metrics/text.py), the runner's
 corpus statistics and the renderers all read these two. To add a metric: a module with its
-Family, and one entry here (docs/extending.md)."""
+Family, and one entry here (docs/extending.md).
+"""
 
 from __future__ import annotations
 

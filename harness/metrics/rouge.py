@@ -35,7 +35,8 @@ PARALLEL_MIN_PAIRS = 64
 
 class _CachedStemmer:
     """nltk's PorterStemmer (what rouge-score uses) with each word's stem remembered: stemming
-    is a pure function of the word, so the tokens, and the scores, are unchanged."""
+    is a pure function of the word, so the tokens, and the scores, are unchanged.
+    """
 
     def __init__(self) -> None:
         from nltk.stem import porter
@@ -61,6 +62,7 @@ def _score_pairs(pairs: Sequence[tuple[str, str]]) -> list[tuple[float, ...]]:
 
 
 def default_workers() -> int:
+    """ROUGE worker processes: HARNESS_METRIC_WORKERS, else the CPU count, at most 16."""
     from harness import env
 
     configured = env.positive("HARNESS_METRIC_WORKERS")
@@ -74,7 +76,8 @@ def rouge(predictions: Sequence[str], references: Sequence[str],
     """Per-example ROUGE F-measures. rouge1/2/L ignore line breaks (rouge-score's tokenizer
     drops them), so all four are scored on the sentence-split texts in one call. Large inputs
     are split across worker processes (HARNESS_METRIC_WORKERS, default: the CPU count); every
-    pair is scored by the same code, so the numbers do not depend on the split."""
+    pair is scored by the same code, so the numbers do not depend on the split.
+    """
     pairs = list(zip(predictions, references, strict=True))
     workers = default_workers() if workers is None else workers
     if workers > 1 and len(pairs) >= PARALLEL_MIN_PAIRS:

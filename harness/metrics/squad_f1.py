@@ -1,6 +1,7 @@
 """SQuAD's token F1 through torchmetrics (its port of the official SQuAD v1.1 script): the
 harmonic mean of token precision and recall after lower-casing and removing punctuation and
-articles; per example, against one reference."""
+articles; per example, against one reference.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from harness.metrics import Family, MetricInfo, Scores
 
 
 def squad_f1(predictions: Sequence[str], references: Sequence[str], _bert: Any = None) -> Scores:
+    """Token F1 as the official SQuAD script computes it, per example (torchmetrics' port)."""
     from torchmetrics.functional.text import squad
 
     values = []

@@ -22,6 +22,7 @@ LIBRARIES = ("torch", "transformers", "peft", "bitsandbytes", "accelerate", "dat
 
 
 def versions() -> dict[str, str | None]:
+    """Python's, the harness's and each library's version (None where not installed)."""
     out: dict[str, str | None] = {"python": platform.python_version(), "harness": __version__}
     for lib in LIBRARIES:
         try:
@@ -32,6 +33,7 @@ def versions() -> dict[str, str | None]:
 
 
 def device_info(device: str, dtype: str) -> dict[str, Any]:
+    """The device's type, name and dtype for report.json."""
     info: dict[str, Any] = {"type": device.split(":")[0], "dtype": dtype}
     if device.startswith("cuda"):
         import torch

@@ -19,6 +19,7 @@ from harness.shapes import ComparisonReport
 
 
 def fmt_delta(metric: str, value: float) -> str:
+    """A delta with its sign: percentage points for fractions, else 4 significant digits."""
     info = INFO.get(metric)
     if info is not None and info.scale == "fraction":
         return f"{100 * value:+.2f}"
@@ -26,6 +27,7 @@ def fmt_delta(metric: str, value: float) -> str:
 
 
 def unit(metric: str) -> str:
+    """" pp" for fraction metrics, else nothing."""
     info = INFO.get(metric)
     return " pp" if info is not None and info.scale == "fraction" else ""
 
@@ -34,6 +36,9 @@ ADJUSTMENT_NAMES = {"holm": "Holm", "bh": "BH", "none": "none"}
 
 
 def verdict(m: Mapping[str, Any], adjustment: str = "holm") -> str:
+    """A compared metric in words: not significant (with what it could detect), or an improvement,
+    regression or change, and whether it survives the adjustment.
+    """
     if not m["significant"]:
         mde = m.get("mde")
         return "not significant" + ("" if mde is None else
@@ -50,7 +55,8 @@ def verdict(m: Mapping[str, Any], adjustment: str = "holm") -> str:
 
 def forgetting_line(m: Mapping[str, Any], adjustment: str = "holm") -> str:
     """One forgetting cell as text: "TASK METRIC: Δunit [lo, hi], verdict" (show and the
-    HTML page; report.md puts the same figures in its table)."""
+    HTML page; report.md puts the same figures in its table).
+    """
     lo, hi = m["ci95"]
     return (f"{m['task']} {metric_label(m['metric'])}: {fmt_delta(m['metric'], m['delta'])}"
             f"{unit(m['metric'])} [{fmt_delta(m['metric'], lo)}, {fmt_delta(m['metric'], hi)}]"
@@ -66,11 +72,13 @@ def fmt_size(metric: str, value: float) -> str:
 
 
 def headline(metrics: dict[str, Any]) -> str:
+    """The task's headline metric: the first in display order."""
     return min(metrics, key=metric_order)
 
 
 def summary_line(task: str, metric: str, m: Mapping[str, Any], adjustment: str,
                  lead_with_mde: bool = False) -> str:
+    """One sentence for a compared metric: delta, interval, verdict (or the MDE first)."""
     m = {**m, "metric": metric}
     lo, hi = m["ci95"]
     change = (f"{fmt_delta(metric, m['delta'])}{unit(metric)} "
@@ -99,8 +107,9 @@ def _row(metric: str, m: Mapping[str, Any], adjustment: str, task: str | None = 
 
 
 def divergence_lines(block: dict[str, Any] | None) -> list[str]:
-    """compare --candidate: how far the candidate's next-token distributions are from the
-    base's (llama.cpp's KL-divergence statistics)."""
+    """For compare --candidate: how far the candidate's next-token distributions are from the
+    base's (llama.cpp's KL-divergence statistics).
+    """
     if not block:
         return []
     return ["## Divergence (candidate vs base)", "",
@@ -118,6 +127,7 @@ def _cell(text: str) -> str:
 
 
 def render_comparison(report: ComparisonReport) -> str:
+    """report.md of a comparison, from its report.json alone."""
     before, after = report["before"], report["after"]
     tasks = report["tasks"]
     lines = [f"# harness comparison: {before['label']} → {after['label']}", ""]

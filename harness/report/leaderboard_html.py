@@ -1,7 +1,8 @@
 """leaderboard.html: the leaderboard as one self-contained page (inline CSS and JS, no
 network), beside leaderboard.md. A table sorted by the board's ranking metric; a click on any
 column header sorts by it (again: the other way). Each row links to its run's report.html
-where one sits beside the row's report.json, by a path relative to the leaderboard folder."""
+where one sits beside the row's report.json, by a path relative to the leaderboard folder.
+"""
 
 from __future__ import annotations
 
@@ -40,6 +41,7 @@ def _num(value: Any) -> str:
 
 
 def render_leaderboard_html(board: Mapping[str, Any], out: Path) -> str:
+    """leaderboard.html: a self-contained sortable table, each row linked to its run's page."""
     cols = board["columns"]
     head = ['<th data-numeric="1">#</th><th>model</th><th>adapter</th>']
     head += [f'<th data-numeric="1" data-key="{_e(c["task"])}.{_e(c["metric"])}">'

@@ -12,6 +12,7 @@ from harness.shapes import RunReport
 
 
 def fmt_value(name: str, value: float | None) -> str:
+    """A metric value as the reports show it: a percentage for fractions."""
     if value is None:
         return "–"
     info = INFO.get(name)
@@ -27,6 +28,7 @@ def metric_order(name: str) -> tuple[int, str]:
 
 
 def metric_label(name: str) -> str:
+    """A metric's display name."""
     info = INFO.get(name)
     if info is None:
         return name
@@ -121,7 +123,8 @@ def methods_line(metrics: dict[str, Any]) -> list[str]:
 
 def _seeds_lines(task: Mapping[str, Any]) -> list[str]:
     """Sampled with several seeds: what the interval is clustered on, and the two variance
-    components of one draw per metric."""
+    components of one draw per metric.
+    """
     block = task.get("seeds")
     if not block:
         return []
@@ -136,6 +139,7 @@ def _seeds_lines(task: Mapping[str, Any]) -> list[str]:
 
 
 def render_run(report: RunReport) -> str:
+    """report.md of a run, from its report.json alone."""
     runs = list(iter_runs(report))
     dev = report["device"]
     lines = ["# harness run report", "",

@@ -10,6 +10,7 @@ from harness.shapes import ComparisonReport
 
 
 def render_deltas_png(report: ComparisonReport) -> bytes:
+    """deltas.png: each fraction metric's delta with its 95% interval, targets and forgetting."""
     import matplotlib
 
     matplotlib.use("Agg")

@@ -1,6 +1,7 @@
 """The shape of report.json as gate, leaderboard and compare read it, checked once on load so
 that a hand-edited or foreign file gives one line naming the key, not a KeyError later.
-docs/report-schema.md documents every field; this checks the ones the readers use."""
+docs/report-schema.md documents every field; this checks the ones the readers use.
+"""
 
 from __future__ import annotations
 

@@ -48,6 +48,7 @@ def finite(value: Any) -> Any:
 
 
 def dumps(report: Mapping[str, object]) -> str:
+    """report.json's bytes: sorted keys, non-finite numbers as null."""
     return json.dumps(finite(report), sort_keys=True, indent=2, ensure_ascii=False,
                       allow_nan=False) + "\n"
 
@@ -75,7 +76,8 @@ def atomic_write(path: Path, text: str | bytes) -> None:
 
 def prepare_out(out: Path) -> list[Path]:
     """Make sure --out can be written before any work: create it (and its parents) now.
-    Returns the folders created, so a failed command can remove them again if empty."""
+    Returns the folders created, so a failed command can remove them again if empty.
+    """
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--out {out} exists and is not a folder")
     missing = [p for p in [out, *out.parents] if not p.exists()][::-1]
@@ -117,7 +119,8 @@ def _alive(pid: int) -> bool:
 
 def remove_stale_staging(out: Path) -> None:
     """Staging folders and files left by a killed run (their process is gone); a live
-    process's stay."""
+    process's stay.
+    """
     for stale in out.glob(STAGING_PREFIX + "*"):
         pid = stale.name[len(STAGING_PREFIX):].split("-")[0]
         if pid.isdigit() and _alive(int(pid)):
@@ -131,7 +134,8 @@ def remove_stale_staging(out: Path) -> None:
 def write_folder(out: Path, files: Mapping[str, str | bytes],
                  replaces: Iterable[str] = REPORT_FILES) -> None:
     """Write `files` (path relative to out -> content) as one unit: staged, then moved in.
-    Entries named in `replaces` that the new set lacks are removed (a previous run's)."""
+    Entries named in `replaces` that the new set lacks are removed (a previous run's).
+    """
     out.mkdir(parents=True, exist_ok=True)
     remove_stale_staging(out)
     stage = Path(tempfile.mkdtemp(prefix=f"{STAGING_PREFIX}{os.getpid()}-", dir=out))
@@ -160,6 +164,7 @@ def write_folder(out: Path, files: Mapping[str, str | bytes],
 
 
 def samples_lines(records: list[Record]) -> str:
+    """Records as JSON lines (samples/TASK.jsonl)."""
     return "".join(json.dumps(finite(r), sort_keys=True, ensure_ascii=False, allow_nan=False)
                    + "\n" for r in records)
 

@@ -27,7 +27,8 @@ Scalar = str | int | float | bool
 @dataclass(frozen=True)
 class TrackerContext:
     """Where and as what a command logs: its --out folder (local logs go inside it), a run
-    name, the job ("train", "run", "compare")."""
+    name, the job ("train", "run", "compare").
+    """
 
     out: Path
     name: str
@@ -37,13 +38,17 @@ class TrackerContext:
 class Tracker(Protocol):
     """What a backend implements. Keys are `/`-separated (`train/loss`, `TASK/METRIC/after`)."""
 
-    def params(self, values: Mapping[str, Scalar]) -> None: ...
+    def params(self, values: Mapping[str, Scalar]) -> None:
+        """Log the run's parameters (a flat mapping)."""
 
-    def metrics(self, values: Mapping[str, float], step: int | None) -> None: ...
+    def metrics(self, values: Mapping[str, float], step: int | None) -> None:
+        """Log figures at a training step, or (step None) an evaluation's figures."""
 
-    def table(self, name: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None: ...
+    def table(self, name: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+        """Log a table (a task's samples)."""
 
-    def close(self, ok: bool) -> None: ...
+    def close(self, ok: bool) -> None:
+        """End the run, marked finished or failed."""
 
 
 # name -> (module under harness.track, the pip extra that brings its library)
@@ -55,6 +60,7 @@ TRACKERS: dict[str, tuple[str, str]] = {
 
 
 def missing_extra(name: str, err: ImportError) -> ConfigError:
+    """The error for a tracker whose library is not installed, naming its pip extra."""
     extra = TRACKERS[name][1]
     return ConfigError(f"--log-to {name} needs the {extra} package ({first_line(err)}); "
                        f"install it with: pip install 'harness[{extra}]'")
@@ -63,7 +69,8 @@ def missing_extra(name: str, err: ImportError) -> ConfigError:
 @dataclass
 class Trackers:
     """The trackers a command logs to, as one. A backend that raises is dropped; its error is
-    kept in `errors` (name -> one line) for the command to report once its outputs are safe."""
+    kept in `errors` (name -> one line) for the command to report once its outputs are safe.
+    """
 
     active: dict[str, Tracker] = field(default_factory=dict)
     errors: dict[str, str] = field(default_factory=dict)
@@ -83,16 +90,20 @@ class Trackers:
                     tracker.close(False)
 
     def params(self, values: Mapping[str, Scalar]) -> None:
+        """Log parameters to every tracker still active."""
         self._each("params", values)
 
     def metrics(self, values: Mapping[str, float], step: int | None = None) -> None:
+        """Log figures to every tracker still active (nothing for none)."""
         if values:
             self._each("metrics", values, step)
 
     def table(self, name: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+        """Log a table to every tracker still active."""
         self._each("table", name, columns, rows)
 
     def close(self, ok: bool) -> None:
+        """Close every tracker still active."""
         self._each("close", ok)
         self.active.clear()
 
@@ -111,7 +122,8 @@ LOCAL_FILES = ("tensorboard", "mlflow.db", "mlflow.db-journal", "mlruns", "wandb
 def open_trackers(names: Sequence[str], ctx: TrackerContext) -> Trackers:
     """Open each named tracker (none: an empty, inert set). Raises ConfigError for an unknown
     name or a missing package, before any work, closing those already open and removing the
-    local files they had just created."""
+    local files they had just created.
+    """
     trackers = Trackers()
     existed = {name for name in LOCAL_FILES if (ctx.out / name).exists()}
     try:

@@ -2,7 +2,8 @@
 artifacts. The store is $MLFLOW_TRACKING_URI where set (a server, a database); otherwise a
 local SQLite store in OUT (mlflow.db, artifacts in OUT/mlruns), MLflow's own local default
 since its file store went into maintenance. The experiment is $MLFLOW_EXPERIMENT_NAME or
-"harness"."""
+"harness".
+"""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ _KEY = re.compile(r"[^\w\-. /]")  # the characters MLflow allows in a key
 
 
 def key(name: str) -> str:
+    """A key MLflow accepts: characters it refuses become _."""
     return _KEY.sub("_", name)
 
 
@@ -53,12 +55,14 @@ class MlflowTracker:
                                              tags={"harness.job": ctx.job}).info.run_id
 
     def params(self, values: Mapping[str, Scalar]) -> None:
+        """Log parameters in one batch (values cut to MLflow's length limit)."""
         from mlflow.entities import Param
 
         self.client.log_batch(self.run_id, params=[
             Param(key(k), str(v)[:PARAM_CHARS]) for k, v in values.items()])
 
     def metrics(self, values: Mapping[str, float], step: int | None) -> None:
+        """Log figures in one batch at the step (0 for evaluation figures)."""
         import time
 
         from mlflow.entities import Metric
@@ -68,12 +72,15 @@ class MlflowTracker:
             Metric(key(k), float(v), now, step or 0) for k, v in values.items()])
 
     def table(self, name: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+        """Log the table as an MLflow table artifact under samples/."""
         data = {c: [row[i] for row in rows] for i, c in enumerate(columns)}
         self.client.log_table(self.run_id, data=data, artifact_file=f"samples/{key(name)}.json")
 
     def close(self, ok: bool) -> None:
+        """Mark the run FINISHED or FAILED."""
         self.client.set_terminated(self.run_id, status="FINISHED" if ok else "FAILED")
 
 
 def open_tracker(ctx: TrackerContext) -> MlflowTracker:
+    """An MLflow run in $MLFLOW_TRACKING_URI, else in OUT/mlflow.db."""
     return MlflowTracker(ctx)

@@ -1,6 +1,7 @@
 """A finished report folder as tracker entries, read from report.json and samples/ alone (as
 show and report.html are): every metric with its 95% CI bounds, the comparison's Δ, p and
-forgetting, the models and settings as parameters, and one samples table per task."""
+forgetting, the models and settings as parameters, and one samples table per task.
+"""
 
 from __future__ import annotations
 
@@ -31,7 +32,8 @@ def _numbers(prefix: str, block: Mapping[str, Any], fields: tuple[str, ...]) -> 
 
 def report_metrics(report: Report) -> dict[str, float]:
     """Comparison: TASK/METRIC/{before,after,delta,ci_low,ci_high,p_value}, the CI being Δ's.
-    Run: [LABEL/]TASK/METRIC/{value,ci_low,ci_high}, the label where the run has several."""
+    Run: [LABEL/]TASK/METRIC/{value,ci_low,ci_high}, the label where the run has several.
+    """
     out: dict[str, float] = {}
     if report["kind"] == "comparison":
         for task, block in report["tasks"].items():
@@ -49,6 +51,7 @@ def report_metrics(report: Report) -> dict[str, float]:
 
 
 def report_params(report: Report) -> dict[str, Scalar]:
+    """A report's kind, settings and models as flat parameters."""
     params: dict[str, Any] = {"kind": report.get("kind"), "settings": report.get("settings")}
     if report["kind"] == "comparison":
         params.update(before=report["before"]["label"], after=report["after"]["label"],
@@ -79,7 +82,8 @@ def _metric_names(sides: list[Side], task: str) -> list[str]:
 def sample_tables(report: Report, sides: list[Side]
                   ) -> list[tuple[str, list[str], list[list[Any]]]]:
     """(name, columns, rows) per task; for a comparison one table with both sides and each
-    per-example metric's Δ, for a run one per model and task."""
+    per-example metric's Δ, for a run one per model and task.
+    """
     tables = []
     if report["kind"] == "comparison":
         before, after = sides

@@ -3,7 +3,8 @@ and the samples as W&B Tables. $WANDB_MODE decides online or offline; where it i
 run is offline (nothing leaves the machine, no login prompt) and `wandb sync OUT/wandb/…`
 uploads it later; WANDB_MODE=online needs a login (checked first). The run's files, and
 wandb's cache and data folders (offline also its settings folder) where the user has not set
-them, stay in OUT. The project is $WANDB_PROJECT or "harness"."""
+them, stay in OUT. The project is $WANDB_PROJECT or "harness".
+"""
 
 from __future__ import annotations
 
@@ -71,20 +72,25 @@ class WandbTracker:
                               reinit="create_new")
 
     def params(self, values: Mapping[str, Scalar]) -> None:
+        """Log parameters into the run's config."""
         self.run.config.update(dict(values), allow_val_change=True)
 
     def metrics(self, values: Mapping[str, float], step: int | None) -> None:
+        """Log figures at the step; evaluation figures also go into the run's summary."""
         if step is None:  # evaluation figures: the run's summary, and one history row
             self.run.summary.update(dict(values))
         self.run.log(dict(values), step=step)
 
     def table(self, name: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+        """Log the table as a W&B Table under samples/."""
         self.run.log({f"samples/{name}": self.wandb.Table(columns=list(columns),
                                                          data=[list(r) for r in rows])})
 
     def close(self, ok: bool) -> None:
+        """Finish the run with exit code 0 or 1."""
         self.run.finish(exit_code=0 if ok else 1)
 
 
 def open_tracker(ctx: TrackerContext) -> WandbTracker:
+    """A W&B run: offline unless WANDB_MODE says otherwise, its files in OUT."""
     return WandbTracker(ctx)

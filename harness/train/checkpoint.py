@@ -32,6 +32,7 @@ def save_rng(folder: Path) -> None:
 
 
 def load_rng(folder: Path) -> None:
+    """Restore Python's, NumPy's, torch's (and CUDA's) random states from a checkpoint."""
     from safetensors.torch import load_file
 
     data = json.loads((folder / "rng.json").read_text())
@@ -75,12 +76,14 @@ def _checkpoints(root: Path) -> list[Path]:
 
 
 def latest_checkpoint(root: Path) -> Path | None:
+    """The newest checkpoint folder under root, or None."""
     found = _checkpoints(root)
     return found[-1] if found else None
 
 
 def load_checkpoint(folder: Path, peft_model: Any, optimizer: Any,
                     scheduler: Any) -> dict[str, Any]:
+    """Restore the adapter, optimizer and scheduler from a checkpoint; returns its state."""
     from peft import set_peft_model_state_dict
     from safetensors.torch import load_file
 

@@ -43,6 +43,7 @@ class BuildStats:
     dropped_empty_target: int
 
     def to_json(self) -> dict[str, int]:
+        """The counts as train_summary.json's data entry."""
         return {"rows": self.rows, "kept": self.kept, "truncated": self.truncated,
                 "dropped_no_target_room": self.dropped_no_target_room,
                 "dropped_empty_target": self.dropped_empty_target}
@@ -57,6 +58,7 @@ def template_tokens(task: TaskSpec, tokenizer: Any) -> int:
 
 def build_train_examples(task: TaskSpec, examples: Sequence[Example], tokenizer: Any,
                          max_length: int) -> tuple[list[TrainExample], BuildStats]:
+    """Token ids and loss masks (prompt masked out); what was kept, cut or dropped."""
     builder = PromptBuilder(task, tokenizer)
     eos = tokenizer.eos_token_id
     out: list[TrainExample] = []

@@ -24,8 +24,9 @@ def linear_layer_names(model: Any) -> list[str]:
 
 
 def disable_avx512bf16_repack(model: Any) -> None:
-    """bitsandbytes on CPUs with AVX512-BF16 repacks 4-bit weights on an eval-mode forward,
-    after which training gets no gradient through them; keep the trainable layout."""
+    """Keep bitsandbytes' trainable 4-bit layout: on CPUs with AVX512-BF16 an eval-mode forward
+    repacks the weights, after which training gets no gradient through them.
+    """
     for module in model.modules():
         if type(module).__name__ == "Linear4bit" and hasattr(module,
                                                              "support_avx512bf16_for_cpu"):
@@ -33,6 +34,7 @@ def disable_avx512bf16_repack(model: Any) -> None:
 
 
 def load_for_training(spec: TrainSpec, device: str) -> Any:
+    """The base (4-bit where the recipe says) with LoRA attached, ready to train."""
     import torch
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM, BitsAndBytesConfig
@@ -111,7 +113,8 @@ class TargetLoss(torch.nn.Module):
     """Summed cross-entropy over target tokens, computing the LM head only where labels are
     set (the prompt is most of a summarization row), in float32. Falls back to full logits for
     heads that are not a plain linear layer. An nn.Module, so `accelerate` can wrap it in DDP
-    and the forward goes through the wrapper."""
+    and the forward goes through the wrapper.
+    """
 
     def __init__(self, peft_model: Any):
         super().__init__()
@@ -119,6 +122,7 @@ class TargetLoss(torch.nn.Module):
         self.fast = decoder_and_head(peft_model) is not None
 
     def forward(self, input_ids: Any, attention_mask: Any, labels: Any) -> tuple[Any, Any]:
+        """The loss over target tokens only, computing the LM head at those positions alone."""
         import torch.nn.functional as F
 
         shifted = labels[:, 1:]

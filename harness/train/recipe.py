@@ -71,7 +71,9 @@ class TrainingSpec:
 
 @dataclass(frozen=True)
 class TrainSpec:
-    """A whole recipe. Fields:
+    """A whole recipe.
+
+    Fields:
 
     name: output folder name under adapters/ (and the recipe's identity).
     base: hub id or local folder of the base model.
@@ -97,6 +99,7 @@ class TrainSpec:
     out: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
+        """The recipe as plain data (train_summary.json, trackers)."""
         data = asdict(self)
         data["lora"]["target_modules"] = list(self.lora.target_modules)
         return data
@@ -209,6 +212,7 @@ def _range_problems(t: dict[str, Any], lora: dict[str, Any]) -> list[str]:
 
 
 def parse_recipe(raw: Any, source: str) -> TrainSpec:
+    """A recipe from parsed YAML, every value checked."""
     if not isinstance(raw, dict):
         raise ConfigError(f"{source}: a recipe must be a mapping of keys")
     top = {f.name for f in fields(TrainSpec)}
@@ -271,6 +275,7 @@ def parse_recipe(raw: Any, source: str) -> TrainSpec:
 
 
 def load_recipe(path: Path, overrides: list[str]) -> TrainSpec:
+    """A recipe file with key=value overrides applied, checked."""
     raw = yamlio.load_file(path, "recipe")
     if raw is not None and not isinstance(raw, dict):
         raise ConfigError(f"{path}: a recipe must be a mapping of keys (name, base, task, ...)")

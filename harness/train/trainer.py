@@ -48,6 +48,7 @@ CUDA_ONLY_OPTIMIZERS = ("adamw_8bit", "paged_adamw_8bit", "paged_adamw_32bit")
 
 
 def check_device(spec: TrainSpec, device: str) -> None:
+    """Raise ConfigError for settings this device cannot run (CUDA optimizers, fp16, int8)."""
     t = spec.training
     if not device.startswith("cuda"):
         if t.optimizer in CUDA_ONLY_OPTIMIZERS:
@@ -79,7 +80,8 @@ def _load_side(spec: TrainSpec, side: str, path: str | None, policy: CodePolicy)
 def _task_data(spec: TrainSpec, paths: dict[str, str],
                policy: CodePolicy) -> tuple[list[Any], list[Any], str | None]:
     """Training and eval examples, and a note when the eval rows were held out of the
-    training file: a train file with no eval file gives up a seeded slice of its rows."""
+    training file: a train file with no eval file gives up a seeded slice of its rows.
+    """
     train_path = paths.get(f"{spec.task}:train") or paths.get(spec.task) or spec.train.file
     eval_path = paths.get(f"{spec.task}:eval") or spec.eval.file
     train_rows = _load_side(spec, "train", train_path, policy)
@@ -179,6 +181,7 @@ def _eval_loss(loss_fn: Any, examples: list[TrainExample], batch_size: int, pad_
 
 
 def plot_losses(log: list[dict[str, Any]], path: Path) -> None:
+    """loss.png: training and eval loss by step."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -205,7 +208,8 @@ def train(spec: TrainSpec, data_paths: dict[str, str], resume: bool = False,
           trackers: Trackers | None = None) -> Path:
     """Train the recipe's adapter into its out folder. `trackers` (--log-to) get the recipe as
     parameters, each logged row (loss, eval loss, learning rate, gradient norm, tokens/s) at
-    its step, and the run's summary figures."""
+    its step, and the run's summary figures.
+    """
     import torch
     from accelerate import Accelerator
     from transformers import get_scheduler
@@ -384,7 +388,8 @@ def _finish(spec: TrainSpec, out: Path, tokenizer: Any, log: list[dict[str, Any]
             state: dict[str, Any], train_stats: BuildStats, eval_stats: BuildStats, total: int,
             seconds: float) -> dict[str, Any]:
     """The best checkpoint becomes the adapter; summary, resolved recipe, tokenizer, plot.
-    Returns the summary."""
+    Returns the summary.
+    """
     from harness.report.build import versions
     from harness.report.write import atomic_write
 

@@ -29,6 +29,7 @@ from harness.shapes import (
     RunReport,
     TaskResult,
 )
+from harness.specs import RunSpec, TaskSpec
 from harness.stats import ALPHA, POWER, PairedDelta, paired_delta, paired_delta_corpus
 
 N_EXAMPLES = 3
@@ -256,7 +257,7 @@ def write_comparison(out: Path, report: ComparisonReport, before: RunView, after
                         {"before": before.samples, "after": after.samples}, extra)
 
 
-def compare_models(spec: Any, registry: Mapping[str, Any], general: Sequence[str],
+def compare_models(spec: RunSpec, registry: Mapping[str, TaskSpec], general: Sequence[str],
                    resamples: int, out: Path, adjustment: str = "holm") -> str:
     """Load the base once, evaluate it with the adapter off ("before") and on ("after") on
     every task, compare, write. `spec` is a RunSpec with one adapter and include_base.
@@ -269,6 +270,7 @@ def compare_models(spec: Any, registry: Mapping[str, Any], general: Sequence[str
         return ""
     before, after = views_from_run(run_report, samples)
     report = compare_runs(before, after, general, resamples, spec.seed, adjustment)
+    report["settings"]["backend"] = spec.backend
     return write_comparison(out, report, before, after, run_report)
 
 
@@ -282,7 +284,7 @@ class DivergenceSpec:
     max_tokens: int = 16_384
 
 
-def compare_two_models(spec: Any, candidate: str, registry: Mapping[str, Any],
+def compare_two_models(spec: RunSpec, candidate: str, registry: Mapping[str, TaskSpec],
                        general: Sequence[str], resamples: int, out: Path,
                        adjustment: str = "holm",
                        divergence: DivergenceSpec = DivergenceSpec()) -> str:
@@ -312,12 +314,13 @@ def compare_two_models(spec: Any, candidate: str, registry: Mapping[str, Any],
         before.label, after.label = "base", "candidate"
     report = compare_runs(before, after, general, resamples, spec.seed, adjustment)
     report["mode"] = "models"
+    report["settings"]["backend"] = spec.backend
     report["divergence"] = divergence_block
     return write_comparison(out, report, before, after,
                             {"before": before_report, "after": after_report})
 
 
-def _divergence(base_spec: Any, cand_spec: Any, registry: Mapping[str, Any],
+def _divergence(base_spec: RunSpec, cand_spec: RunSpec, registry: Mapping[str, TaskSpec],
                 spec: DivergenceSpec) -> dict[str, Any]:
     """Both models loaded at once; measured before the task runs, so a tokenizer mismatch
     stops the command before hours of evaluation.

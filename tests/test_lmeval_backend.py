@@ -76,3 +76,16 @@ def test_unknown_backend_is_one_line(tiny_lm, tmp_path, capsys):
     err = capsys.readouterr().err
     assert "--backend" in err and "invalid choice" in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "x").exists()
+
+
+def test_compare_records_the_backend(tiny_lm, adapter, example_data, tmp_path):
+    out = tmp_path / "cmp"
+    assert main(["compare", "--base", str(tiny_lm), "--adapter", str(adapter), "--tasks",
+                 "hellaswag", "--data", f"hellaswag={example_data['hellaswag']}", "--limit",
+                 "8", "--backend", "lm-eval", "--no-cache", "--resamples", "200",
+                 "--out", str(out)]) == 0
+    report = json.loads((out / "report.json").read_text())
+    assert report["settings"]["backend"] == "lm-eval"
+    runs = json.loads((out / "runs.json").read_text())
+    assert runs["settings"]["backend"] == "lm-eval"
+    assert {r["engine"]["decode_mode"] for r in runs["runs"]} == {"lm-eval HFLM generate"}

@@ -498,6 +498,7 @@ CASES: list[Case] = [
     cli_case("cli-bootstrap-huge", ("--bootstrap", "10000000000"), r"at most"),
     cli_case("cli-limit-text", ("--limit", "ten"), r"--limit: expected a positive integer"),
     cli_case("cli-max-length-zero", ("--max-length", "0"), r"expected a positive integer"),
+    cli_case("cli-backend-unknown", ("--backend", "vllm"), r"--backend: invalid choice: 'vllm'"),
     Case("cli-lm-eval-include-missing", "cli", lambda box, res: run(
         box, res, "--tasks", "lm_eval:x", "--lm-eval-include", "nowhere"), r"is not a folder"),
     cli_case("cli-include-base-alone", ("--include-base",), r"needs at least one --adapter"),

@@ -8,6 +8,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from harness.stats import clean
+
 ADJUSTMENTS = ("holm", "bh", "none")
 
 
@@ -29,5 +31,4 @@ def adjust(p_values: Sequence[float], method: str = "holm") -> list[float]:
         raise ValueError(f"unknown adjustment {method!r}")
     out = np.empty(m)
     out[order] = np.minimum(adj, 1.0)
-    # Rounded as stats rounds: identical runs give identical report bytes across platforms.
-    return [float(round(float(x), 12)) for x in out]
+    return [clean(x) for x in out]

@@ -20,7 +20,8 @@ from harness.engine import (
     LoglikelihoodResult,
     PendingChoices,
 )
-from harness.engine.greedy import Generation, _generation
+from harness.engine.batching import left_padded
+from harness.engine.greedy import Generation, generation_from_ids
 from harness.errors import DataError, first_line
 from harness.progress import Progress
 from harness.shapes import EngineRan
@@ -45,7 +46,6 @@ class LmEvalBackend:
         self.batch_size = batch_size
         self.lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size or "auto",
                        max_length=max_length)
-        self.calls = 0
 
     def ran(self) -> EngineRan:
         """What ran, for report.json's per-run `engine` block."""
@@ -58,6 +58,12 @@ class LmEvalBackend:
         (its batching, its left truncation to max_length + 1 tokens).
         """
         task_id = progress.add(label, len(requests))
+        results = self._loglikelihoods(requests)
+        progress.advance(task_id, len(requests))
+        return results
+
+    def _loglikelihoods(self, requests: Sequence[LoglikelihoodRequest],
+                        ) -> list[LoglikelihoodResult]:
         reqs = []
         for r in requests:
             if not r.continuation:
@@ -70,18 +76,17 @@ class LmEvalBackend:
         except Exception as err:
             raise DataError(f"lm-eval backend: log-likelihoods failed: {first_line(err)}") \
                 from None
-        progress.advance(task_id, len(requests))
-        self.calls += 1
         return [LoglikelihoodResult(float(lp), bool(greedy), len(r.continuation))
                 for (lp, greedy), r in zip(out, requests, strict=True)]
 
     def submit_choices(self, groups: Sequence[Choices], progress: Progress,
                        label: str) -> PendingChoices:
         """Every choice of every item as one log-likelihood request each (lm-eval's layout:
-        the context repeated per choice); computed here, so `collect_choices` only reads.
+        the context repeated per choice); computed here, so `collect_choices` only reads (and
+        moves the kind's progress bar).
         """
         flat = [LoglikelihoodRequest(ctx, cont) for ctx, conts in groups for cont in conts]
-        results = iter(self.loglikelihood(flat, progress, label))
+        results = iter(self._loglikelihoods(flat))
         out: list[list[LoglikelihoodResult] | None] = [
             [next(results) for _ in conts] for _, conts in groups]
         return PendingChoices(groups, out, [])
@@ -103,7 +108,7 @@ class LmEvalBackend:
         if spec.do_sample:
             torch.manual_seed(spec.seed)
         eos = self.tokenizer.eos_token_id
-        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else eos
+        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
         order = sorted(range(len(prompts)), key=lambda i: -len(prompts[i]))
         size = self.batch_size or GENERATION_BATCH
         outputs: list[Generation | None] = [None] * len(prompts)
@@ -112,13 +117,8 @@ class LmEvalBackend:
             kwargs.update(temperature=spec.temperature, top_p=spec.top_p)
         for start in range(0, len(order), size):
             batch = order[start: start + size]
-            width = max(len(prompts[i]) for i in batch)
-            ids = torch.full((len(batch), width), pad if pad is not None else 0,
-                             dtype=torch.long)
-            mask = torch.zeros((len(batch), width), dtype=torch.long)
-            for row, i in enumerate(batch):
-                ids[row, width - len(prompts[i]):] = torch.tensor(list(prompts[i]))
-                mask[row, width - len(prompts[i]):] = 1
+            ids, mask = left_padded(prompts, batch, pad)
+            width = ids.shape[1]
             try:
                 new = self.lm._model_generate(
                     context=ids.to(self.lm.device), attention_mask=mask.to(self.lm.device),
@@ -127,7 +127,7 @@ class LmEvalBackend:
                 raise DataError(f"lm-eval backend: generation failed: {first_line(err)}") \
                     from None
             for row, i in enumerate(batch):
-                outputs[i] = _generation(self.tokenizer, new[row, width:].tolist(), eos, spec)
+                outputs[i] = generation_from_ids(self.tokenizer, new[row, width:].tolist(),
+                                                 eos, spec)
             progress.advance(task_id, len(batch))
-        self.calls += 1
         return [g for g in outputs if g is not None]

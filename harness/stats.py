@@ -65,8 +65,10 @@ def _resample_indices(n: int, resamples: int, seed: int, chunk: int = 200,
         done += size
 
 
-def _clean(x: float) -> float:
-    # Round away float noise so identical runs give identical report bytes across platforms.
+def clean(x: float) -> float:
+    """A figure as reports keep it: float noise rounded away (12 decimals), so identical runs
+    give identical report bytes across platforms.
+    """
     return float(round(float(x), 12))
 
 
@@ -103,15 +105,15 @@ def summarize(values: Sequence[float], resamples: int = DEFAULT_RESAMPLES,
     mean = float(arr.mean())
     binary = is_binary(arr) if proportion is None else proportion and is_binary(arr)
     if n < 2:
-        return MetricValue(_clean(mean), (_clean(mean), _clean(mean)), 0.0, n,
+        return MetricValue(clean(mean), (clean(mean), clean(mean)), 0.0, n,
                            WILSON if binary else T_MEAN)
     stderr = float(arr.std(ddof=1) / np.sqrt(n))
     if binary:
         lo, hi = wilson(float(arr.sum()), n)
-        return MetricValue(_clean(mean), (_clean(lo), _clean(hi)), _clean(stderr), n, WILSON)
+        return MetricValue(clean(mean), (clean(lo), clean(hi)), clean(stderr), n, WILSON)
     q = float(student.ppf(1 - ALPHA / 2, n - 1))
-    return MetricValue(_clean(mean), (_clean(mean - q * stderr), _clean(mean + q * stderr)),
-                       _clean(stderr), n, T_MEAN)
+    return MetricValue(clean(mean), (clean(mean - q * stderr), clean(mean + q * stderr)),
+                       clean(stderr), n, T_MEAN)
 
 
 def _bca_levels(draws: np.ndarray, estimate: float, jackknife: np.ndarray,
@@ -145,14 +147,14 @@ def summarize_corpus(stats: np.ndarray, compute: Callable[[np.ndarray], float],
     n = int(stats.shape[0])
     value = compute(stats.sum(axis=0))
     if n < 2:
-        return MetricValue(_clean(value), (_clean(value), _clean(value)), 0.0, n, BCA)
+        return MetricValue(clean(value), (clean(value), clean(value)), 0.0, n, BCA)
     draws = []
     for idx in _resample_indices(n, resamples, seed):
         draws += [compute(s) for s in stats[idx].sum(axis=1)]
     arr = np.asarray(draws, dtype=np.float64)
     lo_level, hi_level = _bca_levels(arr, value, _jackknife(stats, compute), ALPHA)
     lo, hi = np.quantile(arr, [lo_level, hi_level])
-    return MetricValue(_clean(value), (_clean(lo), _clean(hi)), _clean(arr.std(ddof=1)), n, BCA)
+    return MetricValue(clean(value), (clean(lo), clean(hi)), clean(arr.std(ddof=1)), n, BCA)
 
 
 # ---- two models on the same examples ---------------------------------------------------------
@@ -200,7 +202,7 @@ def mcnemar_midp(b: int, c: int) -> float:
         return 1.0
     k = min(b, c)
     p = 2.0 * (float(binom.cdf(k - 1, d, 0.5)) + 0.5 * float(binom.pmf(k, d, 0.5)))
-    return _clean(min(1.0, p))
+    return clean(min(1.0, p))
 
 
 def mcnemar_exact(before_correct: Sequence[float], after_correct: Sequence[float]) -> float:
@@ -211,7 +213,7 @@ def mcnemar_exact(before_correct: Sequence[float], after_correct: Sequence[float
     c = int(sum(1 for x, y in zip(before_correct, after_correct, strict=True) if y and not x))
     if b + c == 0:
         return 1.0
-    return _clean(min(1.0, 2.0 * binom.cdf(min(b, c), b + c, 0.5)))
+    return clean(min(1.0, 2.0 * binom.cdf(min(b, c), b + c, 0.5)))
 
 
 def tango_score(b: np.ndarray, c: np.ndarray, n: np.ndarray, delta: np.ndarray) -> np.ndarray:
@@ -270,7 +272,7 @@ def mde_paired_proportion(discordant: float, n: int, alpha: float = ALPHA,
     for _ in range(60):
         mid = (lo + hi) / 2
         lo, hi = (mid, hi) if gap(mid) < 0 else (lo, mid)
-    return _clean(hi)
+    return clean(hi)
 
 
 def paired_proportion_tables(b: ArrayLike, c: ArrayLike, n: ArrayLike,
@@ -296,8 +298,8 @@ def paired_proportions(before: np.ndarray, after: np.ndarray) -> PairedDelta:
     b = int(np.sum((before == 1) & (after == 0)))
     c = int(np.sum((before == 0) & (after == 1)))
     lo, hi, p = paired_proportion_tables([b], [c], [n])
-    d = PairedDelta(_clean(before.mean()), _clean(after.mean()), _clean((c - b) / n),
-                    (_clean(lo[0]), _clean(hi[0])), _clean(p[0]), TANGO,
+    d = PairedDelta(clean(before.mean()), clean(after.mean()), clean((c - b) / n),
+                    (clean(lo[0]), clean(hi[0])), clean(p[0]), TANGO,
                     mde_paired_proportion((b + c) / n, n))
     return _agree(d)
 
@@ -336,9 +338,9 @@ def paired_t(before: np.ndarray, after: np.ndarray) -> PairedDelta:
     plan_sd = sd if sd > 0 else float(np.sqrt(before.var(ddof=1) + after.var(ddof=1)))
     mde = float((student.ppf(1 - ALPHA / 2, n - 1) + student.ppf(POWER, n - 1))
                 * plan_sd / np.sqrt(n))
-    return _agree(PairedDelta(_clean(before.mean()), _clean(after.mean()), _clean(diff.mean()),
-                              (_clean(lo[0]), _clean(hi[0])), _clean(p[0]), T_PAIRED,
-                              _clean(mde)))
+    return _agree(PairedDelta(clean(before.mean()), clean(after.mean()), clean(diff.mean()),
+                              (clean(lo[0]), clean(hi[0])), clean(p[0]), T_PAIRED,
+                              clean(mde)))
 
 
 def paired_delta(before: Sequence[float], after: Sequence[float], resamples: int = 10_000,
@@ -356,8 +358,8 @@ def paired_delta(before: Sequence[float], after: Sequence[float], resamples: int
     binary = binary if proportion is None else proportion and binary
     if n < 2:
         delta = float((a - b).mean()) if n else 0.0
-        return PairedDelta(_clean(b.mean()) if n else 0.0, _clean(a.mean()) if n else 0.0,
-                           _clean(delta), (_clean(delta), _clean(delta)), None,
+        return PairedDelta(clean(b.mean()) if n else 0.0, clean(a.mean()) if n else 0.0,
+                           clean(delta), (clean(delta), clean(delta)), None,
                            TANGO if binary else T_PAIRED, None)
     if binary:
         return paired_proportions(b, a)
@@ -398,8 +400,8 @@ def paired_delta_corpus(before: np.ndarray, after: np.ndarray,
     vb, va = compute(before.sum(axis=0)), compute(after.sum(axis=0))
     n = before.shape[0]
     if n < 2:
-        return PairedDelta(_clean(vb), _clean(va), _clean(va - vb),
-                           (_clean(va - vb), _clean(va - vb)), None, BCA_PAIRED, None)
+        return PairedDelta(clean(vb), clean(va), clean(va - vb),
+                           (clean(va - vb), clean(va - vb)), None, BCA_PAIRED, None)
     draws, draws_b, draws_a = [], [], []
     for idx in _resample_indices(n, resamples, seed):
         sb, sa = before[idx].sum(axis=1), after[idx].sum(axis=1)
@@ -418,5 +420,5 @@ def paired_delta_corpus(before: np.ndarray, after: np.ndarray,
         se = float(np.hypot(np.std(draws_a, ddof=1), np.std(draws_b, ddof=1)))
     mde = (float(norm.ppf(1 - ALPHA / 2)) + float(norm.ppf(POWER))) * se
     p = _bca_p_value(arr, estimate, jack)
-    return _agree(PairedDelta(_clean(vb), _clean(va), _clean(estimate),
-                              (_clean(lo), _clean(hi)), _clean(p), BCA_PAIRED, _clean(mde)))
+    return _agree(PairedDelta(clean(vb), clean(va), clean(estimate),
+                              (clean(lo), clean(hi)), clean(p), BCA_PAIRED, clean(mde)))

@@ -10,9 +10,8 @@ ROOT = Path(__file__).resolve().parents[1] / "harness"
 # Lowest first. A package (engine, kinds, metrics, report, track, train) is one unit.
 LAYERS = [
     {"errors", "env", "paths", "yamlio", "options", "policy", "specs", "progress",
-     "distributed", "transforms", "store", "gguf_base", "fingerprint", "shapes", "adjust",
-     "harness"},
-    {"metrics", "stats", "seeds", "degenerate", "prompts", "kernels", "_triton_kernels",
+     "distributed", "transforms", "store", "gguf_base", "fingerprint", "shapes", "harness"},
+    {"metrics", "stats", "adjust", "seeds", "degenerate", "prompts", "kernels", "_triton_kernels",
      "lmeval", "data", "tiny", "examples"},
     {"engine", "backend", "lmeval_backend", "models"},
     {"kinds", "registry"},

@@ -73,6 +73,22 @@ class _Shape:
     vocab: int
 
 
+def left_padded(prompts: Sequence[Sequence[int]], batch: Sequence[int],
+                pad_id: int) -> tuple[Any, Any]:
+    """The batch's prompts left-padded to the longest, as `generate` takes them: (input ids,
+    attention mask), both [rows, longest] long tensors on the CPU.
+    """
+    import torch
+
+    width = max(len(prompts[i]) for i in batch)
+    ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(batch), width), dtype=torch.long)
+    for row, i in enumerate(batch):
+        ids[row, width - len(prompts[i]):] = torch.tensor(list(prompts[i]))
+        mask[row, width - len(prompts[i]):] = 1
+    return ids, mask
+
+
 def _shape(model: Any) -> _Shape:
     """The sizes the memory estimates and kernel checks need, from the (inner, text) config,
     with Llama-7B-like defaults where a config lacks one.

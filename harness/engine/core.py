@@ -22,9 +22,10 @@ from harness.engine.batching import (
     auto_token_budget,
     greedy_batches,
     greedy_costs,
+    left_padded,
 )
 from harness.engine.choices import packed_rows
-from harness.engine.greedy import Generation, _generation, greedy
+from harness.engine.greedy import Generation, generation_from_ids, greedy
 from harness.engine.logprobs import _gather_logprobs
 from harness.options import EngineOptions
 from harness.progress import Progress
@@ -299,13 +300,8 @@ class Engine:
             if fast:
                 new = greedy(self, [prompts[i] for i in batch], spec.max_new_tokens, eos)
             else:
-                pad_to = max(len(prompts[i]) for i in batch)
-                ids = torch.full((len(batch), pad_to), self.pad_id, dtype=torch.long)
-                mask = torch.zeros((len(batch), pad_to), dtype=torch.long)
-                for row, i in enumerate(batch):
-                    p = list(prompts[i])
-                    ids[row, pad_to - len(p):] = torch.tensor(p)
-                    mask[row, pad_to - len(p):] = 1
+                ids, mask = left_padded(prompts, batch, self.pad_id)
+                pad_to = ids.shape[1]
                 kwargs: dict[str, Any] = dict(
                     max_new_tokens=spec.max_new_tokens, do_sample=spec.do_sample,
                     pad_token_id=self.pad_id, eos_token_id=eos)
@@ -321,7 +317,7 @@ class Engine:
                 new = out[:, pad_to:].tolist()
                 self.decode_mode = "generate"
             for row, i in enumerate(batch):
-                outputs[i] = _generation(self.tokenizer, new[row], eos, spec)
+                outputs[i] = generation_from_ids(self.tokenizer, new[row], eos, spec)
             progress.advance(task_id, len(batch))
 
         if fast and self.batch_size is None and self.device.startswith("cuda") and \

@@ -38,8 +38,11 @@ class Generation:
     hit_max_new_tokens: bool
 
 
-def _generation(tokenizer: Any, ids: Sequence[int], eos: int | None,
-                spec: GenerationSpec) -> Generation:
+def generation_from_ids(tokenizer: Any, ids: Sequence[int], eos: int | None,
+                        spec: GenerationSpec) -> Generation:
+    """A row's new token ids as a `Generation`: cut at the first EOS (what follows is padding),
+    decoded, cut at a stop string; whether it ran into max_new_tokens. Every backend ends here.
+    """
     ids = list(ids)
     finished = eos is not None and eos in ids
     if eos is not None and finished:

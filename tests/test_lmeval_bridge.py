@@ -73,3 +73,24 @@ def test_unknown_lm_eval_task(tiny_lm, tmp_path, capsys):
                  str(tmp_path / "o"), "--no-cache"]) == 2
     err = capsys.readouterr().err
     assert "lm-eval knows no task 'arc_eazy'" in err and "lm_eval:arc_easy" in err
+
+
+def test_damaged_lm_eval_index_is_recomputed(tiny_lm, lm_eval_dir, tmp_path):
+    """The store's "__index__" row of an lm-eval task, damaged: the task runs again (same
+    figures), no traceback."""
+    import sqlite3
+
+    d, _ = lm_eval_dir
+    args = ["run", "--base", str(tiny_lm), "--tasks", "lm_eval:hs_local", "--lm-eval-include",
+            str(d), "--allow-code", "--cache-dir", str(tmp_path / "cache")]
+    assert main([*args, "--out", str(tmp_path / "a")]) == 0
+    db = sqlite3.connect(tmp_path / "cache" / "results.sqlite")
+    with db:
+        assert db.execute("UPDATE results SET record = ? WHERE example_hash = '__index__'",
+                          ('{"example_hash": "__index__"}',)).rowcount == 1
+    db.close()
+    assert main([*args, "--out", str(tmp_path / "b")]) == 0
+    first, again = (json.loads((tmp_path / o / "report.json").read_text())["tasks"]
+                    ["lm_eval:hs_local"] for o in ("a", "b"))
+    assert again["timings"]["examples_computed"] == 30
+    assert again["metrics"] == first["metrics"]

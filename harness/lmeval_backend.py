@@ -46,11 +46,14 @@ class LmEvalBackend:
         self.batch_size = batch_size
         self.lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size or "auto",
                        max_length=max_length)
+        self.generated = False
 
     def ran(self) -> EngineRan:
-        """What ran, for report.json's per-run `engine` block."""
-        return {"decode_mode": "lm-eval HFLM generate", "decode_attention": None,
-                "fused_kernels": [], "backoffs": 0}
+        """What ran, for report.json's per-run `engine` block (decode_mode null, as the engine's,
+        when nothing was generated).
+        """
+        return {"decode_mode": "lm-eval HFLM generate" if self.generated else None,
+                "decode_attention": None, "fused_kernels": [], "backoffs": 0}
 
     def loglikelihood(self, requests: Sequence[LoglikelihoodRequest], progress: Progress,
                       label: str) -> list[LoglikelihoodResult]:
@@ -105,6 +108,7 @@ class LmEvalBackend:
         import torch
 
         task_id = progress.add(label, len(prompts))
+        self.generated = True
         if spec.do_sample:
             torch.manual_seed(spec.seed)
         eos = self.tokenizer.eos_token_id

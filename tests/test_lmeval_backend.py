@@ -88,4 +88,5 @@ def test_compare_records_the_backend(tiny_lm, adapter, example_data, tmp_path):
     assert report["settings"]["backend"] == "lm-eval"
     runs = json.loads((out / "runs.json").read_text())
     assert runs["settings"]["backend"] == "lm-eval"
-    assert {r["engine"]["decode_mode"] for r in runs["runs"]} == {"lm-eval HFLM generate"}
+    # Multiple choice only: nothing generated, so no decode mode (as with the engine).
+    assert {r["engine"]["decode_mode"] for r in runs["runs"]} == {None}

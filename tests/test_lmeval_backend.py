@@ -45,6 +45,8 @@ def test_backends_give_the_same_records(both):
     report_lm = json.loads((lm / "report.json").read_text())
     assert report_lm["settings"]["backend"] == "lm-eval"
     assert report_hf["settings"]["backend"] == "hf"
+    assert "model calls by lm-eval" in (lm / "report.md").read_text()
+    assert "model calls by" not in (hf / "report.md").read_text()
     for run_hf, run_lm in zip(report_hf["runs"], report_lm["runs"], strict=True):
         label = run_hf["label"]
         assert run_lm["engine"]["decode_mode"] == "lm-eval HFLM generate"
@@ -86,6 +88,7 @@ def test_compare_records_the_backend(tiny_lm, adapter, example_data, tmp_path):
                  "--out", str(out)]) == 0
     report = json.loads((out / "report.json").read_text())
     assert report["settings"]["backend"] == "lm-eval"
+    assert "Model calls by lm-eval (--backend lm-eval)." in (out / "report.md").read_text()
     runs = json.loads((out / "runs.json").read_text())
     assert runs["settings"]["backend"] == "lm-eval"
     # Multiple choice only: nothing generated, so no decode mode (as with the engine).

@@ -9,6 +9,7 @@ from harness.degenerate import warning_lines
 from harness.metrics import INFO
 from harness.report.markdown import (
     adapter_check,
+    backend_note,
     fmt_value,
     methods_line,
     metric_label,
@@ -131,6 +132,8 @@ def render_comparison(report: ComparisonReport) -> str:
     before, after = report["before"], report["after"]
     tasks = report["tasks"]
     lines = [f"# harness comparison: {before['label']} → {after['label']}", ""]
+    if backend_note(report.get("settings", {})):
+        lines += [backend_note(report["settings"]).removeprefix(" · ").capitalize() + ".", ""]
     for name, task in sorted(tasks.items()):
         for side in ("before", "after"):
             label = before["label"] if side == "before" else after["label"]

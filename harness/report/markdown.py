@@ -138,13 +138,20 @@ def _seeds_lines(task: Mapping[str, Any]) -> list[str]:
     return out
 
 
+def backend_note(settings: Mapping[str, Any]) -> str:
+    """" · model calls by BACKEND" where a run's model calls were not the harness's engine."""
+    backend = settings.get("backend", "hf")
+    return "" if backend == "hf" else f" · model calls by {backend} (--backend {backend})"
+
+
 def render_run(report: RunReport) -> str:
     """report.md of a run, from its report.json alone."""
     runs = list(iter_runs(report))
     dev = report["device"]
     lines = ["# harness run report", "",
              f"harness {report['harness_version']} · {dev['type']} ({dev.get('name')}) · "
-             f"{dev['dtype']} · created {report['created_at']}", "",
+             f"{dev['dtype']} · created {report['created_at']}"
+             f"{backend_note(report.get('settings', {}))}", "",
              "Scores marked (%) are shown ×100; report.json holds them as fractions in [0, 1]. "
              "95% CIs by the kind of value: Wilson for accuracies, Student t for per-example "
              "scores, BCa bootstrap over documents for corpus metrics "
